@@ -1,0 +1,327 @@
+/** Campaign creation, lookup, listing, stats and closing, over an injected Redis client. */
+import { randomBytes } from 'node:crypto';
+import {
+  CAMPAIGN_ID_PATTERN,
+  invalidArgument,
+  keys,
+  notFound,
+  USER_ID_PATTERN,
+  type RedisClient,
+} from '@redpacket/lib';
+import {
+  CampaignState,
+  Split,
+  type Campaign,
+  type CampaignStats,
+  type CreateCampaignRequest,
+  type Eligibility,
+} from '@redpacket/proto';
+import { batchSizes, MAX_PACKETS, MAX_TOTAL_CENTS, packetIds, splitAmounts } from './split.js';
+
+export const MAX_BATCHES = 1000;
+export const MAX_INTERVAL_MS = 7 * 24 * 3600 * 1000;
+/** Items per RPUSH and commands per pipeline when writing the amounts. */
+const PUSH_CHUNK = 5000;
+const PIPELINE_PUSHES = 20;
+
+/** What Redis holds in a campaign's meta hash, parsed. */
+export interface CampaignMeta {
+  id: string;
+  name: string;
+  totalCents: number;
+  count: number;
+  split: Split;
+  batches: number;
+  intervalMs: number;
+  startMs: number;
+  expiresMs: number;
+  ownerId: string;
+  createdMs: number;
+  closed: boolean;
+  closeReason: string;
+  batchSizes: number[];
+  eligibility: Eligibility;
+  settled: boolean;
+}
+
+/** Checks a campaign id's shape: INVALID_ARGUMENT before any Redis access. */
+export function checkCampaignId(id: string, field = 'campaign_id'): string {
+  if (!CAMPAIGN_ID_PATTERN.test(id)) throw invalidArgument(field, 'must be 1-64 characters of [A-Za-z0-9_-]');
+  return id;
+}
+
+function toSafeNumber(v: bigint, field: string, min: number, max: number): number {
+  if (v < BigInt(min) || v > BigInt(max)) throw invalidArgument(field, `must be between ${min} and ${max}`);
+  return Number(v);
+}
+
+/** Validates a create request completely; returns the normalized campaign (no id yet). */
+export function validateCreate(req: CreateCampaignRequest, nowMs: number): Omit<CampaignMeta, 'id'> {
+  const name = req.name.trim();
+  if (name.length === 0 || name.length > 128) throw invalidArgument('name', 'must be 1-128 characters');
+  if (!USER_ID_PATTERN.test(req.ownerId))
+    throw invalidArgument('owner_id', 'must be 1-128 characters of [A-Za-z0-9_.@:-]');
+  const totalCents = toSafeNumber(req.totalCents, 'total_cents', 1, MAX_TOTAL_CENTS);
+  if (!Number.isInteger(req.packetCount) || req.packetCount < 1 || req.packetCount > MAX_PACKETS) {
+    throw invalidArgument('packet_count', `must be between 1 and ${MAX_PACKETS}`);
+  }
+  const count = req.packetCount;
+  if (count > totalCents)
+    throw invalidArgument('packet_count', 'cannot exceed total_cents (every packet is at least 1 cent)');
+  if (req.split !== Split.RANDOM && req.split !== Split.EQUAL)
+    throw invalidArgument('split', 'must be RANDOM or EQUAL');
+  if (req.batches < 1 || req.batches > Math.min(count, MAX_BATCHES)) {
+    throw invalidArgument('batches', `must be between 1 and min(packet_count, ${MAX_BATCHES})`);
+  }
+  const intervalMs = toSafeNumber(req.batchIntervalMs, 'batch_interval_ms', 0, MAX_INTERVAL_MS);
+  if (req.batches > 1 && intervalMs === 0)
+    throw invalidArgument('batch_interval_ms', 'must be positive when batches > 1');
+  const startMs = req.startsAt ? req.startsAt.getTime() : nowMs;
+  if (!Number.isFinite(startMs) || startMs < 0) throw invalidArgument('starts_at', 'invalid timestamp');
+  if (startMs > nowMs + 366 * 24 * 3600 * 1000) throw invalidArgument('starts_at', 'more than a year ahead');
+  if (!req.expiresAt) throw invalidArgument('expires_at', 'is required');
+  const expiresMs = req.expiresAt.getTime();
+  if (!Number.isFinite(expiresMs) || expiresMs <= startMs)
+    throw invalidArgument('expires_at', 'must be after starts_at');
+  if (expiresMs <= nowMs) throw invalidArgument('expires_at', 'must be in the future');
+  if (startMs + (req.batches - 1) * intervalMs >= expiresMs) {
+    throw invalidArgument('expires_at', 'the last batch would open after expiry');
+  }
+  const el = req.eligibility;
+  if (el?.maxRiskScore !== undefined && el.maxRiskScore > 100)
+    throw invalidArgument('eligibility.max_risk_score', 'must be 0-100');
+  if (el?.admissionPpm !== undefined && el.admissionPpm > 1_000_000) {
+    throw invalidArgument('eligibility.admission_ppm', 'must be 0-1000000');
+  }
+  return {
+    name,
+    totalCents,
+    count,
+    split: req.split,
+    batches: req.batches,
+    intervalMs,
+    startMs,
+    expiresMs,
+    ownerId: req.ownerId,
+    createdMs: nowMs,
+    closed: false,
+    closeReason: '',
+    batchSizes: batchSizes(count, req.batches),
+    eligibility: {
+      requirePreOpened: el?.requirePreOpened ?? false,
+      maxRiskScore: el?.maxRiskScore,
+      admissionPpm: el?.admissionPpm,
+    },
+    settled: false,
+  };
+}
+
+export const newCampaignId = (): string => randomBytes(9).toString('base64url');
+
+/**
+ * Writes a validated campaign: the amounts first, in pipelined RPUSH chunks (one list per
+ * batch), then the meta hash, which is what makes the campaign exist for the grab script.
+ */
+export async function writeCampaign(redis: RedisClient, c: CampaignMeta): Promise<void> {
+  const amounts = splitAmounts(c.totalCents, c.count, c.split === Split.EQUAL ? 'EQUAL' : 'RANDOM');
+  const ids = packetIds(c.count);
+  let pipe = redis.pipeline();
+  let queued = 0;
+  let offset = 0;
+  for (let b = 0; b < c.batches; b++) {
+    const size = c.batchSizes[b] ?? 0;
+    const key = keys.batch(c.id, b);
+    for (let i = 0; i < size; i += PUSH_CHUNK) {
+      const n = Math.min(PUSH_CHUNK, size - i);
+      const items = new Array<string>(n);
+      for (let j = 0; j < n; j++) items[j] = `${ids[offset + j]}|${amounts[offset + j]}`;
+      offset += n;
+      pipe.rpush(key, ...items);
+      if (++queued === PIPELINE_PUSHES) {
+        await execOrThrow(pipe);
+        pipe = redis.pipeline();
+        queued = 0;
+      }
+    }
+  }
+  const el = c.eligibility;
+  pipe.hset(keys.stats(c.id), { cursor: 0, claimed: 0, claimed_cents: 0 });
+  pipe.hset(keys.meta(c.id), {
+    id: c.id,
+    name: c.name,
+    total: c.totalCents,
+    count: c.count,
+    split: c.split,
+    batches: c.batches,
+    interval: c.intervalMs,
+    start: c.startMs,
+    expires: c.expiresMs,
+    owner: c.ownerId,
+    created: c.createdMs,
+    closed: '0',
+    sizes: c.batchSizes.join(','),
+    req_pre: el.requirePreOpened ? '1' : '0',
+    max_risk: el.maxRiskScore ?? '',
+    admit_ppm: el.admissionPpm ?? '',
+  });
+  pipe.zadd(keys.campaigns, c.createdMs, c.id);
+  await execOrThrow(pipe);
+}
+
+async function execOrThrow(pipe: ReturnType<RedisClient['pipeline']>): Promise<void> {
+  const results = await pipe.exec();
+  for (const [err] of results ?? []) if (err) throw err;
+}
+
+function parseMeta(h: Record<string, string>): CampaignMeta | undefined {
+  if (!h['id']) return undefined;
+  const num = (k: string): number => Number(h[k] ?? 0);
+  const opt = (k: string): number | undefined => (h[k] ? Number(h[k]) : undefined);
+  return {
+    id: h['id'],
+    name: h['name'] ?? '',
+    totalCents: num('total'),
+    count: num('count'),
+    split: num('split') as Split,
+    batches: num('batches'),
+    intervalMs: num('interval'),
+    startMs: num('start'),
+    expiresMs: num('expires'),
+    ownerId: h['owner'] ?? '',
+    createdMs: num('created'),
+    closed: h['closed'] === '1',
+    closeReason: h['close_reason'] ?? '',
+    batchSizes: (h['sizes'] ?? '').split(',').map(Number),
+    eligibility: {
+      requirePreOpened: h['req_pre'] === '1',
+      maxRiskScore: opt('max_risk'),
+      admissionPpm: opt('admit_ppm'),
+    },
+    settled: h['settled'] === '1',
+  };
+}
+
+export async function loadMeta(redis: RedisClient, id: string): Promise<CampaignMeta> {
+  const meta = parseMeta(await redis.hgetall(keys.meta(id)));
+  if (!meta) throw notFound(`campaign ${id}`);
+  return meta;
+}
+
+/** Packets in batches whose release time has come. */
+export function releasedPackets(m: CampaignMeta, nowMs: number): number {
+  if (nowMs < m.startMs) return 0;
+  const open = m.intervalMs > 0 ? Math.min(m.batches, Math.floor((nowMs - m.startMs) / m.intervalMs) + 1) : m.batches;
+  return m.batchSizes.slice(0, open).reduce((a, b) => a + b, 0);
+}
+
+export function campaignState(m: CampaignMeta, claimed: number, nowMs: number): CampaignState {
+  if (m.settled) return CampaignState.CAMPAIGN_STATE_SETTLED;
+  if (m.closed || nowMs >= m.expiresMs) return CampaignState.CAMPAIGN_STATE_ENDED;
+  if (nowMs < m.startMs) return CampaignState.CAMPAIGN_STATE_SCHEDULED;
+  if (claimed >= m.count) return CampaignState.CAMPAIGN_STATE_SOLD_OUT;
+  return CampaignState.CAMPAIGN_STATE_OPEN;
+}
+
+export function toCampaign(m: CampaignMeta, stats: Record<string, string>, nowMs: number): Campaign {
+  const claimed = Number(stats['claimed'] ?? 0);
+  return {
+    campaignId: m.id,
+    name: m.name,
+    totalCents: BigInt(m.totalCents),
+    packetCount: m.count,
+    split: m.split,
+    batches: m.batches,
+    batchIntervalMs: BigInt(m.intervalMs),
+    startsAt: new Date(m.startMs),
+    expiresAt: new Date(m.expiresMs),
+    ownerId: m.ownerId,
+    state: campaignState(m, claimed, nowMs),
+    createdAt: new Date(m.createdMs),
+    packetsReleased: releasedPackets(m, nowMs),
+    packetsClaimed: claimed,
+    amountClaimedCents: BigInt(stats['claimed_cents'] ?? 0),
+    eligibility: m.eligibility,
+    closeReason: m.closeReason,
+  };
+}
+
+export async function getCampaign(redis: RedisClient, id: string, nowMs = Date.now()): Promise<Campaign> {
+  const [meta, stats] = await Promise.all([loadMeta(redis, id), redis.hgetall(keys.stats(id))]);
+  return toCampaign(meta, stats, nowMs);
+}
+
+export async function getStats(redis: RedisClient, id: string, nowMs = Date.now()): Promise<CampaignStats> {
+  const [meta, stats, outboxLen] = await Promise.all([
+    loadMeta(redis, id),
+    redis.hgetall(keys.stats(id)),
+    redis.xlen(keys.outbox(id)),
+  ]);
+  const n = (k: string): number => Number(stats[k] ?? 0);
+  const claimed = n('claimed');
+  const claimedCents = n('claimed_cents');
+  return {
+    campaignId: id,
+    state: campaignState(meta, claimed, nowMs),
+    packetsTotal: meta.count,
+    packetsReleased: releasedPackets(meta, nowMs),
+    packetsClaimed: claimed,
+    packetsRemaining: meta.count - claimed,
+    amountTotalCents: BigInt(meta.totalCents),
+    amountClaimedCents: BigInt(claimedCents),
+    amountRemainingCents: BigInt(meta.totalCents - claimedCents),
+    wonCount: BigInt(n('o:won')),
+    alreadyGrabbedCount: BigInt(n('o:already')),
+    soldOutCount: BigInt(n('o:sold_out')),
+    notStartedCount: BigInt(n('o:not_started')),
+    endedCount: BigInt(n('o:ended')),
+    forbiddenCount: BigInt(n('o:forbidden')),
+    outboxPending: BigInt(outboxLen),
+    observedAt: new Date(nowMs),
+  };
+}
+
+/** Lists campaigns newest first; the page token is the offset. */
+export async function listCampaigns(
+  redis: RedisClient,
+  pageSize: number,
+  pageToken: string,
+  nowMs = Date.now(),
+): Promise<{ campaigns: Campaign[]; nextPageToken: string }> {
+  if (pageSize < 0 || pageSize > 500) throw invalidArgument('page_size', 'must be 0-500');
+  const size = pageSize || 50;
+  if (pageToken !== '' && !/^\d{1,9}$/.test(pageToken)) throw invalidArgument('page_token', 'malformed');
+  const offset = pageToken === '' ? 0 : Number(pageToken);
+  const ids = await redis.zrevrange(keys.campaigns, offset, offset + size);
+  const page = ids.slice(0, size);
+  const pipe = redis.pipeline();
+  for (const id of page) {
+    pipe.hgetall(keys.meta(id));
+    pipe.hgetall(keys.stats(id));
+  }
+  const res = (await pipe.exec()) ?? [];
+  const campaigns: Campaign[] = [];
+  for (let i = 0; i < page.length; i++) {
+    const meta = parseMeta((res[2 * i]?.[1] ?? {}) as Record<string, string>);
+    if (meta) campaigns.push(toCampaign(meta, (res[2 * i + 1]?.[1] ?? {}) as Record<string, string>, nowMs));
+  }
+  return { campaigns, nextPageToken: ids.length > size ? String(offset + size) : '' };
+}
+
+/** Closes a campaign: no grab succeeds afterwards. Closing again keeps the first reason. */
+export async function closeCampaign(
+  redis: RedisClient,
+  id: string,
+  reason: string,
+  nowMs = Date.now(),
+): Promise<Campaign> {
+  if (reason.length > 256) throw invalidArgument('reason', 'at most 256 characters');
+  const meta = await loadMeta(redis, id);
+  if (!meta.closed) {
+    await redis
+      .multi()
+      .hset(keys.meta(id), { closed: '1', close_reason: reason, closed_at: nowMs })
+      .set(keys.state(id), 'ended')
+      .exec();
+  }
+  return getCampaign(redis, id, nowMs);
+}

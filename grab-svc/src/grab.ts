@@ -1,0 +1,54 @@
+/** The grab: validate, one script call, map the script's code to a response. */
+import { randomUUID } from 'node:crypto';
+import { notFound, invalidArgument, type Identity, type RedisClient } from '@redpacket/lib';
+import { Outcome, type GrabRequest, type GrabResponse } from '@redpacket/proto';
+import { checkCampaignId } from './campaigns.js';
+import { grabScript, type GrabReply } from './scripts.js';
+
+/** The script's return codes, mirrored. */
+export enum GrabCode {
+  NoSuchCampaign = -1,
+  Won = 1,
+  AlreadyGrabbed = 2,
+  SoldOut = 3,
+  NotStarted = 4,
+  Ended = 5,
+  Forbidden = 6,
+}
+
+const OUTCOME_BY_CODE: Record<number, Outcome> = {
+  [GrabCode.Won]: Outcome.WON,
+  [GrabCode.AlreadyGrabbed]: Outcome.ALREADY_GRABBED,
+  [GrabCode.SoldOut]: Outcome.SOLD_OUT,
+  [GrabCode.NotStarted]: Outcome.NOT_STARTED,
+  [GrabCode.Ended]: Outcome.ENDED,
+  [GrabCode.Forbidden]: Outcome.FORBIDDEN,
+};
+
+/** Request ids end up inside the claim record, so '|' and spaces are out. */
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9_.:-]{0,128}$/;
+
+export function toGrabResponse(campaignId: string, reply: GrabReply): GrabResponse {
+  const [code, packetId, amount, nextMs] = reply;
+  if (code === GrabCode.NoSuchCampaign) throw notFound(`campaign ${campaignId}`);
+  const outcome = OUTCOME_BY_CODE[code];
+  if (outcome === undefined) throw new Error(`grab script returned unknown code ${code}`);
+  return {
+    outcome,
+    packetId,
+    amountCents: BigInt(amount),
+    nextBatchAt: nextMs > 0 ? new Date(nextMs) : undefined,
+    campaignId,
+  };
+}
+
+export async function grab(redis: RedisClient, who: Identity, req: GrabRequest): Promise<GrabResponse> {
+  checkCampaignId(req.campaignId);
+  if (!REQUEST_ID_PATTERN.test(req.requestId)) {
+    throw invalidArgument('request_id', 'must be at most 128 characters of [A-Za-z0-9_.:-]');
+  }
+  // Without a client id every call is a new request; only a repeated id is a retry.
+  const requestId = req.requestId || `srv-${randomUUID()}`;
+  const reply = await grabScript(redis, req.campaignId, who.userId, requestId, who.openedAtMs);
+  return toGrabResponse(req.campaignId, reply);
+}

@@ -1,0 +1,125 @@
+--[[
+  Grabs one red packet for one user, atomically: the whole decision in one call.
+
+  Input:
+    KEYS[1] meta     hash: start, expires (ms), batches, interval (ms), count,
+                     closed ("1"), req_pre ("1"), max_risk, admit_ppm
+    KEYS[2] stats    hash: cursor (first batch not known empty), claimed,
+                     claimed_cents, o:<outcome> counters
+    KEYS[3] claims   hash: user -> "packetId|amount|requestId|wonAtMs"
+    KEYS[4] outbox   stream: one entry per win, read by the relay
+    KEYS[5] blocked  set of blocked user ids
+    KEYS[6] risk     hash: user -> risk score
+    KEYS[7] state    string read by gateway: "sold_out" or "ended"
+
+    ARGV[1] user id
+    ARGV[2] request id (never empty; the caller makes one up when the client sent none)
+    ARGV[3] prefix of the batch lists; batch i is ARGV[3] .. i, items "packetId|amount"
+    ARGV[4] campaign id, copied into each outbox entry
+    ARGV[5] when the user's account was opened (ms), or "" when unknown
+
+  Output: { code, packetId, amountCents, nextBatchAtMs }
+    code  1 WON             this call won packetId (or is a retry of the call that did)
+          2 ALREADY_GRABBED the user's earlier packet, repeated
+          3 SOLD_OUT        nothing left now; nextBatchAtMs > 0 if a batch is still to come
+          4 NOT_STARTED     nextBatchAtMs = the start
+          5 ENDED           closed or expired
+          6 FORBIDDEN       blocked, not pre-opened, too risky or not admitted
+         -1                 no such campaign (nothing is written)
+]]
+local cfg = redis.call('HMGET', KEYS[1], 'start', 'expires', 'batches', 'interval', 'count',
+  'closed', 'req_pre', 'max_risk', 'admit_ppm')
+if not cfg[1] then
+  return { -1, '', '0', 0 }
+end
+
+local user = ARGV[1]
+
+-- A user who already holds a packet gets it again, whatever happened since.
+local prior = redis.call('HGET', KEYS[3], user)
+if prior then
+  local pid, amount, req = string.match(prior, '^([^|]*)|([^|]*)|([^|]*)|')
+  redis.call('HINCRBY', KEYS[2], 'o:already', 1)
+  if req == ARGV[2] then
+    return { 1, pid, amount, 0 }
+  end
+  return { 2, pid, amount, 0 }
+end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local start = tonumber(cfg[1])
+
+if cfg[6] == '1' or now >= tonumber(cfg[2]) then
+  redis.call('HINCRBY', KEYS[2], 'o:ended', 1)
+  redis.call('SET', KEYS[7], 'ended')
+  return { 5, '', '0', 0 }
+end
+if now < start then
+  redis.call('HINCRBY', KEYS[2], 'o:not_started', 1)
+  return { 4, '', '0', start }
+end
+
+local function forbidden()
+  redis.call('HINCRBY', KEYS[2], 'o:forbidden', 1)
+  return { 6, '', '0', 0 }
+end
+if redis.call('SISMEMBER', KEYS[5], user) == 1 then
+  return forbidden()
+end
+if cfg[7] == '1' then
+  local opened = tonumber(ARGV[5])
+  if not opened or opened >= start then
+    return forbidden()
+  end
+end
+if cfg[8] and cfg[8] ~= '' then
+  local score = tonumber(redis.call('HGET', KEYS[6], user) or '0')
+  if score > tonumber(cfg[8]) then
+    return forbidden()
+  end
+end
+if cfg[9] and cfg[9] ~= '' then
+  -- Deterministic per campaign and user, so a retry gets the same answer.
+  local h = tonumber(string.sub(redis.sha1hex(KEYS[1] .. '|' .. user), 1, 8), 16) % 1000000
+  if h >= tonumber(cfg[9]) then
+    return forbidden()
+  end
+end
+
+local batches = tonumber(cfg[3])
+local interval = tonumber(cfg[4])
+local released = batches
+if interval > 0 then
+  released = math.min(batches, math.floor((now - start) / interval) + 1)
+end
+
+local cursor = tonumber(redis.call('HGET', KEYS[2], 'cursor') or '0')
+local item
+while cursor < released do
+  item = redis.call('LPOP', ARGV[3] .. cursor)
+  if item then
+    break
+  end
+  cursor = cursor + 1
+  redis.call('HSET', KEYS[2], 'cursor', cursor)
+end
+
+if not item then
+  redis.call('HINCRBY', KEYS[2], 'o:sold_out', 1)
+  if released < batches then
+    return { 3, '', '0', start + released * interval }
+  end
+  redis.call('SET', KEYS[7], 'sold_out')
+  return { 3, '', '0', 0 }
+end
+
+local pid, amount = string.match(item, '^([^|]*)|(%d+)$')
+redis.call('HSET', KEYS[3], user, pid .. '|' .. amount .. '|' .. ARGV[2] .. '|' .. now)
+redis.call('XADD', KEYS[4], '*', 'c', ARGV[4], 'p', pid, 'u', user, 'a', amount, 'r', ARGV[2], 't', now)
+redis.call('HINCRBY', KEYS[2], 'claimed_cents', amount)
+redis.call('HINCRBY', KEYS[2], 'o:won', 1)
+if redis.call('HINCRBY', KEYS[2], 'claimed', 1) >= tonumber(cfg[5]) then
+  redis.call('SET', KEYS[7], 'sold_out')
+end
+return { 1, pid, amount, 0 }

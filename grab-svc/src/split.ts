@@ -1,0 +1,68 @@
+/** Splitting a campaign's total into packets, in integer cents. */
+import { randomBytes, randomInt } from 'node:crypto';
+
+export type SplitMode = 'RANDOM' | 'EQUAL';
+
+/** Largest total accepted (¥10 billion): keeps every sum an exact JS integer. */
+export const MAX_TOTAL_CENTS = 1_000_000_000_000;
+/** Largest packet count of one campaign. */
+export const MAX_PACKETS = 10_000_000;
+
+/**
+ * Splits `total` cents into `count` amounts, each at least 1 cent, summing exactly to `total`.
+ * RANDOM is the double-average method: with m cents left for n packets, the next amount is
+ * uniform in [1, floor(2m/n) - 1] (the last packet takes what is left), so every amount's
+ * expectation is the running average and no packet can starve the rest.
+ */
+export function splitAmounts(
+  total: number,
+  count: number,
+  mode: SplitMode,
+  rand: (min: number, maxExclusive: number) => number = randomInt,
+): number[] {
+  if (!Number.isSafeInteger(total) || !Number.isSafeInteger(count) || count < 1 || total < count) {
+    throw new RangeError(`cannot split ${total} cents into ${count} packets`);
+  }
+  const out = new Array<number>(count);
+  if (mode === 'EQUAL') {
+    const base = Math.floor(total / count);
+    const extra = total - base * count;
+    for (let i = 0; i < count; i++) out[i] = base + (i < extra ? 1 : 0);
+    return out;
+  }
+  let left = total;
+  for (let i = 0; i < count - 1; i++) {
+    const n = count - i;
+    // floor(2m/n) - 1 never exceeds m - (n - 1) while m >= n, which each step preserves.
+    const max = Math.max(1, Math.floor((2 * left) / n) - 1);
+    const amount = max === 1 ? 1 : rand(1, max + 1);
+    out[i] = amount;
+    left -= amount;
+  }
+  out[count - 1] = left;
+  return out;
+}
+
+/** Spreads `count` packets over `batches` batches, the first ones taking the remainder. */
+export function batchSizes(count: number, batches: number): number[] {
+  const base = Math.floor(count / batches);
+  const extra = count - base * batches;
+  return Array.from({ length: batches }, (_, i) => base + (i < extra ? 1 : 0));
+}
+
+/**
+ * Packet ids double as redeemable codes: 96 random bits in base64url (16 characters),
+ * drawn in one call for the whole campaign; a repeat (never seen in practice) is redrawn.
+ */
+export function packetIds(count: number): string[] {
+  const bytes = randomBytes(12 * count);
+  const ids = new Array<string>(count);
+  const seen = new Set<string>();
+  for (let i = 0; i < count; i++) {
+    let id = bytes.subarray(12 * i, 12 * i + 12).toString('base64url');
+    while (seen.has(id)) id = randomBytes(12).toString('base64url');
+    seen.add(id);
+    ids[i] = id;
+  }
+  return ids;
+}

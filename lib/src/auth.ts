@@ -1,0 +1,116 @@
+/** Bearer token checks shared by every service: HS256 JWTs signed with JWT_SECRET. */
+import type { Metadata } from '@grpc/grpc-js';
+import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
+import { LRUCache } from 'lru-cache';
+import { permissionDenied, unauthenticated } from './errors.js';
+
+export type Role = 'user' | 'admin';
+
+/** Who is calling, from a verified token. */
+export interface Identity {
+  userId: string;
+  role: Role;
+  /** When the account was opened (claim `opened_at`, seconds), if the issuer said. */
+  openedAtMs: number | undefined;
+}
+
+export interface TokenVerifierOptions {
+  secret: string;
+  /** Accepted clock difference for exp and nbf. */
+  clockToleranceSeconds?: number;
+  /** Verified tokens kept, so the hot path does not re-check the same signature. */
+  cacheSize?: number;
+}
+
+/** Longer tokens are refused before any parsing. */
+export const MAX_TOKEN_LENGTH = 4096;
+/** User ids: what fits a Redis key and a log line without escaping. */
+export const USER_ID_PATTERN = /^[A-Za-z0-9_.@:-]{1,128}$/;
+
+const encoder = new TextEncoder();
+
+export class TokenVerifier {
+  private readonly key: Uint8Array;
+  private readonly tolerance: number;
+  private readonly cache: LRUCache<string, { identity: Identity; expMs: number }>;
+
+  constructor(opts: TokenVerifierOptions) {
+    if (opts.secret.length < 16) throw new Error('JWT secret must be at least 16 characters');
+    this.key = encoder.encode(opts.secret);
+    this.tolerance = opts.clockToleranceSeconds ?? 5;
+    this.cache = new LRUCache({ max: opts.cacheSize ?? 100_000 });
+  }
+
+  /** Verifies a raw JWT; throws UNAUTHENTICATED saying why. */
+  async verify(token: string): Promise<Identity> {
+    const hit = this.cache.get(token);
+    if (hit) {
+      if (Date.now() < hit.expMs + this.tolerance * 1000) return hit.identity;
+      this.cache.delete(token);
+    }
+    if (token.length > MAX_TOKEN_LENGTH) throw unauthenticated('token too long');
+    let payload;
+    try {
+      ({ payload } = await jwtVerify(token, this.key, {
+        algorithms: ['HS256'],
+        clockTolerance: this.tolerance,
+        requiredClaims: ['sub', 'exp'],
+      }));
+    } catch (err) {
+      if (err instanceof joseErrors.JWTExpired) throw unauthenticated('token expired');
+      if (err instanceof joseErrors.JOSEError) throw unauthenticated(`invalid token (${err.code})`);
+      throw unauthenticated('invalid token');
+    }
+    const sub = payload.sub;
+    if (typeof sub !== 'string' || !USER_ID_PATTERN.test(sub)) throw unauthenticated('invalid token subject');
+    const role: Role = payload['role'] === 'admin' ? 'admin' : 'user';
+    const openedAt = payload['opened_at'];
+    const identity: Identity = {
+      userId: sub,
+      role,
+      openedAtMs: typeof openedAt === 'number' && Number.isFinite(openedAt) ? openedAt * 1000 : undefined,
+    };
+    this.cache.set(token, { identity, expMs: (payload.exp ?? 0) * 1000 });
+    return identity;
+  }
+
+  /** Reads `authorization: Bearer <JWT>` from call metadata and verifies it. */
+  async fromMetadata(md: Metadata): Promise<Identity> {
+    const values = md.get('authorization');
+    if (values.length === 0) throw unauthenticated('missing authorization metadata');
+    if (values.length > 1) throw unauthenticated('more than one authorization header');
+    const header = String(values[0]);
+    const m = /^Bearer ([^\s]+)$/i.exec(header);
+    if (!m?.[1]) throw unauthenticated('authorization must be "Bearer <token>"');
+    return this.verify(m[1]);
+  }
+
+  async admin(md: Metadata): Promise<Identity> {
+    const id = await this.fromMetadata(md);
+    if (id.role !== 'admin') throw permissionDenied('this call needs an admin token');
+    return id;
+  }
+}
+
+export interface SignOptions {
+  secret: string;
+  userId: string;
+  role?: Role;
+  ttlSeconds?: number;
+  openedAtMs?: number;
+  /** Extra claims, e.g. for tests of refused tokens. */
+  claims?: Record<string, unknown>;
+}
+
+/** Issues an HS256 token; used by account-svc, the CLI and tests. */
+export async function signToken(opts: SignOptions): Promise<string> {
+  const claims: Record<string, unknown> = { ...opts.claims };
+  if (opts.role === 'admin') claims['role'] = 'admin';
+  if (opts.openedAtMs !== undefined) claims['opened_at'] = Math.floor(opts.openedAtMs / 1000);
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setSubject(opts.userId)
+    .setIssuedAt()
+    .setExpirationTime(`${opts.ttlSeconds ?? 3600}s`)
+    .sign(encoder.encode(opts.secret));
+}

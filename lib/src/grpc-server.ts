@@ -1,0 +1,138 @@
+/** gRPC server plumbing: typed handlers behind one error path, health, reflection, shutdown. */
+import { readFileSync } from 'node:fs';
+import {
+  Server,
+  ServerCredentials,
+  type handleUnaryCall,
+  type ServerUnaryCall,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import { loadFileDescriptorSetFromBuffer } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { descriptorSetPath } from '@redpacket/proto';
+import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
+import type { Logger } from 'pino';
+import { toGrpcError } from './errors.js';
+
+/** A unary handler as plain async code: return the response or throw. */
+export type AsyncUnary<Req, Res> = (request: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>;
+
+/** The async form of a generated `XServiceServer` interface; streaming methods stay raw. */
+export type AsyncService<S> = {
+  [K in keyof S as string extends K ? never : K]: S[K] extends handleUnaryCall<infer Req, infer Res>
+    ? AsyncUnary<Req, Res>
+    : S[K];
+};
+
+/**
+ * Adapts async handlers to a generated service interface: every unary result or throw
+ * goes through toGrpcError, so no handler can leak a stack trace or forget a callback.
+ */
+export function implement<S extends UntypedServiceImplementation>(
+  definition: ServiceDefinition,
+  handlers: AsyncService<S>,
+  log: Logger,
+): S {
+  const out: Record<string, unknown> = {};
+  for (const [name, method] of Object.entries(definition)) {
+    const fn = (handlers as Record<string, unknown>)[name];
+    if (typeof fn !== 'function') throw new Error(`handler ${name} missing`);
+    if (method.requestStream || method.responseStream) {
+      out[name] = fn;
+      continue;
+    }
+    const handler = fn as AsyncUnary<unknown, unknown>;
+    out[name] = (call: ServerUnaryCall<unknown, unknown>, callback: (e: unknown, r?: unknown) => void) => {
+      handler(call.request, call).then(
+        (res) => callback(null, res),
+        (err: unknown) => callback(toGrpcError(err, log, method.path)),
+      );
+    };
+  }
+  return out as S;
+}
+
+export interface ServiceEntry {
+  /** Fully qualified name for the health check, e.g. "redpacket.v1.GrabService". */
+  name: string;
+  definition: ServiceDefinition;
+  implementation: UntypedServiceImplementation;
+}
+
+export interface RunningServer {
+  server: Server;
+  port: number;
+  health: HealthImplementation;
+  /** Sets every service's (and the overall "") health status. */
+  setServing(status: ServingStatus): void;
+  /** Stops accepting calls, lets in-flight ones finish, forces after the deadline. */
+  shutdown(deadlineMs?: number): Promise<void>;
+}
+
+let reflectionPackage: ReturnType<typeof loadFileDescriptorSetFromBuffer> | undefined;
+
+/** Binds the services plus grpc.health.v1 and server reflection on host:port (port 0 = any). */
+export async function startServer(opts: {
+  services: ServiceEntry[];
+  host?: string;
+  port: number;
+  log: Logger;
+}): Promise<RunningServer> {
+  const server = new Server({
+    'grpc.max_receive_message_length': 16 * 1024 * 1024,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  for (const s of opts.services) server.addService(s.definition, s.implementation);
+  const names = ['', ...opts.services.map((s) => s.name)];
+  const health = new HealthImplementation(Object.fromEntries(names.map((n) => [n, 'NOT_SERVING'])));
+  health.addToServer(server);
+  reflectionPackage ??= loadFileDescriptorSetFromBuffer(readFileSync(descriptorSetPath));
+  new ReflectionService(reflectionPackage).addToServer(server);
+
+  const host = opts.host ?? '0.0.0.0';
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${host}:${opts.port}`, ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
+  );
+  const setServing = (st: ServingStatus): void => names.forEach((n) => health.setStatus(n, st));
+  setServing('SERVING');
+  opts.log.info({ port }, 'gRPC server listening');
+
+  const shutdown = async (deadlineMs = 10_000): Promise<void> => {
+    setServing('NOT_SERVING');
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        opts.log.warn('shutdown deadline reached; cancelling in-flight calls');
+        server.forceShutdown();
+        resolve();
+      }, deadlineMs);
+      timer.unref();
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  };
+  return { server, port, health, setServing, shutdown };
+}
+
+/** Runs `stop` once on SIGTERM or SIGINT, then exits. */
+export function onShutdownSignal(log: Logger, stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', handler);
+  process.once('SIGINT', handler);
+}

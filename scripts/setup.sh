@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine for the mesh: tools, npm dependencies, and the local
+# Redis, MariaDB and RabbitMQ the services and tests talk to (started only if not running).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+command -v h2load >/dev/null || need_apt+=(nghttp2-client)
+if ((${#need_apt[@]})); then
+  echo "setup: installing ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null; fi
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+
+wait_for() { # name, command...
+  local name=$1; shift
+  for _ in $(seq 1 120); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
+  echo "setup: $name did not come up" >&2; return 1
+}
+
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  echo "setup: starting redis"
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no
+  wait_for redis redis-cli -h 127.0.0.1 -p 6379 ping
+fi
+if ! mysqladmin -h 127.0.0.1 -u root ping >/dev/null 2>&1; then
+  echo "setup: starting mariadb"
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+  wait_for mariadb mysqladmin -h 127.0.0.1 -u root ping
+fi
+if ! rabbitmq-diagnostics -q check_port_connectivity >/dev/null 2>&1; then
+  echo "setup: starting rabbitmq"
+  rabbitmq-server -detached || true
+  wait_for rabbitmq rabbitmq-diagnostics -q check_port_connectivity
+fi
+echo "setup: ready"
