@@ -164,6 +164,9 @@ export async function writeCampaign(redis: RedisClient, c: CampaignMeta): Promis
     max_risk: el.maxRiskScore ?? '',
     admit_ppm: el.admissionPpm ?? '',
   });
+  // gateway's short-circuit: the flag expires by itself when the campaign starts.
+  const untilStart = c.startMs - Date.now();
+  if (untilStart > 0) pipe.set(keys.state(c.id), 'not_started', 'PX', untilStart);
   pipe.zadd(keys.campaigns, c.createdMs, c.id);
   await execOrThrow(pipe);
 }

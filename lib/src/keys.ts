@@ -17,7 +17,10 @@ export const keys = {
   batch: (c: string, i: number) => `${campaignPrefix(c)}b:${i}`,
   /** Stream: one entry per win, read by the outbox relay. */
   outbox: (c: string) => `${campaignPrefix(c)}outbox`,
-  /** String read by gateway: "sold_out" | "ended" when grabs are pointless. */
+  /**
+   * String read by gateway: "not_started" (expires at the start), "sold_out" or "ended"
+   * when a grab is pointless; absent while the campaign is open.
+   */
   state: (c: string) => `${campaignPrefix(c)}state`,
   /** Sorted set of campaign ids by creation time. */
   campaigns: 'rp:campaigns',
