@@ -1,5 +1,6 @@
 /** Bearer token checks shared by every service: HS256 JWTs signed with JWT_SECRET. */
 import type { Metadata } from '@grpc/grpc-js';
+import { webcrypto } from 'node:crypto';
 import { errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { permissionDenied, unauthenticated } from './errors.js';
@@ -30,13 +31,20 @@ export const USER_ID_PATTERN = /^[A-Za-z0-9_.@:-]{1,128}$/;
 const encoder = new TextEncoder();
 
 export class TokenVerifier {
-  private readonly key: Uint8Array;
+  /** Imported once: jose would otherwise import raw key bytes on every verification. */
+  private readonly key: Promise<webcrypto.CryptoKey>;
   private readonly tolerance: number;
   private readonly cache: LRUCache<string, { identity: Identity; expMs: number }>;
 
   constructor(opts: TokenVerifierOptions) {
     if (opts.secret.length < 16) throw new Error('JWT secret must be at least 16 characters');
-    this.key = encoder.encode(opts.secret);
+    this.key = webcrypto.subtle.importKey(
+      'raw',
+      encoder.encode(opts.secret),
+      { name: 'HMAC', hash: 'SHA-256' },
+      false,
+      ['verify'],
+    );
     this.tolerance = opts.clockToleranceSeconds ?? 5;
     this.cache = new LRUCache({ max: opts.cacheSize ?? 100_000 });
   }
@@ -51,7 +59,7 @@ export class TokenVerifier {
     if (token.length > MAX_TOKEN_LENGTH) throw unauthenticated('token too long');
     let payload;
     try {
-      ({ payload } = await jwtVerify(token, this.key, {
+      ({ payload } = await jwtVerify(token, await this.key, {
         algorithms: ['HS256'],
         clockTolerance: this.tolerance,
         requiredClaims: ['sub', 'exp'],
