@@ -1,6 +1,6 @@
 /** Child processes for benchmarks: servers under test, and h2load as the native reference. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -136,3 +136,16 @@ export function h2load(opts: {
     });
   });
 }
+
+/**
+ * CPU time (user + system, ms) a process has used so far, from /proc (Linux). Divided by the
+ * calls served, it gives a cost per call that other load on the machine barely changes.
+ */
+export function cpuTimeMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // fields after the command name, which is in parentheses and may contain spaces
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return (ticks * 1000) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = 100;

@@ -9,6 +9,7 @@ import { credentials } from '@grpc/grpc-js';
 import { createRedis, keys, signToken } from '@redpacket/lib';
 import { bearer, call, deleteKeys } from '@redpacket/lib/testing';
 import {
+  cpuTimeMs,
   ECHO_PATH,
   echoServerScript,
   freePort,
@@ -95,7 +96,16 @@ async function main(): Promise<void> {
         ),
         headers: { authorization: `Bearer ${t}` },
       }));
-    const load = (path: string, requests: PreparedRequest[]): Promise<LoadReport> =>
+    const cpuUs: Record<string, number[]> = { echo: [], grab: [] };
+    const load = async (path: string, requests: PreparedRequest[]): Promise<LoadReport> => {
+      const isEcho = path === ECHO_PATH;
+      const pid = (isEcho ? echo : grab).proc.pid!;
+      const cpu0 = cpuTimeMs(pid);
+      const report = await runLoadOn(path, requests);
+      cpuUs[isEcho ? 'echo' : 'grab']!.push(((cpuTimeMs(pid) - cpu0) * 1000) / report.count);
+      return report;
+    };
+    const runLoadOn = (path: string, requests: PreparedRequest[]): Promise<LoadReport> =>
       runLoad({
         target: `http://127.0.0.1:${path === ECHO_PATH ? echoPort : grabPort}`,
         path,
@@ -164,6 +174,9 @@ async function main(): Promise<void> {
       streams: Math.ceil(C / 4),
     });
 
+    // the server processes' own CPU per call, over the measured rounds only (not warm-up)
+    const echoCpuUs = median(cpuUs['echo']!.slice(1, 1 + ROUNDS));
+    const grabCpuUs = median(cpuUs['grab']!.slice(1, 1 + ROUNDS));
     const echoRps = median(echoRuns.map((x) => x.rps));
     const grabRps = median(grabRuns.map((x) => x.rps));
     const p = (runs: LoadReport[], q: number): number => median(runs.map((x) => x.percentilesMs[q] ?? 0));
@@ -178,6 +191,9 @@ async function main(): Promise<void> {
       echoP99Ms: p(echoRuns, 99),
       grabP50Ms: p(grabRuns, 50),
       grabP99Ms: p(grabRuns, 99),
+      echoServerCpuUsPerCall: echoCpuUs,
+      grabServerCpuUsPerCall: grabCpuUs,
+      echoOverGrabCpu: echoCpuUs / grabCpuUs,
       coldTokenGrabRps: coldRun.rps,
       redisScriptCallsPerGrab: scriptCallsPerGrab,
       redisCommandsSentPerGrab: redisCallsPerGrab,
@@ -197,6 +213,12 @@ async function main(): Promise<void> {
       ['grab / echo', fmt(figures.grabOverEcho, 2), 'goal >= 0.85'],
       ['echo p50 / p99 ms', `${fmt(figures.echoP50Ms, 2)} / ${fmt(figures.echoP99Ms, 2)}`, `at ${C} in flight`],
       ['grab p50 / p99 ms', `${fmt(figures.grabP50Ms, 2)} / ${fmt(figures.grabP99Ms, 2)}`, `at ${C} in flight`],
+      [
+        'server CPU µs per call: echo / grab',
+        `${fmt(echoCpuUs)} / ${fmt(grabCpuUs)}`,
+        'from /proc; barely moved by other load',
+      ],
+      ['echo CPU / grab CPU', fmt(figures.echoOverGrabCpu, 2), 'the throughput ratio one core would give'],
       ['grab req/s, first-seen tokens', fmt(coldRun.rps), 'each call verifies a new JWT'],
       ['Redis script calls per grab', fmt(scriptCallsPerGrab, 3), 'EVALSHA+EVAL from INFO commandstats; goal 1'],
       ['Redis commands sent per grab', fmt(redisCallsPerGrab, 3), 'all client commands, script internals excluded'],
