@@ -144,6 +144,8 @@ describe('Grab outcomes', () => {
       startsAt: new Date(start),
     });
     expect(c.packetsReleased).toBe(2);
+    const before = await stats(c.campaignId);
+    expect([before.packetsReleased, before.amountReleasedCents]).toEqual([2, 200n]);
     const a = await h.grabAs(c.campaignId, `${h.run}-b1`);
     const b = await h.grabAs(c.campaignId, `${h.run}-b2`);
     expect([a.outcome, b.outcome]).toEqual([Outcome.WON, Outcome.WON]);
@@ -158,6 +160,8 @@ describe('Grab outcomes', () => {
     });
     expect(next.amountCents).toBe(100n);
     expect(Date.now()).toBeGreaterThanOrEqual(start + 1500);
+    const after = await stats(c.campaignId);
+    expect([after.packetsReleased, after.amountReleasedCents]).toEqual([4, 400n]);
   });
 });
 
