@@ -1,0 +1,168 @@
+/**
+ * The Redis mirror of who may grab: `rp:blocked` (set of blocked user ids) and `rp:risk` (hash
+ * user -> risk score, only scores above 0), read by the grab script. MySQL is the record of
+ * truth. Every change writes through while it holds the user's row lock, so mirror writes
+ * happen in commit order; `resyncMirror` rebuilds the mirror from MySQL (Redis keeps nothing on
+ * disk) on start and whenever the Redis connection comes back.
+ */
+import { keys, ServiceError, type RedisClient } from '@redpacket/lib';
+import type { Pool, PoolConnection } from '@redpacket/db';
+import { status } from '@grpc/grpc-js';
+import type { RowDataPacket } from 'mysql2/promise';
+
+/** The columns the mirror is made of. */
+export interface MirrorState {
+  user_id: string;
+  blocked: number;
+  risk_score: number;
+}
+
+/** Writes the exact state of some users into the mirror (one command per key and kind). */
+export async function mirrorUsers(redis: RedisClient, rows: readonly MirrorState[]): Promise<void> {
+  if (rows.length === 0) return;
+  const block = rows.filter((r) => r.blocked !== 0).map((r) => r.user_id);
+  const unblock = rows.filter((r) => r.blocked === 0).map((r) => r.user_id);
+  const risky = rows.filter((r) => r.risk_score > 0);
+  const clean = rows.filter((r) => r.risk_score <= 0).map((r) => r.user_id);
+  // Separate commands, not a pipeline: on Redis Cluster the two keys live on different slots.
+  const ops: Promise<unknown>[] = [];
+  if (block.length) ops.push(redis.sadd(keys.blocked, ...block));
+  if (unblock.length) ops.push(redis.srem(keys.blocked, ...unblock));
+  if (risky.length) ops.push(redis.hset(keys.risk, Object.fromEntries(risky.map((r) => [r.user_id, r.risk_score]))));
+  if (clean.length) ops.push(redis.hdel(keys.risk, ...clean));
+  try {
+    await Promise.all(ops);
+  } catch (err) {
+    throw new ServiceError(
+      status.UNAVAILABLE,
+      `the eligibility mirror in Redis could not be written (${(err as Error).message}); nothing was changed`,
+    );
+  }
+}
+
+/**
+ * Runs `work` in a transaction; `work` returns the users whose mirror state it changed, and
+ * those are read back and mirrored before the commit, while their row locks are still held.
+ * A Redis failure rolls the change back.
+ */
+export async function inMirroredTransaction<T>(
+  pool: Pool,
+  redis: RedisClient,
+  work: (conn: PoolConnection) => Promise<{ result: T; touched: string[] }>,
+): Promise<T> {
+  const conn = await pool.getConnection();
+  try {
+    await conn.beginTransaction();
+    const { result, touched } = await work(conn);
+    if (touched.length) {
+      const [rows] = await conn.query<RowDataPacket[]>(
+        'SELECT user_id, blocked, risk_score FROM users WHERE user_id IN (?) LOCK IN SHARE MODE',
+        [touched],
+      );
+      await mirrorUsers(redis, rows as MirrorState[]);
+    }
+    await conn.commit();
+    return result;
+  } catch (err) {
+    await conn.rollback().catch(() => undefined);
+    throw err;
+  } finally {
+    conn.release();
+  }
+}
+
+export interface ResyncOptions {
+  /** Only users whose id starts with this (tests); empty means everybody. */
+  userPrefix?: string;
+  /** Rows read per query. */
+  chunk?: number;
+}
+
+export interface ResyncResult {
+  /** Users of MySQL with a mirror entry (blocked or risky). */
+  flagged: number;
+  /** Redis members checked against MySQL. */
+  checked: number;
+  ms: number;
+}
+
+/** Reads under share locks in READ COMMITTED, so a concurrent change waits or is seen. */
+async function lockedRead(pool: Pool, sql: string, params: unknown[], apply: (rows: MirrorState[]) => Promise<void>) {
+  const conn = await pool.getConnection();
+  try {
+    await conn.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
+    await conn.beginTransaction();
+    const [rows] = await conn.query<RowDataPacket[]>(sql, params);
+    await apply(rows as MirrorState[]);
+    await conn.commit();
+    return rows.length;
+  } catch (err) {
+    await conn.rollback().catch(() => undefined);
+    throw err;
+  } finally {
+    conn.release();
+  }
+}
+
+const escapeLike = (s: string): string => s.replace(/[\\%_]/g, (c) => `\\${c}`);
+const escapeGlob = (s: string): string => s.replace(/[\\*?[\]^]/g, (c) => `\\${c}`);
+
+/**
+ * Rebuilds the mirror from MySQL: first every flagged user (blocked or risky) is written, then
+ * every member Redis holds is checked against MySQL, and those MySQL no longer flags (or does
+ * not know) are removed. Safe to run while the service is serving.
+ */
+export async function resyncMirror(pool: Pool, redis: RedisClient, opts: ResyncOptions = {}): Promise<ResyncResult> {
+  const started = Date.now();
+  const chunk = opts.chunk ?? 5000;
+  const prefix = opts.userPrefix ?? '';
+  let flagged = 0;
+  let after = '';
+  for (;;) {
+    let last: string | undefined;
+    const n = await lockedRead(
+      pool,
+      'SELECT user_id, blocked, risk_score FROM users WHERE flagged = 1 AND user_id > ? AND user_id LIKE ? ' +
+        'ORDER BY user_id LIMIT ? LOCK IN SHARE MODE',
+      [after, `${escapeLike(prefix)}%`, chunk],
+      async (rows) => {
+        last = rows.at(-1)?.user_id;
+        await mirrorUsers(redis, rows);
+      },
+    );
+    flagged += n;
+    if (n < chunk || last === undefined) break;
+    after = last;
+  }
+
+  let checked = 0;
+  const check = async (members: string[]): Promise<void> => {
+    if (members.length === 0) return;
+    checked += members.length;
+    await lockedRead(
+      pool,
+      'SELECT user_id, blocked, risk_score FROM users WHERE user_id IN (?) LOCK IN SHARE MODE',
+      [members],
+      async (rows) => {
+        const known = new Set(rows.map((r) => r.user_id));
+        const unknown = members.filter((m) => !known.has(m));
+        await mirrorUsers(redis, [...rows, ...unknown.map((user_id) => ({ user_id, blocked: 0, risk_score: 0 }))]);
+      },
+    );
+  };
+  const match = `${escapeGlob(prefix)}*`;
+  for (const [key, isHash] of [
+    [keys.blocked, false],
+    [keys.risk, true],
+  ] as const) {
+    let cursor = '0';
+    do {
+      const [next, found] = isHash
+        ? await redis.hscan(key, cursor, 'MATCH', match, 'COUNT', chunk)
+        : await redis.sscan(key, cursor, 'MATCH', match, 'COUNT', chunk);
+      cursor = next;
+      await check(isHash ? found.filter((_, i) => i % 2 === 0) : found);
+    } while (cursor !== '0');
+  }
+  return { flagged, checked, ms: Date.now() - started };
+}
