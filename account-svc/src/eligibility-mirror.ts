@@ -104,6 +104,30 @@ async function lockedRead(pool: Pool, sql: string, params: unknown[], apply: (ro
   }
 }
 
+/** Calls `visit` with batches of the user ids the mirror holds (both keys) that start with `prefix`. */
+export async function scanMirror(
+  redis: RedisClient,
+  prefix: string,
+  count: number,
+  visit: (userIds: string[]) => Promise<void>,
+): Promise<void> {
+  const match = `${escapeGlob(prefix)}*`;
+  for (const [key, isHash] of [
+    [keys.blocked, false],
+    [keys.risk, true],
+  ] as const) {
+    let cursor = '0';
+    do {
+      const [next, found] = isHash
+        ? await redis.hscan(key, cursor, 'MATCH', match, 'COUNT', count)
+        : await redis.sscan(key, cursor, 'MATCH', match, 'COUNT', count);
+      cursor = next;
+      // HSCAN answers field, value, field, value...
+      if (found.length) await visit(isHash ? found.filter((_, i) => i % 2 === 0) : found);
+    } while (cursor !== '0');
+  }
+}
+
 const escapeLike = (s: string): string => s.replace(/[\\%_]/g, (c) => `\\${c}`);
 const escapeGlob = (s: string): string => s.replace(/[\\*?[\]^]/g, (c) => `\\${c}`);
 
@@ -150,19 +174,6 @@ export async function resyncMirror(pool: Pool, redis: RedisClient, opts: ResyncO
       },
     );
   };
-  const match = `${escapeGlob(prefix)}*`;
-  for (const [key, isHash] of [
-    [keys.blocked, false],
-    [keys.risk, true],
-  ] as const) {
-    let cursor = '0';
-    do {
-      const [next, found] = isHash
-        ? await redis.hscan(key, cursor, 'MATCH', match, 'COUNT', chunk)
-        : await redis.sscan(key, cursor, 'MATCH', match, 'COUNT', chunk);
-      cursor = next;
-      await check(isHash ? found.filter((_, i) => i % 2 === 0) : found);
-    } while (cursor !== '0');
-  }
+  await scanMirror(redis, prefix, chunk, check);
   return { flagged, checked, ms: Date.now() - started };
 }

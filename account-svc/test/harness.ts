@@ -39,6 +39,7 @@ import {
 import { createGrabServer } from '@redpacket/grab-svc/server';
 import { registerScripts } from '@redpacket/grab-svc/scripts';
 import type { Redis } from 'ioredis';
+import { scanMirror } from '../src/eligibility-mirror.js';
 import { createAccountServer, type AccountServerDeps } from '../src/server.js';
 
 export { bearer, TEST_JWT_SECRET };
@@ -143,20 +144,10 @@ async function cleanup(h: Harness): Promise<void> {
   const like = `${h.prefix}%`;
   await h.pool.query('DELETE FROM users WHERE user_id LIKE ?', [like]);
   await h.pool.query('DELETE FROM user_block_events WHERE user_id LIKE ?', [like]);
-  for (const [key, isHash] of [
-    [keys.blocked, false],
-    [keys.risk, true],
-  ] as const) {
-    let cursor = '0';
-    do {
-      const [next, found] = isHash
-        ? await h.redis.hscan(key, cursor, 'MATCH', `${h.prefix}*`, 'COUNT', 1000)
-        : await h.redis.sscan(key, cursor, 'MATCH', `${h.prefix}*`, 'COUNT', 1000);
-      cursor = next;
-      const members = isHash ? found.filter((_, i) => i % 2 === 0) : found;
-      if (members.length) await (isHash ? h.redis.hdel(key, ...members) : h.redis.srem(key, ...members));
-    } while (cursor !== '0');
-  }
+  await scanMirror(h.redis, h.prefix, 1000, async (ids) => {
+    await h.redis.srem(keys.blocked, ...ids);
+    await h.redis.hdel(keys.risk, ...ids);
+  });
   for (const c of h.campaigns) {
     await deleteKeys(h.redis, `rp:{${c}}:*`);
     await h.redis.zrem(keys.campaigns, c);
