@@ -21,10 +21,12 @@ import {
   AccountServiceClient,
   AdminServiceClient,
   GrabServiceClient,
+  Split,
   type Account,
   type BlockUserRequest,
   type Campaign,
   type CreateCampaignRequest,
+  type Eligibility,
   type GetAccountRequest,
   type GrabRequest,
   type GrabResponse,
@@ -219,4 +221,28 @@ export function grabApi(g: GrabServiceClient, a: AdminServiceClient) {
     createCampaign: (req: CreateCampaignRequest, md: Metadata) =>
       call<CreateCampaignRequest, Campaign>(a.createCampaign, a, req, md),
   };
+}
+
+/** Opens a campaign on grab-svc (removed at close): EQUAL 100-cent packets in one batch. */
+export async function openCampaign(
+  h: Harness,
+  opts: { packets: number; startsAt?: Date; eligibility?: Eligibility },
+): Promise<Campaign> {
+  const c = await grabApi(h.grab!, h.admin!).createCampaign(
+    {
+      name: `account-svc test ${h.prefix}`,
+      totalCents: BigInt(opts.packets * 100),
+      packetCount: opts.packets,
+      split: Split.EQUAL,
+      batches: 1,
+      batchIntervalMs: 0n,
+      startsAt: opts.startsAt,
+      expiresAt: new Date(Date.now() + 600_000),
+      ownerId: `${h.prefix}owner`,
+      eligibility: opts.eligibility,
+    },
+    h.adminMd,
+  );
+  h.campaigns.push(c.campaignId);
+  return c;
 }

@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { Metadata, status } from '@grpc/grpc-js';
 import { MAX_TOKEN_LENGTH, signToken, TokenVerifier } from '@redpacket/lib';
 import { grpcError, pollUntil } from '@redpacket/lib/testing';
-import { Outcome, Split } from '@redpacket/proto';
+import { Outcome } from '@redpacket/proto';
 import { generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { accountApi, bearer, grabApi, startHarness, TEST_JWT_SECRET, type Harness } from './harness.js';
+import { accountApi, bearer, grabApi, openCampaign, startHarness, TEST_JWT_SECRET, type Harness } from './harness.js';
 
 type SignKey = Parameters<SignJWT['sign']>[0];
 const secret = new TextEncoder().encode(TEST_JWT_SECRET);
@@ -122,22 +122,7 @@ describe('bad tokens over gRPC', () => {
 
   it('1,000 forged, expired or malformed tokens reach neither Redis nor MySQL', async () => {
     const g = grabApi(h.grab!, h.admin!);
-    const campaign = await g.createCampaign(
-      {
-        name: 'token rules',
-        totalCents: 100_000n,
-        packetCount: 100,
-        split: Split.EQUAL,
-        batches: 1,
-        batchIntervalMs: 0n,
-        startsAt: undefined,
-        expiresAt: new Date(Date.now() + 600_000),
-        ownerId: `${h.prefix}owner`,
-        eligibility: undefined,
-      },
-      h.adminMd,
-    );
-    h.campaigns.push(campaign.campaignId);
+    const campaign = await openCampaign(h, { packets: 100 });
     const kinds = Object.values(await badTokens(`${h.prefix}victim`));
     const tokens = await Promise.all(Array.from({ length: 1000 }, (_, i) => kinds[i % kinds.length]!()));
 
