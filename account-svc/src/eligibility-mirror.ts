@@ -5,7 +5,7 @@
  * happen in commit order; `resyncMirror` rebuilds the mirror from MySQL (Redis keeps nothing on
  * disk) on start and whenever the Redis connection comes back.
  */
-import { keys, ServiceError, type RedisClient } from '@redpacket/lib';
+import { keys, ServiceError, type Logger, type RedisClient } from '@redpacket/lib';
 import type { Pool, PoolConnection } from '@redpacket/db';
 import { status } from '@grpc/grpc-js';
 import type { RowDataPacket } from 'mysql2/promise';
@@ -176,4 +176,28 @@ export async function resyncMirror(pool: Pool, redis: RedisClient, opts: ResyncO
   };
   await scanMirror(redis, prefix, chunk, check);
   return { flagged, checked, ms: Date.now() - started };
+}
+
+/**
+ * Resyncs now, then again every time the Redis connection is ready after a reconnect (a Redis
+ * that restarted is empty). Returns the first resync's figures and a function that stops it.
+ */
+export async function keepMirrorInSync(
+  pool: Pool,
+  redis: RedisClient,
+  log: Logger,
+  opts: ResyncOptions = {},
+): Promise<{ first: ResyncResult; stop(): void }> {
+  const run = async (why: string): Promise<ResyncResult> => {
+    const r = await resyncMirror(pool, redis, opts);
+    log.info({ why, ...r }, 'eligibility mirror resynced from MySQL');
+    return r;
+  };
+  const first = await run('start');
+  // Registered after the first resync: by then the connection's first 'ready' has passed.
+  const onReady = (): void => {
+    run('redis reconnected').catch((err: unknown) => log.error({ err }, 'eligibility mirror resync failed'));
+  };
+  redis.on('ready', onReady);
+  return { first, stop: () => void redis.off('ready', onReady) };
 }

@@ -2,7 +2,7 @@
 import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
 import { createLogger, createRedis, onShutdownSignal, parseEnv, startServer, TokenVerifier } from '@redpacket/lib';
 import { z } from 'zod';
-import { resyncMirror } from './eligibility-mirror.js';
+import { keepMirrorInSync } from './eligibility-mirror.js';
 import { startJwksServer, JWKS_PATH } from './jwks-http.js';
 import { createAccountServer } from './server.js';
 
@@ -33,16 +33,7 @@ const pool = createPool(env.MYSQL_URL, env.IMPORT_CONCURRENCY + 6);
 const redis = createRedis({ url: env.REDIS_URL, clusterNodes: env.REDIS_CLUSTER_NODES });
 redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
 
-const resync = async (why: string): Promise<void> => {
-  const r = await resyncMirror(pool, redis);
-  log.info({ why, ...r }, 'eligibility mirror resynced from MySQL');
-};
-await resync('start');
-// A Redis that restarted came back empty: rebuild the mirror after every reconnect (the first
-// 'ready' has fired before the start resync could run its commands).
-redis.on('ready', () => {
-  resync('redis reconnected').catch((err: unknown) => log.error({ err }, 'eligibility mirror resync failed'));
-});
+const mirror = await keepMirrorInSync(pool, redis, log);
 
 const services = createAccountServer({
   pool,
@@ -63,6 +54,7 @@ const jwks =
 if (jwks) log.info({ host: env.JWKS_HOST, port: jwks.port, path: JWKS_PATH }, 'JWKS served for Envoy');
 
 onShutdownSignal(log, async () => {
+  mirror.stop();
   await running.shutdown();
   await jwks?.close();
   await pool.end();
