@@ -2,19 +2,16 @@ import { Metadata, status } from '@grpc/grpc-js';
 import { signToken } from '@redpacket/lib';
 import { grpcError } from '@redpacket/lib/testing';
 import { importJWK, jwtVerify } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { resyncMirror } from '../src/eligibility-mirror.js';
 import { JWKS_PATH, startJwksServer } from '../src/jwks-http.js';
-import { accountApi, bearer, startHarness, TEST_JWT_SECRET, user, type Harness } from './harness.js';
+import { accountApi, bearer, useHarness, TEST_JWT_SECRET, user, type Harness } from './harness.js';
 
 let h: Harness;
 let api: ReturnType<typeof accountApi>;
-beforeAll(async () => {
-  h = await startHarness();
-  api = accountApi(h.accounts);
-});
-afterAll(async () => {
-  await h?.close();
+useHarness({}, (x) => {
+  h = x;
+  api = accountApi(x.accounts);
 });
 
 const register = (userId: string, extra = {}) => api.registerUser({ user: user(userId, extra) }, h.adminMd);

@@ -2,14 +2,14 @@ import { createHash } from 'node:crypto';
 import { keys, signToken } from '@redpacket/lib';
 import { pollUntil } from '@redpacket/lib/testing';
 import { Outcome, type GrabResponse } from '@redpacket/proto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   accountApi,
   bearer,
   grabApi,
   importUsers,
   openCampaign,
-  startHarness,
+  useHarness,
   TEST_JWT_SECRET,
   user,
   type Harness,
@@ -18,13 +18,10 @@ import {
 let h: Harness;
 let accounts: ReturnType<typeof accountApi>;
 let g: ReturnType<typeof grabApi>;
-beforeAll(async () => {
-  h = await startHarness({ grab: true });
-  accounts = accountApi(h.accounts);
-  g = grabApi(h.grab!, h.admin!);
-});
-afterAll(async () => {
-  await h?.close();
+useHarness({ grab: true }, (x) => {
+  h = x;
+  accounts = accountApi(x.accounts);
+  g = grabApi(x.grab!, x.admin!);
 });
 
 /** Opens an account and returns a token for it, as the app would get it (admin-issued, no password). */

@@ -42,6 +42,7 @@ import { createGrabServer } from '@redpacket/grab-svc/server';
 import { registerScripts } from '@redpacket/grab-svc/scripts';
 import type { Redis } from 'ioredis';
 import { scanMirror } from '../src/eligibility-mirror.js';
+import { afterAll, beforeAll } from 'vitest';
 import { createAccountServer, type AccountServerDeps } from '../src/server.js';
 
 export { bearer, TEST_JWT_SECRET };
@@ -245,4 +246,16 @@ export async function openCampaign(
   );
   h.campaigns.push(c.campaignId);
   return c;
+}
+
+/** Starts a harness before the file's (or describe block's) tests and closes it after them. */
+export function useHarness(opts: Parameters<typeof startHarness>[0], ready: (h: Harness) => void): void {
+  let h: Harness | undefined;
+  beforeAll(async () => {
+    h = await startHarness(opts);
+    ready(h);
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
 }

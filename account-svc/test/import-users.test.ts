@@ -2,16 +2,11 @@ import { status } from '@grpc/grpc-js';
 import { signToken } from '@redpacket/lib';
 import { grpcError } from '@redpacket/lib/testing';
 import type { UserRecord } from '@redpacket/proto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { accountApi, bearer, importUsers, startHarness, TEST_JWT_SECRET, user, type Harness } from './harness.js';
+import { describe, expect, it } from 'vitest';
+import { accountApi, bearer, importUsers, useHarness, TEST_JWT_SECRET, user, type Harness } from './harness.js';
 
 let h: Harness;
-beforeAll(async () => {
-  h = await startHarness();
-});
-afterAll(async () => {
-  await h?.close();
-});
+useHarness({}, (x) => (h = x));
 
 const count = async (sql: string, params: unknown[]): Promise<number> => {
   const [rows] = await h.pool.query(sql, params);

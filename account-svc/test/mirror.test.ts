@@ -1,18 +1,15 @@
 import { createLogger, createRedis, keys } from '@redpacket/lib';
 import { pollUntil } from '@redpacket/lib/testing';
 import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { keepMirrorInSync, resyncMirror } from '../src/eligibility-mirror.js';
-import { accountApi, startHarness, user, type Harness } from './harness.js';
+import { accountApi, useHarness, user, type Harness } from './harness.js';
 
 let h: Harness;
 let api: ReturnType<typeof accountApi>;
-beforeAll(async () => {
-  h = await startHarness();
-  api = accountApi(h.accounts);
-});
-afterAll(async () => {
-  await h?.close();
+useHarness({}, (x) => {
+  h = x;
+  api = accountApi(x.accounts);
 });
 
 /** Differences between what MySQL says and what the mirror holds, for the given users. */

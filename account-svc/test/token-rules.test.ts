@@ -4,8 +4,8 @@ import { MAX_TOKEN_LENGTH, signToken, TokenVerifier } from '@redpacket/lib';
 import { grpcError, pollUntil } from '@redpacket/lib/testing';
 import { Outcome } from '@redpacket/proto';
 import { generateKeyPair, SignJWT } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { accountApi, bearer, grabApi, openCampaign, startHarness, TEST_JWT_SECRET, type Harness } from './harness.js';
+import { describe, expect, it } from 'vitest';
+import { accountApi, bearer, grabApi, openCampaign, useHarness, TEST_JWT_SECRET, type Harness } from './harness.js';
 
 type SignKey = Parameters<SignJWT['sign']>[0];
 const secret = new TextEncoder().encode(TEST_JWT_SECRET);
@@ -105,12 +105,7 @@ describe('token rules (lib TokenVerifier, shared by grab-svc and account-svc)', 
 
 describe('bad tokens over gRPC', () => {
   let h: Harness;
-  beforeAll(async () => {
-    h = await startHarness({ grab: true });
-  });
-  afterAll(async () => {
-    await h?.close();
-  });
+  useHarness({ grab: true }, (x) => (h = x));
 
   it('account-svc refuses every kind with UNAUTHENTICATED', async () => {
     const api = accountApi(h.accounts);
