@@ -33,9 +33,11 @@ export async function mirrorUsers(redis: RedisClient, rows: readonly MirrorState
   try {
     await Promise.all(ops);
   } catch (err) {
+    // The caller rolls back. A half-written mirror (one key written, the other not) is put right
+    // by the resync that runs when the Redis connection is ready again.
     throw new ServiceError(
       status.UNAVAILABLE,
-      `the eligibility mirror in Redis could not be written (${(err as Error).message}); nothing was changed`,
+      `the eligibility mirror in Redis could not be written (${(err as Error).message}); try again`,
     );
   }
 }
