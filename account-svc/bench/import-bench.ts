@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { credentials } from '@grpc/grpc-js';
 import { createPool, DEFAULT_MYSQL_URL } from '@redpacket/db';
-import { signToken } from '@redpacket/lib';
+import { keys, signToken } from '@redpacket/lib';
+import { Redis } from 'ioredis';
 import { bearer } from '@redpacket/lib/testing';
 import { AccountServiceClient, type ImportUsersResponse } from '@redpacket/proto';
 
@@ -28,8 +29,19 @@ const mysqlUrl = process.env['MYSQL_URL'] ?? DEFAULT_MYSQL_URL;
 const secret = `bench-${randomBytes(12).toString('hex')}`;
 const prefix = `bench-${randomBytes(4).toString('hex')}-`;
 
+// The service resyncs the whole eligibility mirror at start; on a shared development Redis it
+// gets database 15, so it cannot drop entries other people's tests keep in database 0.
+const benchRedis = new URL(process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379');
+benchRedis.pathname = '/15';
 const server = spawn(process.execPath, [fileURLToPath(new URL('../src/main.js', import.meta.url))], {
-  env: { ...process.env, GRPC_PORT: String(port), JWKS_PORT: 'off', JWT_SECRET: secret, LOG_LEVEL: 'warn' },
+  env: {
+    ...process.env,
+    GRPC_PORT: String(port),
+    JWKS_PORT: 'off',
+    JWT_SECRET: secret,
+    LOG_LEVEL: 'warn',
+    REDIS_URL: benchRedis.toString(),
+  },
   stdio: ['ignore', 'inherit', 'inherit'],
 });
 const client = new AccountServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
@@ -83,4 +95,7 @@ try {
     if ((r as { affectedRows: number }).affectedRows === 0) break;
   }
   await pool.end();
+  const redis = new Redis(benchRedis.toString());
+  await redis.del(keys.blocked, keys.risk);
+  redis.disconnect();
 }
