@@ -42,19 +42,45 @@ export async function mirrorUsers(redis: RedisClient, rows: readonly MirrorState
   }
 }
 
+const ER_LOCK_DEADLOCK = 1213;
+
+/**
+ * Runs `fn` in a transaction on a connection of its own. A deadlock victim (InnoDB rolled it
+ * back whole) is run again, at most three times in all.
+ */
+async function transaction<T>(
+  pool: Pool,
+  fn: (conn: PoolConnection) => Promise<T>,
+  isolation?: 'READ COMMITTED',
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const conn = await pool.getConnection();
+    try {
+      if (isolation) await conn.query(`SET TRANSACTION ISOLATION LEVEL ${isolation}`);
+      await conn.beginTransaction();
+      const result = await fn(conn);
+      await conn.commit();
+      return result;
+    } catch (err) {
+      await conn.rollback().catch(() => undefined);
+      if ((err as { errno?: number }).errno !== ER_LOCK_DEADLOCK || attempt >= 3) throw err;
+    } finally {
+      conn.release();
+    }
+  }
+}
+
 /**
  * Runs `work` in a transaction; `work` returns the users whose mirror state it changed, and
  * those are read back and mirrored before the commit, while their row locks are still held.
  * A Redis failure rolls the change back.
  */
-export async function inMirroredTransaction<T>(
+export function inMirroredTransaction<T>(
   pool: Pool,
   redis: RedisClient,
   work: (conn: PoolConnection) => Promise<{ result: T; touched: string[] }>,
 ): Promise<T> {
-  const conn = await pool.getConnection();
-  try {
-    await conn.beginTransaction();
+  return transaction(pool, async (conn) => {
     const { result, touched } = await work(conn);
     if (touched.length) {
       const [rows] = await conn.query<RowDataPacket[]>(
@@ -63,14 +89,8 @@ export async function inMirroredTransaction<T>(
       );
       await mirrorUsers(redis, rows as MirrorState[]);
     }
-    await conn.commit();
     return result;
-  } catch (err) {
-    await conn.rollback().catch(() => undefined);
-    throw err;
-  } finally {
-    conn.release();
-  }
+  });
 }
 
 export interface ResyncOptions {
@@ -88,22 +108,26 @@ export interface ResyncResult {
   ms: number;
 }
 
-/** Reads under share locks in READ COMMITTED, so a concurrent change waits or is seen. */
-async function lockedRead(pool: Pool, sql: string, params: unknown[], apply: (rows: MirrorState[]) => Promise<void>) {
-  const conn = await pool.getConnection();
-  try {
-    await conn.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
-    await conn.beginTransaction();
-    const [rows] = await conn.query<RowDataPacket[]>(sql, params);
-    await apply(rows as MirrorState[]);
-    await conn.commit();
-    return rows.length;
-  } catch (err) {
-    await conn.rollback().catch(() => undefined);
-    throw err;
-  } finally {
-    conn.release();
-  }
+/**
+ * Mirrors the exact state MySQL holds for these users (none for an unknown one). The rows are
+ * read by primary key under share locks in READ COMMITTED, so a concurrent change either is seen
+ * or waits, and, touching no secondary index, the read cannot deadlock with a change.
+ */
+function syncUsers(pool: Pool, redis: RedisClient, userIds: string[]): Promise<void> {
+  if (userIds.length === 0) return Promise.resolve();
+  return transaction(
+    pool,
+    async (conn) => {
+      const [rows] = await conn.query<RowDataPacket[]>(
+        'SELECT user_id, blocked, risk_score FROM users WHERE user_id IN (?) LOCK IN SHARE MODE',
+        [userIds],
+      );
+      const known = new Set(rows.map((r) => String(r['user_id'])));
+      const unknown = userIds.filter((id) => !known.has(id)).map((user_id) => ({ user_id, blocked: 0, risk_score: 0 }));
+      await mirrorUsers(redis, [...(rows as MirrorState[]), ...unknown]);
+    },
+    'READ COMMITTED',
+  );
 }
 
 /** Calls `visit` with batches of the user ids the mirror holds (both keys) that start with `prefix`. */
@@ -145,36 +169,22 @@ export async function resyncMirror(pool: Pool, redis: RedisClient, opts: ResyncO
   let flagged = 0;
   let after = '';
   for (;;) {
-    let last: string | undefined;
-    const n = await lockedRead(
-      pool,
-      'SELECT user_id, blocked, risk_score FROM users WHERE flagged = 1 AND user_id > ? AND user_id LIKE ? ' +
-        'ORDER BY user_id LIMIT ? LOCK IN SHARE MODE',
+    // Found through the index without locks; syncUsers then reads each by its key.
+    const [rows] = await pool.query<RowDataPacket[]>(
+      'SELECT user_id FROM users WHERE flagged = 1 AND user_id > ? AND user_id LIKE ? ORDER BY user_id LIMIT ?',
       [after, `${escapeLike(prefix)}%`, chunk],
-      async (rows) => {
-        last = rows.at(-1)?.user_id;
-        await mirrorUsers(redis, rows);
-      },
     );
-    flagged += n;
-    if (n < chunk || last === undefined) break;
-    after = last;
+    const ids = rows.map((r) => String(r['user_id']));
+    await syncUsers(pool, redis, ids);
+    flagged += ids.length;
+    if (ids.length < chunk) break;
+    after = ids[ids.length - 1]!;
   }
 
   let checked = 0;
   const check = async (members: string[]): Promise<void> => {
-    if (members.length === 0) return;
     checked += members.length;
-    await lockedRead(
-      pool,
-      'SELECT user_id, blocked, risk_score FROM users WHERE user_id IN (?) LOCK IN SHARE MODE',
-      [members],
-      async (rows) => {
-        const known = new Set(rows.map((r) => r.user_id));
-        const unknown = members.filter((m) => !known.has(m));
-        await mirrorUsers(redis, [...rows, ...unknown.map((user_id) => ({ user_id, blocked: 0, risk_score: 0 }))]);
-      },
-    );
+    await syncUsers(pool, redis, members);
   };
   await scanMirror(redis, prefix, chunk, check);
   return { flagged, checked, ms: Date.now() - started };
