@@ -29,6 +29,12 @@ export const USER_ID_PATTERN = /^[A-Za-z0-9_.@:-]{1,128}$/;
 
 const encoder = new TextEncoder();
 
+/**
+ * Verifies bearer tokens. UNAUTHENTICATED for: a token over MAX_TOKEN_LENGTH, anything but a
+ * well-formed HS256 JWT (alg none and other algorithms included), a bad signature, a missing or
+ * passed `exp`, an `nbf` still ahead, a missing or malformed `sub`. Clock skew: 5 s by default
+ * on exp and nbf. Verified tokens are cached until they expire. See docs/identity.md.
+ */
 export class TokenVerifier {
   private readonly key: Uint8Array;
   private readonly tolerance: number;
