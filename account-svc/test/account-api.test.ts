@@ -59,8 +59,14 @@ describe('AccountService over gRPC', () => {
       expect(err.details).toBe('invalid user id or password');
     }
     expect((await grpcError(issue(id, ''))).code).toBe(status.UNAUTHENTICATED);
-    const ttl = await grpcError(api.issueToken({ userId: id, password: 'bob-password', ttlSeconds: -5 }, bearer('x')));
-    expect(ttl.code).toBe(status.INVALID_ARGUMENT);
+    for (const ttlSeconds of [-5, 86_401]) {
+      const err = await grpcError(api.issueToken({ userId: id, password: 'bob-password', ttlSeconds }, new Metadata()));
+      expect(err.code).toBe(status.INVALID_ARGUMENT);
+    }
+    const short = await api.issueToken({ userId: id, password: 'bob-password', ttlSeconds: 60 }, new Metadata());
+    const exp = JSON.parse(Buffer.from(short.token.split('.')[1]!, 'base64url').toString()) as { exp: number };
+    expect(Math.abs(exp.exp * 1000 - Date.now() - 60_000)).toBeLessThan(2000);
+    expect(Math.abs(short.expiresAt!.getTime() - exp.exp * 1000)).toBeLessThan(1000);
   });
 
   it('lets an admin issue tokens for a device-less account, and makes admins', async () => {
@@ -109,6 +115,10 @@ describe('AccountService over gRPC', () => {
     expect(blocked).toMatchObject({ blocked: true, blockReason: 'bot farm' });
     expect(blocked.blockedAt).toBeInstanceOf(Date);
     expect(await h.redis.sismember('rp:blocked', id)).toBe(1);
+    // A blocked account still gets tokens and can read why; grabs refuse it (eligibility.test.ts).
+    const t = await api.issueToken({ userId: id, password: '', ttlSeconds: 60 }, h.adminMd);
+    const own = await api.getAccount({ userId: '' }, bearer(t.token));
+    expect(own).toMatchObject({ blocked: true, blockReason: 'bot farm' });
 
     const again = await api.blockUser({ userId: id, reason: 'still a bot' }, h.adminMd);
     expect(again.blockReason).toBe('still a bot');
