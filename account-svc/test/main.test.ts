@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { credentials } from '@grpc/grpc-js';
-import { keys, signToken } from '@redpacket/lib';
+import { jwksFromSecret, keys, signToken, TokenVerifier } from '@redpacket/lib';
 import { bearer, pollUntil, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
 import { AccountServiceClient } from '@redpacket/proto';
 import { describe, expect, it } from 'vitest';
@@ -79,5 +79,30 @@ describe('npm start -w account-svc (dist/src/main.js)', () => {
     expect(code).toBe(2);
     expect(stderr).toContain('GRPC_PORT');
     expect(stderr).toContain('JWT_SECRET');
+  });
+
+  it('cli.js prints the JWKS and mints a first admin token from JWT_SECRET', async () => {
+    const cli = new URL('../dist/src/cli.js', import.meta.url).pathname;
+    const run = async (args: string[]): Promise<{ code: number; out: string }> => {
+      const child = spawn(process.execPath, [cli, ...args], {
+        env: { ...process.env, JWT_SECRET: secret },
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+      let out = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+      const [code] = (await once(child, 'exit')) as [number];
+      return { code, out };
+    };
+    const jwks = await run(['jwks']);
+    expect(jwks.code).toBe(0);
+    expect(JSON.parse(jwks.out)).toEqual(jwksFromSecret(secret));
+    const token = await run(['token', '--user', 'ops', '--role', 'admin', '--ttl', '120']);
+    expect(token.code).toBe(0);
+    expect(await new TokenVerifier({ secret }).verify(token.out.trim())).toMatchObject({
+      userId: 'ops',
+      role: 'admin',
+    });
+    expect((await run(['token', '--user', 'bad id'])).code).toBe(2);
+    expect((await run([])).code).toBe(2);
   });
 });
