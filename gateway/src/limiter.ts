@@ -74,6 +74,16 @@ function metrics(registry: Registry): Metrics {
 
 export class UnavailableError extends Error {}
 
+interface OverLimitEntry {
+  until: number;
+  hits: number;
+  /** A request is asking Redis since this time (the entry had expired). */
+  asking: number | undefined;
+}
+
+/** How long the request asking Redis about an expired over-limit entry stands for the others. */
+const ASKING_GRACE_MS = 1000;
+
 interface Flag {
   reason: Reason | undefined;
 }
@@ -88,8 +98,11 @@ export class Limiter {
   private readonly failOpen: boolean;
   private readonly overLimitCacheMs: number;
   private readonly flagCacheMs: number;
-  /** Bucket key -> until when it is known to lack `hits` tokens (any request of at least that many fails). */
-  private readonly overLimit = new LRUCache<string, { until: number; hits: number }>({ max: 200_000 });
+  /**
+   * Bucket key -> until when it is known to lack `hits` tokens (any request of at least that many
+   * fails). Once expired, one request asks Redis (`asking`) while the others keep being refused.
+   */
+  private readonly overLimit = new LRUCache<string, OverLimitEntry>({ max: 200_000 });
   private readonly flags = new LRUCache<string, Flag>({ max: 50_000 });
   private readonly flagLookups = new Map<string, Promise<Flag>>();
   readonly metrics: Metrics;
@@ -121,7 +134,9 @@ export class Limiter {
     const campaigns = descriptors.map((d) => this.campaignOf(d));
     for (const c of new Set(campaigns)) {
       if (c === undefined) continue;
-      const flag = await this.flag(c);
+      // Cached flags are answered synchronously: no await on the hot path.
+      const cachedOrPending = this.flag(c);
+      const flag = cachedOrPending instanceof Promise ? await cachedOrPending : cachedOrPending;
       if (flag.reason) {
         this.metrics.decisions.inc({ outcome: flag.reason.toLowerCase() });
         return {
@@ -167,8 +182,15 @@ export class Limiter {
     let waitMs = 0;
     const known = buckets.find((b) => {
       const e = b.shadow ? undefined : this.overLimit.get(b.key);
-      if (!e || e.until <= now || hits < e.hits) return false;
-      waitMs = e.until - now;
+      if (!e || hits < e.hits) return false;
+      if (e.until <= now) {
+        // Expired: this request asks Redis; concurrent ones are still refused until it answers.
+        if (e.asking === undefined || now - e.asking > ASKING_GRACE_MS) {
+          e.asking = now;
+          return false;
+        }
+      }
+      waitMs = Math.max(0, e.until - now);
       return true;
     });
     if (known) {
@@ -191,6 +213,7 @@ export class Limiter {
       this.metrics.redisCalls.inc({ kind: 'take' });
       taken = await takeTokens(this.redis, buckets, hits);
     } catch (err) {
+      for (const b of buckets) this.overLimit.delete(b.key);
       return this.redisFailed('take', err, statuses);
     }
     let retryAfterMs = 0;
@@ -201,7 +224,10 @@ export class Limiter {
       if (over && !b.shadow) retryAfterMs = Math.max(retryAfterMs, r.waitMs);
       // Empty now (refused, or just emptied by this request): the next ones are answered from memory.
       if (r.waitMs > 0 && !b.shadow && this.overLimitCacheMs > 0) {
-        this.overLimit.set(b.key, { until: now + Math.min(r.waitMs, this.overLimitCacheMs), hits });
+        const until = Date.now() + Math.min(r.waitMs, this.overLimitCacheMs);
+        this.overLimit.set(b.key, { until, hits, asking: undefined });
+      } else {
+        this.overLimit.delete(b.key);
       }
       statuses[b.index] = {
         code: over && !b.shadow ? 'OVER_LIMIT' : 'OK',
@@ -239,7 +265,7 @@ export class Limiter {
   }
 
   /** The campaign's flag, from memory when fresh; concurrent misses share one lookup. */
-  private async flag(campaignId: string): Promise<Flag> {
+  private flag(campaignId: string): Flag | Promise<Flag> {
     const cached = this.flags.get(campaignId);
     if (cached) {
       this.metrics.cacheHits.inc({ kind: 'flag' });

@@ -16,14 +16,18 @@ export const xdsIncludeDirs = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-val
 
 export const RLS_SERVICE = 'envoy.service.ratelimit.v3.RateLimitService';
 
-/** The RateLimitService client constructor; its `.service` is the server definition. */
-export function loadRateLimitService(): ServiceClientConstructor {
+/**
+ * The RateLimitService client constructor; its `.service` is the server definition. The server
+ * decodes without defaults (absent fields stay undefined: cheaper on the hot path); clients such
+ * as tests may ask for defaults to read zero values as zeros.
+ */
+export function loadRateLimitService(opts: { defaults?: boolean } = {}): ServiceClientConstructor {
   const def = loadSync('envoy/service/ratelimit/v3/rls.proto', {
     includeDirs: xdsIncludeDirs,
     keepCase: true,
     longs: String,
     enums: String,
-    defaults: true,
+    defaults: opts.defaults ?? false,
     oneofs: true,
   });
   const pkg = loadPackageDefinition(def);

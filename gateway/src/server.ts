@@ -6,12 +6,12 @@ import { loadRateLimitService, RLS_SERVICE } from './rls-proto.js';
 
 /** RateLimitRequest as @grpc/proto-loader hands it over (keepCase, enums as strings). */
 export interface RateLimitRequest {
-  domain: string;
-  descriptors: {
-    entries: { key: string; value: string }[];
-    limit: { requests_per_unit: number; unit: string } | null;
+  domain?: string;
+  descriptors?: {
+    entries?: { key?: string; value?: string }[];
+    limit?: { requests_per_unit?: number; unit?: string } | null;
   }[];
-  hits_addend: number;
+  hits_addend?: number;
 }
 
 export interface RateLimitResponse {
@@ -20,7 +20,7 @@ export interface RateLimitResponse {
     code: 'OK' | 'OVER_LIMIT';
     current_limit: { name: string; requests_per_unit: number; unit: string } | null;
     limit_remaining: number;
-    duration_until_reset: { seconds: string; nanos: number } | null;
+    duration_until_reset: { seconds: number; nanos: number } | null;
   }[];
   response_headers_to_add: { key: string; value: string }[];
   raw_body: Buffer;
@@ -42,19 +42,24 @@ const MESSAGES: Record<Reason, string> = {
 
 export function toDescriptors(req: RateLimitRequest): DescriptorIn[] {
   if (!req.domain) throw invalidArgument('domain', 'must not be empty');
-  if (req.descriptors.length === 0) throw invalidArgument('descriptors', 'must not be empty');
+  if (!req.descriptors?.length) throw invalidArgument('descriptors', 'must not be empty');
   return req.descriptors.map((d, i) => {
-    if (d.entries.length === 0) throw invalidArgument(`descriptors[${i}].entries`, 'must not be empty');
-    const unit = d.limit?.unit.toLowerCase() ?? '';
-    const limit = d.limit && isUnit(unit) ? { requestsPerUnit: d.limit.requests_per_unit, unit } : undefined;
-    return { entries: d.entries.map((e) => ({ key: e.key, value: e.value })), limit };
+    if (!d.entries?.length) throw invalidArgument(`descriptors[${i}].entries`, 'must not be empty');
+    const unit = d.limit?.unit?.toLowerCase() ?? '';
+    const limit =
+      d.limit && isUnit(unit) && d.limit.requests_per_unit
+        ? { requestsPerUnit: d.limit.requests_per_unit, unit }
+        : undefined;
+    return { entries: d.entries.map((e) => ({ key: e.key ?? '', value: e.value ?? '' })), limit };
   });
 }
 
-const duration = (ms: number): { seconds: string; nanos: number } => ({
-  seconds: String(Math.floor(ms / 1000)),
+// Numbers, not strings, for the int64 seconds: protobufjs encodes them without parsing a Long.
+const duration = (ms: number): { seconds: number; nanos: number } => ({
+  seconds: Math.floor(ms / 1000),
   nanos: (ms % 1000) * 1_000_000,
 });
+const EMPTY = Buffer.alloc(0);
 
 /** The wire response: a refusal carries a JSON body and headers saying why (Envoy sends them with the 429). */
 export function toResponse(d: Decision): RateLimitResponse {
@@ -67,7 +72,7 @@ export function toResponse(d: Decision): RateLimitResponse {
     duration_until_reset: s.limit ? duration(s.resetMs) : null,
   }));
   if (d.overall === 'OK' || !d.reason) {
-    return { overall_code: d.overall, statuses, response_headers_to_add: [], raw_body: Buffer.alloc(0) };
+    return { overall_code: d.overall, statuses, response_headers_to_add: [], raw_body: EMPTY };
   }
   const body: Record<string, unknown> = { code: d.reason, message: MESSAGES[d.reason] };
   if (d.campaignId) body['campaign_id'] = d.campaignId;
@@ -96,7 +101,7 @@ export function createGatewayServer(deps: { limiter: Limiter; log: Logger }): Se
       async ShouldRateLimit(req) {
         const descriptors = toDescriptors(req);
         try {
-          return toResponse(await limiter.decide(req.domain, descriptors, req.hits_addend));
+          return toResponse(await limiter.decide(req.domain ?? '', descriptors, req.hits_addend ?? 0));
         } catch (err) {
           if (err instanceof UnavailableError) throw new ServiceError(status.UNAVAILABLE, err.message);
           throw err;

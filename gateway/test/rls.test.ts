@@ -36,7 +36,7 @@ function userRule(doc: Json): Json {
 const userLimit = Number((userRule(parse(shippedYaml) as Json)['rate_limit'] as Json)['requests_per_unit']);
 
 const log = createLogger('gateway-test', 'silent');
-const RateLimitService = loadRateLimitService();
+const RateLimitService = loadRateLimitService({ defaults: true });
 type RlsClient = Client & {
   ShouldRateLimit: (req: RateLimitRequest, md: unknown, cb: (e: unknown, r: RateLimitResponse) => void) => void;
 };
