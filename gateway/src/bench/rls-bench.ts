@@ -148,7 +148,10 @@ async function startEcho(): Promise<Server> {
 }
 
 async function startRls(config: RateLimitConfig): Promise<{ server: RunningServer; limiter: Limiter; close(): void }> {
-  const redis = createRedis({ url: `redis://127.0.0.1:${REDIS_PORT}`, autoPipelining: true });
+  const redis = createRedis({
+    url: `redis://127.0.0.1:${REDIS_PORT}`,
+    autoPipelining: process.env['BENCH_AUTOPIPELINE'] !== '0',
+  });
   registerScripts(redis);
   const limiter = new Limiter({ redis, config, log, registry: new Registry(), keyPrefix: 'rlbench:' });
   const server = await startServer({
@@ -177,11 +180,44 @@ function askOnce(req: RateLimitRequest): Promise<string> {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 
+interface Measured {
+  reqPerSec: number;
+  /** CPU of this process (the server under test) per request, µs. */
+  cpuUs: number;
+  /** CPU of the private redis-server per request, µs. */
+  redisCpuUs: number;
+  sent: number;
+  executed: number;
+}
+
+async function redisCpuSeconds(redis: Redis): Promise<number> {
+  const info = await redis.info('cpu');
+  const get = (k: string): number => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
+  return get('used_cpu_user') + get('used_cpu_sys');
+}
+
+/** One h2load run against a port, with this process's and Redis's CPU and Redis commands per request. */
+async function measure(admin: Redis, port: number, file: string): Promise<Measured> {
+  await admin.config('RESETSTAT');
+  const before = await commandCalls(admin);
+  const redisCpu = await redisCpuSeconds(admin);
+  const cpu = process.cpuUsage();
+  const run = await h2load(port, file);
+  const used = process.cpuUsage(cpu);
+  const after = await commandCalls(admin);
+  const n = run.succeeded;
+  return {
+    reqPerSec: run.reqPerSec,
+    cpuUs: (used.user + used.system) / n,
+    redisCpuUs: (((await redisCpuSeconds(admin)) - redisCpu) * 1e6) / n,
+    sent: (after.sent - before.sent) / n,
+    executed: (after.executed - before.executed) / n,
+  };
+}
+
 const work = mkdtempSync(join(tmpdir(), 'rls-bench-'));
 const { proc: redisProc, admin } = await startRedis();
-const results: Record<string, number[]> = { echo: [], counted: [], 'over-limit': [] };
-const callsPerDecision: Record<string, number[]> = { counted: [], 'over-limit': [] };
-const executedPerDecision: Record<string, number[]> = { counted: [], 'over-limit': [] };
+const results: Record<string, Measured[]> = { echo: [], counted: [], 'over-limit': [] };
 try {
   const echo = await startEcho();
   const countedFile = join(work, 'counted.bin');
@@ -190,7 +226,7 @@ try {
   writeFileSync(overFile, grpcFrame(grabRequest('bench-presser')));
 
   for (let round = 0; round < ROUNDS; round++) {
-    results['echo']?.push((await h2load(ECHO_PORT, countedFile)).reqPerSec);
+    results['echo']?.push(await measure(admin, ECHO_PORT, countedFile));
 
     for (const [name, config, file, req] of [
       ['counted', countedConfig(), countedFile, grabRequest('bench-counted-user')],
@@ -204,13 +240,7 @@ try {
         for (let i = 0; i < 100 && code === 'OK'; i++) code = await askOnce(req);
         if (code !== 'OVER_LIMIT') throw new Error('the bench user never went over the limit');
       } else if ((await askOnce(req)) !== 'OK') throw new Error('counted scenario refused a request');
-      await admin.config('RESETSTAT');
-      const before = await commandCalls(admin);
-      const run = await h2load(RLS_PORT, file);
-      const after = await commandCalls(admin);
-      results[name]?.push(run.reqPerSec);
-      callsPerDecision[name]?.push((after.sent - before.sent) / run.succeeded);
-      executedPerDecision[name]?.push((after.executed - before.executed) / run.succeeded);
+      results[name]?.push(await measure(admin, RLS_PORT, file));
       await rls.server.shutdown(2000);
       rls.close();
     }
@@ -222,24 +252,29 @@ try {
   rmSync(work, { recursive: true, force: true });
 }
 
-const echoMedian = median(results['echo'] ?? []);
+const med = (name: string, f: (m: Measured) => number): number => median((results[name] ?? []).map(f));
+const echoRps = med('echo', (m) => m.reqPerSec);
+const echoCpu = med('echo', (m) => m.cpuUs);
 console.log(
   `RLS bench: h2load -n ${REQUESTS} -c ${CONNECTIONS} -m ${STREAMS} -t 1, ${ROUNDS} rounds, medians; ` +
-    'one Node process per server, 2 shared cores: noisy, expect +-10-25%.',
+    'servers on one Node thread, h2load and redis-server beside them on 2 shared cores: noisy (+-10-25%).',
 );
-console.log(
-  'scenario      req/s (median)  runs                     ratio to echo  Redis calls/decision  (commands run, incl. in Lua)',
-);
+const row = (cells: string[]): string => cells.map((c, i) => (i ? c.padStart(12) : c.padEnd(11))).join(' ');
+console.log(row(['scenario', 'req/s', 'x echo', 'node us/req', 'echo/node', 'redis us/req', 'calls/req', 'cmds/req']));
 for (const name of ['echo', 'counted', 'over-limit']) {
-  const runs = results[name] ?? [];
-  const m = median(runs);
-  const calls = callsPerDecision[name];
+  const rps = med(name, (m) => m.reqPerSec);
+  const cpu = med(name, (m) => m.cpuUs);
   console.log(
-    `${name.padEnd(13)} ${m.toFixed(0).padStart(14)}  ${runs
-      .map((r) => r.toFixed(0))
-      .join(', ')
-      .padEnd(24)} ` +
-      `${(m / echoMedian).toFixed(2).padStart(13)}  ${(calls ? median(calls).toFixed(5) : '-').padStart(20)}` +
-      `  ${executedPerDecision[name] ? median(executedPerDecision[name]).toFixed(5) : '-'}`,
+    row([
+      name,
+      rps.toFixed(0),
+      (rps / echoRps).toFixed(2),
+      cpu.toFixed(1),
+      (echoCpu / cpu).toFixed(2),
+      med(name, (m) => m.redisCpuUs).toFixed(1),
+      med(name, (m) => m.sent).toFixed(5),
+      med(name, (m) => m.executed).toFixed(5),
+    ]),
   );
+  console.log(`  runs: ${(results[name] ?? []).map((m) => m.reqPerSec.toFixed(0)).join(', ')} req/s`);
 }
