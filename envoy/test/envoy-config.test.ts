@@ -19,6 +19,7 @@ import { descriptorSetPath } from '@redpacket/proto';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { parse } from 'yaml';
 import { buildEnvoyApi, correctedValidateProto } from './envoy-api.js';
+import { pgvViolations } from './pgv.js';
 
 const yamlText = readFileSync(new URL('../envoy.yaml', import.meta.url), 'utf8');
 type Json = Record<string, unknown>;
@@ -158,6 +159,51 @@ describe('envoy.yaml against Envoy API protos (from @grpc/grpc-js-xds)', () => {
     const j = fresh();
     mutate(j);
     expect(() => strictParse(j)).toThrow(message);
+  });
+
+  // What Envoy checks next, once the config has parsed: the (validate.rules) on every field.
+  test('satisfies every protoc-gen-validate rule of the API, inside every typed_config too', () => {
+    expect(pgvViolations(registry, bootstrap, strictParse(fresh()))).toEqual([]);
+  });
+
+  const grabRoute = (j: Json): Json => routeNamed(j, 'grab')['route'] as Json;
+  const pgvMutations: [string, (j: Json) => void, RegExp][] = [
+    [
+      'a health check without its timeout',
+      (j) => delete ((clusters(j)[0]?.['health_checks'] as Json[])[0] as Json)['timeout'],
+      /health_checks\[0\]\.timeout: required/,
+    ],
+    [
+      'a zero connect timeout',
+      (j) => ((clusters(j)[0] as Json)['connect_timeout'] = '0s'),
+      /connect_timeout: duration must be gt/,
+    ],
+    [
+      'a rate limit without actions',
+      (j) => (((grabRoute(j)['rate_limits'] as Json[])[0] as Json)['actions'] = []),
+      /rate_limits\[0\]\.actions: fewer than 1/,
+    ],
+    [
+      'a rate limit stage past 10',
+      (j) => (httpFilter(j, 'envoy.filters.http.ratelimit')['stage'] = 11),
+      /<RateLimit>\.stage: must be <= 10/,
+    ],
+    [
+      'an empty descriptor key',
+      (j) => {
+        const actions = ((grabRoute(j)['rate_limits'] as Json[])[1] as Json)['actions'] as Json[];
+        ((actions[0] as Json)['request_headers'] as Json)['descriptor_key'] = '';
+      },
+      /descriptor_key: shorter than 1/,
+    ],
+    ['a cluster without a name', (j) => ((clusters(j)[0] as Json)['name'] = ''), /clusters\[0\]\.name: shorter than 1/],
+  ];
+
+  test.each(pgvMutations)('a copy with %s breaks a validate rule', (_what, mutate, message) => {
+    const j = fresh();
+    mutate(j);
+    const violations = pgvViolations(registry, bootstrap, strictParse(j));
+    expect(violations.join('\n')).toMatch(message);
   });
 });
 
