@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { credentials, status, type Client } from '@grpc/grpc-js';
 import { createLogger, createRedis, keys, startServer, type RedisClient, type RunningServer } from '@redpacket/lib';
-import { call, deleteKeys, grpcError, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import { call, deleteKeys, grpcError, pollUntil, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
 import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -188,6 +188,38 @@ describe('gateway: envoy.service.ratelimit.v3 with the shipped rules and envoy.y
     expect(flood.filter((r) => header(r, REASON_HEADER) === 'RATE_LIMITED')).toHaveLength(500);
     expect(await counter(g, 'redisCalls', {})).toBe(before);
     expect(await counter(g, 'redisErrors', {})).toBe(0);
+  });
+
+  test('when an over-limit entry expires, one request asks Redis and a concurrent flood does not', async () => {
+    const g = await startGateway(shippedConfig(), { overLimitCacheMs: 100 });
+    const campaign = newCampaign();
+    const user = `u-${rand()}`;
+    for (let i = 0; i <= userLimit; i++) await g.ask(grab(campaign, user));
+    const cachedAt = Date.now();
+    // The entry lives 100 ms; the bucket refills one token every few seconds, so it stays empty.
+    await pollUntil('the over-limit entry to expire', () => Date.now() - cachedAt > 150, 2000, 20);
+    const before = await counter(g, 'redisCalls', { kind: 'take' });
+    const flood = await Promise.all(Array.from({ length: 300 }, () => g.ask(grab(campaign, user))));
+    expect(flood.every((r) => r.overall_code === 'OVER_LIMIT')).toBe(true);
+    expect((await counter(g, 'redisCalls', { kind: 'take' })) - before).toBe(1);
+  });
+
+  test('a not_started flag is not remembered past its expiry: the campaign opens at its start', async () => {
+    const g = await startGateway(shippedConfig(), { flagCacheMs: 5000 });
+    const campaign = newCampaign();
+    await admin.set(keys.state(campaign), 'not_started', 'PX', 400);
+    const early = await g.ask(grab(campaign, `u-${rand()}`));
+    expect(header(early, REASON_HEADER)).toBe('NOT_STARTED');
+    const opened = await pollUntil(
+      'the campaign to open',
+      async () => {
+        const r = await g.ask(grab(campaign, `u-${rand()}`));
+        return r.overall_code === 'OK' && r;
+      },
+      3000,
+      25,
+    );
+    expect(opened.statuses).toHaveLength(3);
   });
 
   test('shadow mode counts but never refuses', async () => {
