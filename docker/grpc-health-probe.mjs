@@ -7,7 +7,9 @@ import { loadSync } from '@grpc/proto-loader';
 
 const require = createRequire(import.meta.url);
 const protoDir = join(dirname(require.resolve('grpc-health-check/package.json')), 'proto');
-const pkg = loadPackageDefinition(loadSync('health/v1/health.proto', { includeDirs: [protoDir], keepCase: true }));
+const pkg = loadPackageDefinition(
+  loadSync('health/v1/health.proto', { includeDirs: [protoDir], keepCase: true, enums: String }),
+);
 const port = process.argv[2] ?? process.env.GRPC_PORT;
 const client = new pkg.grpc.health.v1.Health(`127.0.0.1:${port}`, credentials.createInsecure());
 client.Check({ service: process.argv[3] ?? '' }, { deadline: Date.now() + 2000 }, (err, res) => {
