@@ -73,10 +73,15 @@ function check(ok: boolean, what: string, got: unknown): void {
 
 async function until(what: string, f: () => Promise<Reply>, ok: (r: Reply) => boolean): Promise<Reply> {
   const deadline = Date.now() + env.SMOKE_TIMEOUT_MS;
-  let last: Reply | undefined;
+  let last: Reply | string | undefined;
   while (Date.now() < deadline) {
-    last = await f();
-    if (ok(last)) return last;
+    try {
+      const reply = await f();
+      if (ok(reply)) return reply;
+      last = reply;
+    } catch (err) {
+      last = `error: ${(err as Error).message}`; // Envoy or an upstream still starting
+    }
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`smoke: timed out waiting for ${what}; last ${JSON.stringify(last)}`);
