@@ -289,7 +289,8 @@ export class Limiter {
       const flag: Flag = { reason: typeof value === 'string' ? FLAG_REASON[value] : undefined };
       // A "not_started" flag expires at the start: never remember it past that.
       const ttl = pttl > 0 ? Math.min(pttl, this.flagCacheMs) : this.flagCacheMs;
-      this.flags.set(campaignId, flag, { ttl });
+      // lru-cache reads a ttl of 0 as "forever": with the cache off, nothing is kept.
+      if (ttl > 0) this.flags.set(campaignId, flag, { ttl });
       return flag;
     } catch (err) {
       this.metrics.redisErrors.inc({ kind: this.failOpen ? 'fail_open' : 'fail_closed' });

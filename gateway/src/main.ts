@@ -21,6 +21,8 @@ const Env = z.object({
   RATELIMIT_FAIL_OPEN: flag.default(true),
   RATELIMIT_OVER_LIMIT_CACHE_MS: z.coerce.number().int().min(0).max(5000).default(500),
   RATELIMIT_FLAG_CACHE_MS: z.coerce.number().int().min(0).max(5000).default(500),
+  /** A Redis reply later than this fails the decision (then fail-open decides). */
+  REDIS_TIMEOUT_MS: z.coerce.number().int().min(1).max(10_000).default(100),
   /** Prometheus text on http://0.0.0.0:METRICS_PORT/metrics; 0 = off. */
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
   REDIS_AUTOPIPELINE: flag.default(true),
@@ -40,9 +42,14 @@ const redis = createRedis({
   url: env.REDIS_URL,
   clusterNodes: env.REDIS_CLUSTER_NODES,
   autoPipelining: env.REDIS_AUTOPIPELINE,
+  // While Redis is away a decision fails at once (and fails open) instead of queueing.
+  offlineQueue: false,
+  commandTimeoutMs: env.REDIS_TIMEOUT_MS,
 });
 registerScripts(redis);
 redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
+// Without the offline queue, decisions before the first connection would all fail open: wait a bit.
+await waitForRedis(5000);
 
 const registry = new Registry();
 collectDefaultMetrics({ register: registry });
@@ -68,6 +75,14 @@ const metricsServer =
         );
       }).listen(env.METRICS_PORT)
     : undefined;
+
+async function waitForRedis(ms: number): Promise<void> {
+  if (redis.status === 'ready') return;
+  const ready = new Promise<boolean>((resolve) => redis.once('ready', () => resolve(true)));
+  const late = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms).unref());
+  if (!(await Promise.race([ready, late])))
+    log.warn({ ms }, 'redis not ready yet; serving anyway (decisions fail open)');
+}
 
 onShutdownSignal(log, async () => {
   await running.shutdown();

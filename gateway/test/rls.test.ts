@@ -80,9 +80,11 @@ async function startGateway(
 ): Promise<Gateway> {
   const prefix = opts.prefix ?? `rltest:${rand()}:`;
   prefixes.push(prefix);
-  const redis = createRedis({ url: opts.redisUrl ?? TEST_REDIS_URL });
+  // As gateway/src/main.ts builds it: no offline queue, a command timeout.
+  const redis = createRedis({ url: opts.redisUrl ?? TEST_REDIS_URL, offlineQueue: false, commandTimeoutMs: 2000 });
   redis.on('error', () => undefined);
   registerScripts(redis);
+  if (!opts.redisUrl) await pollUntil('the gateway connection to Redis', () => redis.status === 'ready', 5000);
   const limiter = new Limiter({ redis, config, log, registry: new Registry(), keyPrefix: prefix, ...opts });
   const server = await startServer({
     services: createGatewayServer({ limiter, log }),
