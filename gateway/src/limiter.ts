@@ -92,7 +92,7 @@ const OK_NO_LIMIT: DescriptorStatus = { code: 'OK', limit: undefined, remaining:
 
 export class Limiter {
   private readonly redis: RedisClient;
-  private readonly config: RateLimitConfig;
+  private config: RateLimitConfig;
   private readonly log: Logger;
   private readonly prefix: string;
   private readonly failOpen: boolean;
@@ -116,6 +116,12 @@ export class Limiter {
     this.overLimitCacheMs = opts.overLimitCacheMs ?? 500;
     this.flagCacheMs = opts.flagCacheMs ?? 500;
     this.metrics = metrics(opts.registry);
+  }
+
+  /** Swaps the rules (e.g. on SIGHUP); what was learnt under the old ones is forgotten. */
+  setConfig(config: RateLimitConfig): void {
+    this.config = config;
+    this.overLimit.clear();
   }
 
   get domain(): string {
@@ -163,7 +169,8 @@ export class Limiter {
       const values = d.entries.map((e) => campaignOf(this.config, e) ?? e.value);
       buckets.push({
         index,
-        key: `${this.prefix}{${this.config.domain}}:${rule.id}:${values.join('|')}`,
+        // The rate is part of the key: changed rules start from full buckets.
+        key: `${this.prefix}{${this.config.domain}}:${rule.id}:${rule.requestsPerUnit}/${rule.unit}:${values.join('|')}`,
         capacity: rule.requestsPerUnit,
         periodMs: UNIT_MS[rule.unit],
         shadow: rule.shadow,

@@ -84,6 +84,17 @@ async function waitForRedis(ms: number): Promise<void> {
     log.warn({ ms }, 'redis not ready yet; serving anyway (decisions fail open)');
 }
 
+// Rules are reloaded on SIGHUP; a file that does not parse leaves the running rules in place.
+process.on('SIGHUP', () => {
+  try {
+    const next = loadConfig(env.RATELIMIT_CONFIG);
+    limiter.setConfig(next);
+    log.info({ config: env.RATELIMIT_CONFIG, domain: next.domain }, 'rate limit rules reloaded');
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'rate limit rules not reloaded: keeping the running ones');
+  }
+});
+
 onShutdownSignal(log, async () => {
   await running.shutdown();
   metricsServer?.close();

@@ -224,6 +224,20 @@ describe('gateway: envoy.service.ratelimit.v3 with the shipped rules and envoy.y
     expect(opened.statuses).toHaveLength(3);
   });
 
+  test('new rules take over at once (SIGHUP reload), forgetting what the old ones cached', async () => {
+    const g = await startGateway(shippedConfig());
+    const campaign = newCampaign();
+    const user = `u-${rand()}`;
+    for (let i = 0; i < userLimit; i++) await g.ask(grab(campaign, user));
+    expect((await g.ask(grab(campaign, user))).overall_code).toBe('OVER_LIMIT');
+    g.limiter.setConfig(
+      shippedConfig((doc) => (userRule(doc)['rate_limit'] = { unit: 'minute', requests_per_unit: userLimit * 3 })),
+    );
+    const after = await g.ask(grab(campaign, user));
+    expect(after.overall_code).toBe('OK');
+    expect(after.statuses[0]?.current_limit?.requests_per_unit).toBe(userLimit * 3);
+  });
+
   test('shadow mode counts but never refuses', async () => {
     const g = await startGateway(shippedConfig((doc) => (userRule(doc)['shadow_mode'] = true)));
     const campaign = newCampaign();
