@@ -28,6 +28,7 @@ const REQUESTS = Number(process.env['BENCH_REQUESTS'] ?? 60_000);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 4);
 const STREAMS = Number(process.env['BENCH_STREAMS'] ?? 32);
+const SCENARIOS = (process.env['BENCH_SCENARIOS'] ?? 'counted,over-limit').split(',');
 const REDIS_PORT = 17279;
 const ECHO_PORT = 17280;
 const RLS_PORT = 17281;
@@ -232,6 +233,7 @@ try {
       ['counted', countedConfig(), countedFile, grabRequest('bench-counted-user')],
       ['over-limit', parseConfig(shippedYaml), overFile, grabRequest('bench-presser')],
     ] as const) {
+      if (!SCENARIOS.includes(name)) continue;
       await admin.flushdb(); // the private bench server, never the shared one
       const rls = await startRls(config);
       if (name === 'over-limit') {
@@ -262,6 +264,7 @@ console.log(
 const row = (cells: string[]): string => cells.map((c, i) => (i ? c.padStart(12) : c.padEnd(11))).join(' ');
 console.log(row(['scenario', 'req/s', 'x echo', 'node us/req', 'echo/node', 'redis us/req', 'calls/req', 'cmds/req']));
 for (const name of ['echo', 'counted', 'over-limit']) {
+  if (!results[name]?.length) continue;
   const rps = med(name, (m) => m.reqPerSec);
   const cpu = med(name, (m) => m.cpuUs);
   console.log(
