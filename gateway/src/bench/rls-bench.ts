@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
 import { createLogger, createRedis, startServer, type RunningServer } from '@redpacket/lib';
+import { deleteKeys } from '@redpacket/lib/testing';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { parse, stringify } from 'yaml';
@@ -234,7 +235,7 @@ try {
       ['over-limit', parseConfig(shippedYaml), overFile, grabRequest('bench-presser')],
     ] as const) {
       if (!SCENARIOS.includes(name)) continue;
-      await admin.flushdb(); // the private bench server, never the shared one
+      await deleteKeys(admin, 'rlbench:*'); // a fresh start for each scenario (private server anyway)
       const rls = await startRls(config);
       if (name === 'over-limit') {
         // Spend the user's tokens first, so the whole run is refusals.
