@@ -3,7 +3,9 @@
  * against Envoy's own API protos (every typed_config resolved, unknown fields and bad values
  * rejected, mutated copies refused), then checked against the mesh's own contracts.
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   createFileRegistry,
   fromBinary,
@@ -18,7 +20,7 @@ import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { descriptorSetPath } from '@redpacket/proto';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { parse } from 'yaml';
-import { buildEnvoyApi, correctedValidateProto } from './envoy-api.js';
+import { buildEnvoyApi, correctedValidateProto, includeDirs, xdsDeps } from './envoy-api.js';
 import { pgvViolations } from './pgv.js';
 
 const yamlText = readFileSync(new URL('../envoy.yaml', import.meta.url), 'utf8');
@@ -70,9 +72,16 @@ const httpFilter = (j: Json, name: string): Json => {
 const clusters = (j: Json): Json[] => (j['static_resources'] as Json)['clusters'] as Json[];
 
 describe('envoy.yaml against Envoy API protos (from @grpc/grpc-js-xds)', () => {
-  test('the corrected validate.proto adds ignore_empty where Envoy uses it', () => {
+  test('the corrected validate.proto adds ignore_empty where Envoy uses it; the shipped one fails', () => {
     const text = correctedValidateProto();
     expect(text.match(/optional bool ignore_empty = \d+;/g)?.length).toBeGreaterThanOrEqual(16);
+    const shippedOnly = () =>
+      execFileSync(
+        'protoc',
+        [...includeDirs.flatMap((d) => ['-I', d]), '-o', '/dev/null', 'envoy/config/core/v3/protocol.proto'],
+        { cwd: join(xdsDeps, 'envoy-api'), stdio: ['ignore', 'ignore', 'pipe'] },
+      );
+    expect(shippedOnly).toThrow(/ignore_empty/);
   });
 
   test('parses strictly into Bootstrap, every typed_config resolved', () => {
