@@ -1,0 +1,293 @@
+/**
+ * `redpacket bench`: ghz's main flags and JSON report on top of @redpacket/loadgen (pre-encoded
+ * frames over node:http2 in worker threads), with --baseline to show the tool's own ceiling.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { Command, Option } from 'commander';
+import { signToken } from '@redpacket/lib';
+import {
+  ECHO_PATH,
+  echoServerScript,
+  freePort,
+  grpcFrame,
+  runLoad,
+  spawnNode,
+  type LoadReport,
+  type PreparedRequest,
+} from '@redpacket/loadgen';
+import { action, examples } from '../action.js';
+import type { CliContext } from '../context.js';
+import { usageError } from '../errors.js';
+import { findMethod, type BenchMethod } from '../bench/methods.js';
+import { latencyDistribution, toGhzReport, type GhzReport } from '../bench/report.js';
+import { compile, type TemplateVars } from '../bench/template.js';
+import { table } from '../format.js';
+import { asDuration, asInt } from '../parse.js';
+
+export interface BenchOptions {
+  call: string;
+  concurrency: number;
+  total: number;
+  duration: number;
+  rps: number;
+  connections: number;
+  cpus?: number;
+  data?: string;
+  dataFile?: string;
+  metadata?: string;
+  tokenPerUser: number;
+  userPrefix?: string;
+  admin?: boolean;
+  format: 'summary' | 'json' | 'pretty';
+  output?: string;
+  baseline?: boolean;
+  prepared: number;
+  insecure?: boolean;
+}
+
+const VARIABLES = [
+  'RequestNumber',
+  'FullyQualifiedName',
+  'MethodName',
+  'ServiceName',
+  'InputName',
+  'OutputName',
+  'IsClientStreaming',
+  'IsServerStreaming',
+  'Timestamp',
+  'TimestampUnix',
+  'TimestampUnixMilli',
+  'TimestampUnixNano',
+  'UUID',
+  'UserId',
+  'UserNumber',
+  'Token',
+];
+
+/** Signs `n` user tokens ("prefix0".."prefix{n-1}"), a few hundred at a time. */
+export async function signUserTokens(secret: string, prefix: string, n: number, ttlSeconds = 3600): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < n; i += 500) {
+    const chunk = Array.from({ length: Math.min(500, n - i) }, (_, j) =>
+      signToken({ secret, userId: `${prefix}${i + j}`, ttlSeconds, openedAtMs: Date.now() - 3_600_000 }),
+    );
+    out.push(...(await Promise.all(chunk)));
+  }
+  return out;
+}
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw usageError(`${what} is not valid JSON after templating: ${(err as Error).message}\n  ${text.slice(0, 200)}`);
+  }
+}
+
+/** Renders and encodes every request up front, so the load workers only write bytes. */
+export async function prepareRequests(
+  method: BenchMethod,
+  o: BenchOptions,
+  secret: string,
+  staticToken: string | undefined,
+): Promise<PreparedRequest[]> {
+  const dataText = o.dataFile !== undefined ? readFileSync(o.dataFile, 'utf8') : (o.data ?? '{}');
+  const data = compile(dataText, VARIABLES);
+  let mdText = o.metadata ?? '{}';
+  const users = o.tokenPerUser;
+  const prefix = o.userPrefix ?? `bench-${randomBytes(3).toString('hex')}-`;
+  const tokens = users > 0 ? await signUserTokens(secret, prefix, users) : [];
+  let token = staticToken;
+  if (o.admin) token = await signToken({ secret, userId: 'bench-admin', role: 'admin' });
+  const md = parseJson(mdText.replace(/\{\{.*?\}\}/g, 'x'), '-m metadata');
+  if (!md || typeof md !== 'object' || Array.isArray(md)) throw usageError('-m metadata must be a JSON object');
+  if (!Object.keys(md).some((k) => k.toLowerCase() === 'authorization')) {
+    if (users > 0) mdText = JSON.stringify({ ...md, authorization: 'Bearer {{.Token}}' });
+    else if (token) mdText = JSON.stringify({ ...md, authorization: `Bearer ${token}` });
+  }
+  const meta = compile(mdText, VARIABLES);
+  const count = o.duration > 0 ? o.prepared : o.total;
+  const now = Date.now();
+  const fixed: TemplateVars = {
+    FullyQualifiedName: method.fullName,
+    MethodName: method.method,
+    ServiceName: method.service,
+    InputName: method.inputName,
+    OutputName: method.outputName,
+    IsClientStreaming: false,
+    IsServerStreaming: false,
+  };
+  const encode = (vars: TemplateVars): Buffer => {
+    const text = data.render(vars);
+    return grpcFrame(method.encode(method.path === ECHO_PATH ? text : parseJson(text, 'call data')));
+  };
+  const headersOf = (vars: TemplateVars): Record<string, string> => {
+    const h = parseJson(meta.render(vars), '-m metadata') as Record<string, unknown>;
+    return Object.fromEntries(Object.entries(h).map(([k, v]) => [k.toLowerCase(), String(v)]));
+  };
+  const vars = (k: number): TemplateVars => {
+    const u = users > 0 ? k % users : 0;
+    const t = now + k;
+    return {
+      ...fixed,
+      RequestNumber: k,
+      Timestamp: new Date(t).toISOString(),
+      TimestampUnix: Math.floor(t / 1000),
+      TimestampUnixMilli: t,
+      TimestampUnixNano: `${t}000000`,
+      UUID: crypto.randomUUID(),
+      UserNumber: u,
+      UserId: users > 0 ? `${prefix}${u}` : '',
+      Token: tokens[u] ?? token ?? '',
+    };
+  };
+  // static parts are rendered once and shared by every request
+  const staticBody = data.isStatic ? encode(vars(0)) : undefined;
+  const staticHeaders = meta.isStatic ? headersOf(vars(0)) : undefined;
+  const out: PreparedRequest[] = new Array(count);
+  for (let k = 0; k < count; k++) {
+    const v = staticBody && staticHeaders ? undefined : vars(k);
+    out[k] = { body: staticBody ?? encode(v!), headers: staticHeaders ?? headersOf(v!) };
+  }
+  return out;
+}
+
+function summary(r: GhzReport, call: string, target: string): string {
+  const ms = (n: number): string => `${(n / 1e6).toFixed(2)} ms`;
+  const lines = [
+    `Summary: ${call} on ${target}`,
+    table(
+      ['count', 'total', 'slowest', 'fastest', 'average', 'requests/s'],
+      [[String(r.count), ms(r.total), ms(r.slowest), ms(r.fastest), ms(r.average), r.rps.toFixed(2)]],
+    ),
+    'Response time histogram:',
+    ...r.histogram.map((b) => {
+      const max = Math.max(...r.histogram.map((x) => x.count), 1);
+      return `  ${(b.mark * 1000).toFixed(3).padStart(10)} ms [${String(b.count).padStart(7)}] |${'∎'.repeat(Math.round((b.count / max) * 40))}`;
+    }),
+    'Latency distribution:',
+    ...r.latencyDistribution.map((l) => `  ${l.percentage} % in ${ms(l.latency)}`),
+    'Status code distribution:',
+    ...Object.entries(r.statusCodeDistribution).map(([k, v]) => `  [${k}] ${v} responses`),
+  ];
+  const errs = Object.entries(r.errorDistribution);
+  if (errs.length) lines.push('Error distribution:', ...errs.map(([k, v]) => `  [${v}] ${k}`));
+  if (r.baseline) lines.push(baselineLine(r.rps, r.baseline.rps));
+  return lines.join('\n');
+}
+
+export function baselineLine(targetRps: number, echoRps: number): string {
+  const ratio = targetRps / echoRps;
+  const verdict =
+    ratio > 0.8
+      ? 'the target runs near what this tool and host can drive: treat its figure as a lower bound'
+      : 'well below the ceiling: the figure is the server, not the tool';
+  return (
+    `Ceiling: the same load against a bare grpc-js echo server ran at ${echoRps.toFixed(0)} req/s; ` +
+    `the target reached ${(ratio * 100).toFixed(0)}% of it (${verdict}).`
+  );
+}
+
+/** The same requests against loadgen's echo server: what this tool can drive on this host. */
+export async function echoBaseline(load: (target: string, path: string) => Promise<LoadReport>): Promise<LoadReport> {
+  const port = await freePort();
+  const echo = spawnNode(echoServerScript, [String(port)]);
+  try {
+    await echo.waitFor(/^listening/);
+    return await load(`http://127.0.0.1:${port}`, ECHO_PATH);
+  } finally {
+    await echo.stop();
+  }
+}
+
+async function bench(ctx: CliContext, host: string | undefined, o: BenchOptions): Promise<void> {
+  if (o.total < 1 && o.duration === 0) throw usageError('-n must be at least 1 (or give -z)');
+  const method = findMethod(o.call);
+  const target = host ?? ctx.opts.grabAddr;
+  const requests = await prepareRequests(method, o, ctx.secret, ctx.opts.token);
+  const load = (url: string, path: string): Promise<LoadReport> =>
+    runLoad({
+      target: url,
+      path,
+      requests,
+      concurrency: o.concurrency,
+      connections: o.connections,
+      workers: o.cpus,
+      durationMs: o.duration,
+      rps: o.rps,
+    });
+  const report = await load(`http://${target}`, method.path);
+  const options = {
+    call: method.fullName,
+    host: target,
+    total: o.duration > 0 ? undefined : o.total,
+    concurrency: o.concurrency,
+    connections: o.connections,
+    duration: o.duration > 0 ? o.duration * 1e6 : undefined,
+    rps: o.rps,
+    tokenPerUser: o.tokenPerUser || undefined,
+    cpus: o.cpus,
+  };
+  const ghz = toGhzReport(report, options, o.duration > 0);
+  if (o.baseline) {
+    const echo = await echoBaseline(load);
+    ghz.baseline = {
+      rps: echo.rps,
+      targetOverEcho: report.rps / echo.rps,
+      echoLatencyDistribution: latencyDistribution(echo.latenciesMs),
+    };
+  }
+  const format = ctx.json && o.format === 'summary' ? 'json' : o.format;
+  const text =
+    format === 'summary'
+      ? summary(ghz, method.fullName, target)
+      : JSON.stringify(ghz, null, format === 'pretty' ? 2 : undefined);
+  if (o.output) writeFileSync(o.output, `${text}\n`);
+  else process.stdout.write(`${text}\n`);
+}
+
+export function benchCommand(): Command {
+  return examples(
+    new Command('bench')
+      .argument('[host]', 'host:port of the server (default: --grab-addr)')
+      .description(
+        "a gRPC load generator with ghz's flags and JSON report, for hosts without ghz; --baseline shows its own ceiling",
+      )
+      .requiredOption(
+        '--call <method>',
+        'fully qualified method, e.g. redpacket.v1.GrabService.Grab (or bench.Echo.Echo)',
+      )
+      .option('-c, --concurrency <n>', 'requests in flight', asInt('-c', 1, 100_000), 50)
+      .option('-n, --total <n>', 'number of requests', asInt('-n', 0, 5_000_000), 200)
+      .option('-z, --duration <duration>', 'run this long instead of -n (e.g. 10s)', asDuration('-z'), 0)
+      .option('--rps <n>', 'total request rate (0: as fast as possible)', asInt('--rps', 0), 0)
+      .option('--connections <n>', 'HTTP/2 connections (at least one per worker)', asInt('--connections', 1), 1)
+      .option('--cpus <n>', 'load worker threads (default: up to 2)', asInt('--cpus', 1, 64))
+      .option('-d, --data <json>', 'call data as JSON, with {{...}} templates rendered per request')
+      .option('-D, --data-file <path>', 'call data from a file')
+      .option('-m, --metadata <json>', 'metadata as a JSON object, templated per request')
+      .option(
+        '--token-per-user <n>',
+        'sign n user tokens with JWT_SECRET; call k carries user k % n',
+        asInt('--token-per-user', 0),
+        0,
+      )
+      .option('--user-prefix <prefix>', 'user ids of --token-per-user are prefix0..prefix{n-1}')
+      .option('--admin', 'send one admin token signed with JWT_SECRET')
+      .addOption(
+        new Option('-O, --format <format>', 'output format').choices(['summary', 'json', 'pretty']).default('summary'),
+      )
+      .option('-o, --output <path>', 'write the report to a file')
+      .option('--baseline', "also run the same load against loadgen's echo server and print the ratio")
+      .option('--prepared <n>', 'distinct requests rendered for -z (cycled)', asInt('--prepared', 1, 1_000_000), 10_000)
+      .option('--insecure', 'accepted for ghz compatibility (bench always uses plaintext)')
+      .action(action(bench)),
+    [
+      'redpacket bench --call redpacket.v1.GrabService.Grab -n 20000 -c 200 --connections 4 --token-per-user 20000 \\\n      -d \'{"campaign_id":"Xy3kQ9","request_id":"r{{.RequestNumber}}"}\' --baseline',
+      'redpacket bench --call redpacket.v1.GrabService.GetCampaign -z 10s -c 100 --admin -d \'{"campaign_id":"Xy3kQ9"}\' -O json',
+      'redpacket bench --call redpacket.v1.GrabService.Grab -n 1000 -m \'{"authorization":"Bearer {{.Token}}","x-request":"{{randomString 8}}"}\' \\\n      --token-per-user 100 -d \'{"campaign_id":"Xy3kQ9"}\'',
+      'redpacket bench 127.0.0.1:17301 --call bench.Echo.Echo -n 5000 -d hello',
+    ],
+  );
+}

@@ -1,0 +1,70 @@
+import { keys } from '@redpacket/lib';
+import { deleteKeys, requireRedis } from '@redpacket/lib/testing';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cli, gone } from './helpers.js';
+
+interface DemoReport {
+  ok: boolean;
+  campaignId: string;
+  services: { name: string; port: number; pid: number }[];
+  calls: number;
+  outcomes: Record<string, number>;
+  money: { totalCents: string; claimedCents: string; remainingCents: string; winners: number; wonAnswersCents: string };
+  stats: { packetsClaimed: number; packetsTotal: number; state: string };
+  checks: { what: string; ok: boolean }[];
+  waves: { name: string; calls: number }[];
+}
+
+let redis: Redis;
+let campaignId: string | undefined;
+beforeAll(async () => {
+  redis = await requireRedis();
+});
+afterAll(async () => {
+  if (campaignId) {
+    await deleteKeys(redis, `rp:{${campaignId}}:*`);
+    await redis.zrem(keys.campaigns, campaignId);
+  }
+  await redis?.quit();
+});
+
+describe('redpacket demo (the main job) at a small size', () => {
+  it('runs a whole campaign, checks the money to the cent and stops what it started', async () => {
+    const r = await cli(
+      ['--json', 'demo', '--packets', '500', '--total', '888.88', '--users', '2000', '--interval', '1s', '-c', '50'],
+      {},
+      120_000,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as DemoReport;
+    campaignId = report.campaignId;
+    expect(report.ok).toBe(true);
+    expect(report.checks.length).toBeGreaterThanOrEqual(3);
+    expect(report.checks.every((c) => c.ok)).toBe(true);
+
+    // the money line: claimed + remaining = total, and the users' own WON answers add up to claimed
+    const m = report.money;
+    expect(m.totalCents).toBe('88888');
+    expect(BigInt(m.claimedCents) + BigInt(m.remainingCents)).toBe(88888n);
+    expect(m.wonAnswersCents).toBe(m.claimedCents);
+    // 2,000 users for 500 packets: every packet goes, one per winner
+    expect(report.stats.packetsClaimed).toBe(500);
+    expect(m.winners).toBe(500);
+    expect(m.claimedCents).toBe('88888');
+    expect(report.outcomes['WON']).toBeGreaterThanOrEqual(500);
+    expect(report.outcomes['SOLD_OUT']).toBeGreaterThan(0);
+    expect(report.outcomes['NOT_STARTED']).toBeGreaterThan(0);
+    expect(report.outcomes['ALREADY_GRABBED']).toBeGreaterThan(0);
+    expect(report.waves.reduce((s, w) => s + w.calls, 0)).toBe(report.calls);
+    expect(report.stats.state).not.toBe('CAMPAIGN_STATE_OPEN');
+
+    // everything it started is stopped; without gift-svc its Redis keys are gone too
+    expect(report.services.map((s) => s.name)).toContain('grab-svc');
+    for (const s of report.services) expect(gone(s.pid), s.name).toBe(true);
+    if (!report.services.some((s) => s.name === 'gift-svc')) {
+      expect(await redis.exists(keys.meta(report.campaignId))).toBe(0);
+      expect(await redis.zscore(keys.campaigns, report.campaignId)).toBeNull();
+    }
+  });
+});
