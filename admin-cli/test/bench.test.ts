@@ -129,6 +129,36 @@ describe('redpacket bench', () => {
     expect(human.stdout).toMatch(/Ceiling: the same load against a bare grpc-js echo server ran at \d+ req\/s/);
   });
 
+  it('uses JSON arrays of call data and of metadata round-robin, as ghz does', async () => {
+    const c = await cliJson<{ campaignId: string }>(
+      ['campaign', 'create', '--name', 'rr', '--total', '1', '--packets', '1'],
+      g.env,
+    );
+    g.track(c.campaignId);
+    const user = (await cli(['token', 'rr-user'])).stdout.trim();
+    // data alternates existing/unknown campaign; metadata alternates with/without a token
+    const r = await cliJson<GhzJson>(
+      [
+        'bench',
+        '--call',
+        'redpacket.v1.GrabService/GetCampaign',
+        '-n',
+        '40',
+        '-c',
+        '1',
+        '--cpus',
+        '1',
+        '-d',
+        `[{"campaign_id":"${c.campaignId}"},{"campaign_id":"${c.campaignId}"},{"campaign_id":"unknownOne"},{"campaign_id":"unknownOne"}]`,
+        '-m',
+        `[{"authorization":"Bearer ${user}"},{}]`,
+      ],
+      g.env,
+    );
+    expect(r.count).toBe(40);
+    expect(r.statusCodeDistribution).toEqual({ OK: 10, Unauthenticated: 20, NotFound: 10 });
+  });
+
   it('refuses unknown methods, unknown fields and bad JSON before sending anything', async () => {
     const unknown = await cli(['bench', '--call', 'redpacket.v1.GrabService.Nope', '-n', '1'], g.env);
     expect(unknown.code).toBe(2);

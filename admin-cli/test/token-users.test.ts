@@ -33,6 +33,17 @@ describe('redpacket token', () => {
     expect(ttl).toBeLessThanOrEqual(10 * 60_000);
   });
 
+  it('--count signs many users at once, also as a ghz metadata array', async () => {
+    const lines = (await cli(['token', 'crowd-', '--count', '3'])).stdout.trim().split('\n');
+    expect(lines).toHaveLength(3);
+    expect(await verifier.verify(lines[2]!)).toMatchObject({ userId: 'crowd-2', role: 'user' });
+    const md = JSON.parse((await cli(['token', 'crowd-', '--count', '2', '--ghz-metadata'])).stdout) as {
+      authorization: string;
+    }[];
+    expect(md).toHaveLength(2);
+    expect(await verifier.verify(md[1]!.authorization.replace('Bearer ', ''))).toMatchObject({ userId: 'crowd-1' });
+  });
+
   it('exits 3 when --password asks account-svc and it is down', async () => {
     const port = await freePort();
     const r = await cli(['token', 'alice', '--password', 'pw'], { ACCOUNT_ADDR: `127.0.0.1:${port}` });

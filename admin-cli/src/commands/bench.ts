@@ -3,7 +3,7 @@
  * frames over node:http2 in worker threads), with --baseline to show the tool's own ceiling.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { Command, Option } from 'commander';
 import { signToken } from '@redpacket/lib';
 import {
@@ -36,6 +36,7 @@ export interface BenchOptions {
   data?: string;
   dataFile?: string;
   metadata?: string;
+  metadataFile?: string;
   tokenPerUser: number;
   userPrefix?: string;
   admin?: boolean;
@@ -85,6 +86,19 @@ function parseJson(text: string, what: string): unknown {
   }
 }
 
+/** ghz: a JSON array of call data (or of metadata) is used round-robin, one element per call. */
+const roundRobin = (v: unknown, k: number): unknown => (Array.isArray(v) ? v[k % v.length] : v);
+
+/** Adds `authorization` to a metadata object (or to each of an array) that has none. */
+function withAuthorization(md: unknown, value: string): unknown {
+  const add = (m: unknown): unknown => {
+    if (!m || typeof m !== 'object' || Array.isArray(m))
+      throw usageError('-m metadata must be a JSON object or array of objects');
+    return Object.keys(m).some((k) => k.toLowerCase() === 'authorization') ? m : { ...m, authorization: value };
+  };
+  return Array.isArray(md) ? md.map(add) : add(md);
+}
+
 /** Renders and encodes every request up front, so the load workers only write bytes. */
 export async function prepareRequests(
   method: BenchMethod,
@@ -94,18 +108,16 @@ export async function prepareRequests(
 ): Promise<PreparedRequest[]> {
   const dataText = o.dataFile !== undefined ? readFileSync(o.dataFile, 'utf8') : (o.data ?? '{}');
   const data = compile(dataText, VARIABLES);
-  let mdText = o.metadata ?? '{}';
   const users = o.tokenPerUser;
   const prefix = o.userPrefix ?? `bench-${randomBytes(3).toString('hex')}-`;
   const tokens = users > 0 ? await signUserTokens(secret, prefix, users) : [];
-  let token = staticToken;
-  if (o.admin) token = await signToken({ secret, userId: 'bench-admin', role: 'admin' });
-  const md = parseJson(mdText.replace(/\{\{.*?\}\}/g, 'x'), '-m metadata');
-  if (!md || typeof md !== 'object' || Array.isArray(md)) throw usageError('-m metadata must be a JSON object');
-  if (!Object.keys(md).some((k) => k.toLowerCase() === 'authorization')) {
-    if (users > 0) mdText = JSON.stringify({ ...md, authorization: 'Bearer {{.Token}}' });
-    else if (token) mdText = JSON.stringify({ ...md, authorization: `Bearer ${token}` });
-  }
+  const token = o.admin ? await signToken({ secret, userId: 'bench-admin', role: 'admin' }) : staticToken;
+  let mdText = o.metadataFile !== undefined ? readFileSync(o.metadataFile, 'utf8') : (o.metadata ?? '{}');
+  // the shape of the metadata, templates stood in for by a value valid anywhere in JSON
+  const shape = parseJson(mdText.replace(/\{\{.*?\}\}/g, '0'), '-m metadata');
+  if (users > 0) mdText = JSON.stringify(withAuthorization(shape, 'Bearer {{.Token}}'));
+  else if (token) mdText = JSON.stringify(withAuthorization(shape, `Bearer ${token}`));
+  else withAuthorization(shape, '');
   const meta = compile(mdText, VARIABLES);
   const count = o.duration > 0 ? o.prepared : o.total;
   const now = Date.now();
@@ -118,14 +130,6 @@ export async function prepareRequests(
     IsClientStreaming: false,
     IsServerStreaming: false,
   };
-  const encode = (vars: TemplateVars): Buffer => {
-    const text = data.render(vars);
-    return grpcFrame(method.encode(method.path === ECHO_PATH ? text : parseJson(text, 'call data')));
-  };
-  const headersOf = (vars: TemplateVars): Record<string, string> => {
-    const h = parseJson(meta.render(vars), '-m metadata') as Record<string, unknown>;
-    return Object.fromEntries(Object.entries(h).map(([k, v]) => [k.toLowerCase(), String(v)]));
-  };
   const vars = (k: number): TemplateVars => {
     const u = users > 0 ? k % users : 0;
     const t = now + k;
@@ -136,19 +140,44 @@ export async function prepareRequests(
       TimestampUnix: Math.floor(t / 1000),
       TimestampUnixMilli: t,
       TimestampUnixNano: `${t}000000`,
-      UUID: crypto.randomUUID(),
+      UUID: randomUUID(),
       UserNumber: u,
       UserId: users > 0 ? `${prefix}${u}` : '',
       Token: tokens[u] ?? token ?? '',
     };
   };
-  // static parts are rendered once and shared by every request
-  const staticBody = data.isStatic ? encode(vars(0)) : undefined;
-  const staticHeaders = meta.isStatic ? headersOf(vars(0)) : undefined;
+  const echo = method.path === ECHO_PATH;
+  const bodyOf = (k: number, v: TemplateVars): Buffer => {
+    const text = data.render(v);
+    return grpcFrame(method.encode(echo ? text : roundRobin(parseJson(text, 'call data'), k)));
+  };
+  const headersOf = (k: number, v: TemplateVars): Record<string, string> => {
+    const h = roundRobin(parseJson(meta.render(v), '-m metadata'), k) as Record<string, unknown>;
+    return Object.fromEntries(Object.entries(h).map(([name, value]) => [name.toLowerCase(), String(value)]));
+  };
+  // static templates are rendered once per distinct value and shared by the requests using it
+  const cached = <T>(isStatic: boolean, size: number, make: (k: number, v: TemplateVars) => T) => {
+    const cache = new Map<number, T>();
+    return (k: number, v: () => TemplateVars): T => {
+      if (!isStatic) return make(k, v());
+      const i = k % size;
+      let hit = cache.get(i);
+      if (hit === undefined) cache.set(i, (hit = make(k, v())));
+      return hit;
+    };
+  };
+  const arrayLength = (text: string): number => {
+    if (echo && text === dataText) return 1;
+    const parsed = parseJson(text, 'call data');
+    return Array.isArray(parsed) ? Math.max(1, parsed.length) : 1;
+  };
+  const body = cached(data.isStatic, data.isStatic ? arrayLength(dataText) : 1, bodyOf);
+  const headers = cached(meta.isStatic, meta.isStatic ? arrayLength(mdText) : 1, headersOf);
   const out: PreparedRequest[] = new Array(count);
   for (let k = 0; k < count; k++) {
-    const v = staticBody && staticHeaders ? undefined : vars(k);
-    out[k] = { body: staticBody ?? encode(v!), headers: staticHeaders ?? headersOf(v!) };
+    let v: TemplateVars | undefined;
+    const lazy = (): TemplateVars => (v ??= vars(k));
+    out[k] = { body: body(k, lazy), headers: headers(k, lazy) };
   }
   return out;
 }
@@ -264,9 +293,13 @@ export function benchCommand(): Command {
       .option('--rps <n>', 'total request rate (0: as fast as possible)', asInt('--rps', 0), 0)
       .option('--connections <n>', 'HTTP/2 connections (at least one per worker)', asInt('--connections', 1), 1)
       .option('--cpus <n>', 'load worker threads (default: up to 2)', asInt('--cpus', 1, 64))
-      .option('-d, --data <json>', 'call data as JSON, with {{...}} templates rendered per request')
+      .option(
+        '-d, --data <json>',
+        'call data as JSON (an array: one element per call, round-robin), templated per request',
+      )
       .option('-D, --data-file <path>', 'call data from a file')
-      .option('-m, --metadata <json>', 'metadata as a JSON object, templated per request')
+      .option('-m, --metadata <json>', 'metadata as a JSON object (or array, round-robin), templated per request')
+      .option('-M, --metadata-file <path>', 'metadata from a file (e.g. redpacket token ... --count n --ghz-metadata)')
       .option(
         '--token-per-user <n>',
         'sign n user tokens with JWT_SECRET; call k carries user k % n',
@@ -282,6 +315,18 @@ export function benchCommand(): Command {
       .option('--baseline', "also run the same load against loadgen's echo server and print the ratio")
       .option('--prepared <n>', 'distinct requests rendered for -z (cycled)', asInt('--prepared', 1, 1_000_000), 10_000)
       .option('--insecure', 'accepted for ghz compatibility (bench always uses plaintext)')
+      .addHelpText(
+        'after',
+        `
+Templates in -d and -m (rendered once per request before the load starts):
+  {{.RequestNumber}} {{.FullyQualifiedName}} {{.MethodName}} {{.ServiceName}} {{.InputName}}
+  {{.OutputName}} {{.Timestamp}} {{.TimestampUnix}} {{.TimestampUnixMilli}} {{.TimestampUnixNano}}
+  {{.UUID}} {{newUUID}} {{randomString 8}} {{randomInt 0 100}}
+  with --token-per-user: {{.UserId}} {{.UserNumber}} {{.Token}} (authorization is added unless -m sets it)
+The report is ghz's (-O json): count, total, average, fastest, slowest (ns), rps,
+latencyDistribution, histogram, statusCodeDistribution, errorDistribution; --baseline adds
+"baseline": the same requests against loadgen's bare grpc-js echo server, started for the run.`,
+      )
       .action(action(bench)),
     [
       'redpacket bench --call redpacket.v1.GrabService.Grab -n 20000 -c 200 --connections 4 --token-per-user 20000 \\\n      -d \'{"campaign_id":"Xy3kQ9","request_id":"r{{.RequestNumber}}"}\' --baseline',

@@ -3,9 +3,12 @@ import { Command } from 'commander';
 import { signToken } from '@redpacket/lib';
 import { action, examples } from '../action.js';
 import type { CliContext } from '../context.js';
-import { asDuration } from '../parse.js';
+import { asDuration, asInt } from '../parse.js';
+import { signUserTokens } from './bench.js';
 
 interface TokenOptions {
+  count?: number;
+  ghzMetadata?: boolean;
   admin?: boolean;
   ttl: number;
   password?: string;
@@ -30,6 +33,17 @@ async function token(ctx: CliContext, user: string, o: TokenOptions): Promise<vo
     return;
   }
   const role = o.admin ? 'admin' : 'user';
+  if (o.count !== undefined) {
+    // many users at once, e.g. for ghz's round-robin metadata file (-M)
+    const tokens = await signUserTokens(ctx.secret, user, o.count, ttlSeconds);
+    const text = o.ghzMetadata
+      ? JSON.stringify(tokens.map((t) => ({ authorization: `Bearer ${t}` })))
+      : ctx.json
+        ? JSON.stringify(tokens.map((t, i) => ({ userId: `${user}${i}`, token: t })))
+        : tokens.join('\n');
+    process.stdout.write(`${text}\n`);
+    return;
+  }
   const t = await signToken({
     secret: ctx.secret,
     userId: user,
@@ -61,11 +75,18 @@ export function tokenCommand(): Command {
       .option('--ttl <duration>', 'lifetime', asDuration('--ttl'), 3_600_000)
       .option('--opened-at', 'add an opened_at claim an hour ago (for pre-opened-only campaigns)')
       .option('--password <password>', "ask account-svc's IssueToken instead of signing here")
+      .option(
+        '--count <n>',
+        'sign tokens for n users named <user-id>0 .. <user-id>{n-1}',
+        asInt('--count', 1, 1_000_000),
+      )
+      .option('--ghz-metadata', 'with --count: print a JSON array of {"authorization": ...} for ghz -M')
       .action(action(token)),
     [
       'redpacket token alice',
       'export REDPACKET_TOKEN=$(redpacket token ops --admin)',
       'redpacket token alice --password s3cret --json',
+      'redpacket token crowd- --count 10000 --ghz-metadata > /tmp/tokens.json   # ghz -M /tmp/tokens.json',
       'grpcurl -plaintext -H "authorization: Bearer $(redpacket token alice)" -d \'{"campaign_id":"Xy3kQ9"}\' 127.0.0.1:50051 redpacket.v1.GrabService/Grab',
     ],
   );
