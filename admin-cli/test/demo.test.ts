@@ -2,7 +2,7 @@ import { keys } from '@redpacket/lib';
 import { deleteKeys, requireRedis } from '@redpacket/lib/testing';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, gone } from './helpers.js';
+import { cli, gone, pollUntil, startCli } from './helpers.js';
 
 interface DemoReport {
   ok: boolean;
@@ -17,14 +17,14 @@ interface DemoReport {
 }
 
 let redis: Redis;
-let campaignId: string | undefined;
+const campaigns: string[] = [];
 beforeAll(async () => {
   redis = await requireRedis();
 });
 afterAll(async () => {
-  if (campaignId) {
-    await deleteKeys(redis, `rp:{${campaignId}}:*`);
-    await redis.zrem(keys.campaigns, campaignId);
+  for (const id of campaigns) {
+    await deleteKeys(redis, `rp:{${id}}:*`);
+    await redis.zrem(keys.campaigns, id);
   }
   await redis?.quit();
 });
@@ -38,7 +38,7 @@ describe('redpacket demo (the main job) at a small size', () => {
     );
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout) as DemoReport;
-    campaignId = report.campaignId;
+    campaigns.push(report.campaignId);
     expect(report.ok).toBe(true);
     expect(report.checks.length).toBeGreaterThanOrEqual(3);
     expect(report.checks.every((c) => c.ok)).toBe(true);
@@ -66,5 +66,21 @@ describe('redpacket demo (the main job) at a small size', () => {
       expect(await redis.exists(keys.meta(report.campaignId))).toBe(0);
       expect(await redis.zscore(keys.campaigns, report.campaignId)).toBeNull();
     }
+  });
+
+  it('on Ctrl-C stops the services it started and removes its campaign', async () => {
+    const p = startCli(['demo', '--packets', '300', '--users', '1000', '--interval', '3s', '-c', '20']);
+    const pid = Number(
+      await pollUntil('grab-svc started', () => /grab-svc serves on \S+ \(pid (\d+)\)/.exec(p.out.stderr)?.[1], 30_000),
+    );
+    const id = await pollUntil('the campaign', () => /campaign (\S+): /.exec(p.out.stderr)?.[1], 30_000);
+    campaigns.push(id);
+    await pollUntil('the first wave', () => p.out.stderr.includes('before the start'), 30_000);
+    p.kill('SIGINT');
+    const code = await pollUntil('the demo to exit', () => p.exitCode ?? undefined, 15_000);
+    expect(code).toBe(130);
+    expect(p.out.stderr).toContain('stopping the services the demo started');
+    expect(gone(pid)).toBe(true);
+    expect(await redis.exists(keys.meta(id))).toBe(0);
   });
 });

@@ -102,8 +102,9 @@ async function demo(ctx: CliContext, o: DemoOptions, env: CliEnv): Promise<void>
       JWT_SECRET: secret,
     };
     for (const name of wanted) {
-      log(json, `starting ${name}`);
-      started.push(await startService(name, childEnv));
+      const svc = await startService(name, childEnv);
+      started.push(svc);
+      log(json, `${name} serves on ${svc.address} (pid ${svc.pid})`);
     }
     const addr = (name: ServiceName): string | undefined => started.find((s) => s.name === name)?.address;
     demoCtx = new CliContext({
@@ -144,7 +145,8 @@ async function demo(ctx: CliContext, o: DemoOptions, env: CliEnv): Promise<void>
         owner: 'demo-owner',
       }),
     );
-    campaignId = campaign.campaignId;
+    const id = campaign.campaignId;
+    campaignId = id;
     log(
       json,
       `campaign ${campaignId}: ${yuan(totalCents)} in ${num(o.packets)} packets, ${o.batches} batches ${o.interval} ms apart`,
@@ -183,22 +185,34 @@ async function demo(ctx: CliContext, o: DemoOptions, env: CliEnv): Promise<void>
     let deliverySeconds: number | undefined;
     let settlement: Settlement | undefined;
     let reconciliation: Reconciliation | undefined;
+    // the pipeline steps are reported, not fatal: a failure shows up as a failed check
+    const failures: Check[] = [];
+    const attempt = async <T>(what: string, f: () => Promise<T>): Promise<T | undefined> => {
+      try {
+        return await f();
+      } catch (err) {
+        failures.push({ what, ok: false, detail: (err as Error).message });
+        return undefined;
+      }
+    };
     if (hasGift) {
       log(json, 'waiting for gift-svc to deliver every win');
       const gift = demoCtx.gift();
       const deadline = Date.now() + o.deliveryTimeout;
-      for (;;) {
-        delivery = await gift.call(gift.client.getDeliveryStats, { campaignId });
-        if (delivery.delivered >= BigInt(stats.packetsClaimed) && delivery.inFlight === 0n) break;
-        if (Date.now() > deadline) break;
-        await new Promise((r) => setTimeout(r, 250));
-      }
-      deliverySeconds = ((delivery.lastDeliveredAt?.getTime() ?? Date.now()) - releaseAtMs[0]!) / 1000;
-      settlement = await admin.call(admin.client.settleCampaign, { campaignId });
-      reconciliation = await admin.call(admin.client.reconcileCampaign, { campaignId });
+      delivery = await attempt('gift-svc delivery stats', async () => {
+        for (;;) {
+          const d = await gift.call(gift.client.getDeliveryStats, { campaignId: id });
+          const done = d.delivered >= BigInt(stats.packetsClaimed) && d.inFlight === 0n;
+          if (done || Date.now() > deadline) return d;
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      });
+      if (delivery) deliverySeconds = ((delivery.lastDeliveredAt?.getTime() ?? Date.now()) - releaseAtMs[0]!) / 1000;
+      settlement = await attempt('settle', () => admin.call(admin.client.settleCampaign, { campaignId: id }));
+      reconciliation = await attempt('reconcile', () => admin.call(admin.client.reconcileCampaign, { campaignId: id }));
     }
 
-    const checks = moneyChecks(totalCents, stats, crowd, settlement, reconciliation, delivery);
+    const checks = [...moneyChecks(totalCents, stats, crowd, settlement, reconciliation, delivery), ...failures];
     const report = buildReport({
       o,
       run,
