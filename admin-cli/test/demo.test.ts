@@ -75,7 +75,7 @@ describe('redpacket demo (the main job) at a small size', () => {
     );
     const id = await pollUntil('the campaign', () => /campaign (\S+): /.exec(p.out.stderr)?.[1], 30_000);
     campaigns.push(id);
-    await pollUntil('the first wave', () => p.out.stderr.includes('before the start'), 30_000);
+    await pollUntil('the first wave', () => p.out.stderr.includes('early birds'), 30_000);
     p.kill('SIGINT');
     const code = await pollUntil('the demo to exit', () => p.exitCode ?? undefined, 15_000);
     expect(code).toBe(130);

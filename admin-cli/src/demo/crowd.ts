@@ -151,7 +151,7 @@ export async function runCrowd(o: CrowdOptions): Promise<CrowdResult> {
 
   const early: Press[] = [];
   for (let u = 0; u < n; u++) if (share(u, 1) < o.earlyShare) early.push({ user: u, requestId: `early-${u}` });
-  await wave('before the start', early);
+  await wave('early birds, before the start', early);
 
   for (let b = 0; b < o.batches; b++) {
     await sleepUntil(o.releaseAtMs[b]!);
@@ -163,7 +163,9 @@ export async function runCrowd(o: CrowdOptions): Promise<CrowdResult> {
       if (arrives) pressed.add(u);
     }
     if (b === 0) firstCallMs = Date.now();
-    await wave(`batch ${b + 1} released`, presses);
+    // the wave starts when the batch opens or, on a slow host, when the previous wave is done
+    const opens = ((o.releaseAtMs[b]! - o.releaseAtMs[0]!) / 1000).toFixed(1);
+    await wave(`batch ${b + 1} (opens at +${opens} s)`, presses);
   }
 
   // the tail: winners retry (same request id = a network retry; new id = a second click),
