@@ -27,7 +27,8 @@ function action(expr: string, known: Set<string>): (vars: TemplateVars) => strin
     if (!known.has(name)) throw usageError(`template: unknown variable {{.${name}}} (known: ${[...known].join(', ')})`);
     return (vars) => String(vars[name] ?? '');
   }
-  const [fn, ...args] = expr.split(/\s+/);
+  const [fn = '', ...args] = expr.split(/\s+/);
+  if (!['newUUID', 'randomString', 'randomInt'].includes(fn)) throw usageError(`template: unknown action {{${expr}}}`);
   const ints = args.map((a) => {
     if (!/^-?\d+$/.test(a)) throw usageError(`template: {{${expr}}}: "${a}" is not an integer`);
     return Number(a);

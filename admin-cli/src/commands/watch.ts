@@ -71,7 +71,8 @@ export function renderFrame(f: WatchFrame): string {
 async function watch(ctx: CliContext, id: string, o: { interval: number; count: number }): Promise<void> {
   const admin = ctx.admin();
   const gift = ctx.gift();
-  const live = process.stdout.isTTY && !ctx.json;
+  // redraw in place only on a terminal with a size (a bare pty reports 0 rows: log-update would draw nothing)
+  const live = process.stdout.isTTY && (process.stdout.rows ?? 0) > 0 && !ctx.json;
   let stopped = false;
   let wake: (() => void) | undefined;
   const stop = (): void => {
