@@ -51,10 +51,11 @@ export class ServiceHandle<C extends Client> {
     private readonly timeoutMs: number,
   ) {}
 
-  async call<Req, Res>(method: UnaryMethod<Req, Res>, req: Req): Promise<Res> {
+  /** One unary call with the admin token; `timeoutMs` shortens the default deadline. */
+  async call<Req, Res>(method: UnaryMethod<Req, Res>, req: Req, timeoutMs = this.timeoutMs): Promise<Res> {
     const md = await this.metadata();
     return new Promise((resolve, reject) => {
-      method.call(this.client, req, md, { deadline: Date.now() + this.timeoutMs }, (err, res) =>
+      method.call(this.client, req, md, { deadline: Date.now() + Math.min(timeoutMs, this.timeoutMs) }, (err, res) =>
         err ? reject(fromGrpc(err, this.name, this.address)) : resolve(res),
       );
     });

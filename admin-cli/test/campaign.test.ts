@@ -118,8 +118,12 @@ describe('redpacket campaign', () => {
 
   it('watch leaves cleanly on Ctrl-C', async () => {
     const c = await create();
-    const p = startCli(['campaign', 'watch', c.campaignId, '--interval', '200ms'], g.env);
-    await pollUntil('a first frame', () => p.out.stdout.includes(c.campaignId), 15_000);
+    // gift-svc pointed at a closed port: the default one may be another engineer's server
+    const giftAddr = `127.0.0.1:${await freePort()}`;
+    const p = startCli(['--gift-addr', giftAddr, 'campaign', 'watch', c.campaignId, '--interval', '200ms'], g.env);
+    await pollUntil('a first frame', () => p.out.stdout.includes(c.campaignId), 15_000).catch((err: Error) => {
+      throw new Error(`${err.message}\nstdout: ${p.out.stdout}\nstderr: ${p.out.stderr}`);
+    });
     p.kill('SIGINT');
     const code = await pollUntil('watch to exit', () => p.exitCode ?? undefined, 5_000);
     expect(code).toBe(0);

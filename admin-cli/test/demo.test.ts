@@ -2,6 +2,7 @@ import { keys } from '@redpacket/lib';
 import { deleteKeys, requireRedis } from '@redpacket/lib/testing';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '@redpacket/loadgen';
 import { cli, gone, pollUntil, startCli } from './helpers.js';
 
 interface DemoReport {
@@ -82,5 +83,22 @@ describe('redpacket demo (the main job) at a small size', () => {
     expect(p.out.stderr).toContain('stopping the services the demo started');
     expect(gone(pid)).toBe(true);
     expect(await redis.exists(keys.meta(id))).toBe(0);
+  });
+
+  it('exits 3 with a clear message when Redis or MySQL is down, before starting anything', async () => {
+    const port = await freePort();
+    const redisDown = await cli(['demo', '--users', '10', '--packets', '5'], {
+      REDIS_URL: `redis://127.0.0.1:${port}`,
+    });
+    expect(redisDown.code).toBe(3);
+    expect(redisDown.stderr).toContain(`Redis is not reachable at redis://127.0.0.1:${port}`);
+    expect(redisDown.stderr).not.toContain('grab-svc serves');
+
+    const mysqlDown = await cli(['demo', '--users', '10', '--packets', '5'], {
+      MYSQL_URL: `mysql://root@127.0.0.1:${port}/redpacket`,
+    });
+    expect(mysqlDown.code).toBe(3);
+    expect(mysqlDown.stderr).toContain('migrations failed (is MySQL up at');
+    expect(mysqlDown.stderr).not.toContain('grab-svc serves');
   });
 });

@@ -203,7 +203,14 @@ async function reconcile(ctx: CliContext, id: string): Promise<void> {
 }
 
 export function campaignCommand(): Command {
-  const cmd = new Command('campaign').description('create, inspect, watch, close, settle and reconcile campaigns');
+  const cmd = examples(
+    new Command('campaign').description('create, inspect, watch, close, settle and reconcile campaigns'),
+    [
+      'redpacket campaign create --name Gala --total 10000 --packets 10000 --batches 3 --interval 2s',
+      'redpacket campaign watch <id>',
+      'redpacket campaign create --help',
+    ],
+  );
 
   examples(
     cmd

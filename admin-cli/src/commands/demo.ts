@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { Command } from 'commander';
 import pc from 'picocolors';
 import { migrate, DEFAULT_MYSQL_URL } from '@redpacket/db';
-import { createRedis, keys } from '@redpacket/lib';
+import { keys } from '@redpacket/lib';
+import { Redis } from 'ioredis';
 import type { CampaignStats, DeliveryStats, Reconciliation, Settlement } from '@redpacket/proto';
 import { action, examples } from '../action.js';
 import { CliContext, type CliEnv } from '../context.js';
@@ -15,6 +16,7 @@ import { CliError, Exit } from '../errors.js';
 import { keyValueTable, num, plain, table, yuan } from '../format.js';
 import { asDuration, asInt, yuanToCents } from '../parse.js';
 import { percentile } from '../bench/report.js';
+import type { Child } from '@redpacket/loadgen';
 import { runCrowd, type CrowdResult } from '../demo/crowd.js';
 import { serviceScript, startService, type RunningService, type ServiceName } from '../demo/services.js';
 import { signUserTokens } from './bench.js';
@@ -53,6 +55,7 @@ async function demo(ctx: CliContext, o: DemoOptions, env: CliEnv): Promise<void>
   const totalCents = yuanToCents(o.total);
   const run = randomBytes(3).toString('hex');
   const started: RunningService[] = [];
+  const children: Child[] = [];
   let demoCtx: CliContext | undefined;
   let campaignId: string | undefined;
   let closed = false;
@@ -65,10 +68,10 @@ async function demo(ctx: CliContext, o: DemoOptions, env: CliEnv): Promise<void>
         await admin.call(admin.client.closeCampaign, { campaignId, reason: 'demo stopped' }).catch(() => undefined);
       }
       demoCtx?.close();
-      for (const s of started.reverse()) await s.child.stop();
+      for (const c of children.reverse()) await c.stop();
       const gift = started.some((s) => s.name === 'gift-svc');
       if (campaignId && !o.keep && !gift) {
-        const redis = createRedis({ url: redisUrl });
+        const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
         const id = campaignId;
         const batchKeys = Array.from({ length: o.batches }, (_, i) => keys.batch(id, i));
         await redis.del(keys.meta(id), keys.stats(id), keys.claims(id), keys.outbox(id), keys.state(id), ...batchKeys);
@@ -84,6 +87,7 @@ async function demo(ctx: CliContext, o: DemoOptions, env: CliEnv): Promise<void>
   process.once('SIGTERM', onSignal);
 
   try {
+    await requireRedis(redisUrl);
     log(json, `applying migrations to ${new URL(mysqlUrl).host}`);
     const applied = await migrate(mysqlUrl).catch((err: unknown) => {
       throw new CliError(
@@ -102,7 +106,7 @@ async function demo(ctx: CliContext, o: DemoOptions, env: CliEnv): Promise<void>
       JWT_SECRET: secret,
     };
     for (const name of wanted) {
-      const svc = await startService(name, childEnv);
+      const svc = await startService(name, childEnv, (c) => children.push(c));
       started.push(svc);
       log(json, `${name} serves on ${svc.address} (pid ${svc.pid})`);
     }
@@ -239,6 +243,20 @@ async function demo(ctx: CliContext, o: DemoOptions, env: CliEnv): Promise<void>
     await cleanup();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+  }
+}
+
+/** Fails fast, with exit 3, when Redis is down: grab-svc would start and answer every grab with an error. */
+async function requireRedis(url: string): Promise<void> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  try {
+    await redis.connect();
+    await redis.ping();
+  } catch (err) {
+    throw new CliError(`Redis is not reachable at ${url} (${(err as Error).message})`, Exit.unavailable);
+  } finally {
+    redis.disconnect();
   }
 }
 

@@ -108,7 +108,10 @@ async function show(ctx: CliContext, user: string): Promise<void> {
 }
 
 export function usersCommand(): Command {
-  const cmd = new Command('users').description('pre-open, inspect, block and unblock accounts (account-svc)');
+  const cmd = examples(
+    new Command('users').description('pre-open, inspect, block and unblock accounts (account-svc)'),
+    ['redpacket users import crowd.csv', 'redpacket users block mallory --reason "scripted clicks"'],
+  );
   examples(
     cmd
       .command('import')

@@ -100,7 +100,8 @@ async function watch(ctx: CliContext, id: string, o: { interval: number; count: 
       let delivery: DeliveryStats | undefined;
       let deliveryError: string | undefined;
       try {
-        delivery = await gift.call(gift.client.getDeliveryStats, { campaignId: id });
+        // a slow or hung gift-svc must not freeze the view: it gets at most one refresh period
+        delivery = await gift.call(gift.client.getDeliveryStats, { campaignId: id }, Math.max(500, o.interval));
       } catch (err) {
         deliveryError = (err as Error).message;
       }

@@ -30,12 +30,15 @@ export interface RunningService {
 export async function startService(
   name: ServiceName,
   env: Record<string, string>,
+  /** Called with the child as soon as it exists, so a Ctrl-C during start-up stops it too. */
+  spawned: (child: Child) => void,
   timeoutMs = 30_000,
 ): Promise<RunningService> {
   const script = serviceScript(name);
   if (!script) throw new Error(`${name} is not built in this checkout`);
   const port = await freePort();
   const child = spawnNode(script, [], { ...env, GRPC_PORT: String(port), LOG_LEVEL: 'info' });
+  spawned(child);
   try {
     await child.waitFor(/gRPC server listening/, timeoutMs);
   } catch (err) {
