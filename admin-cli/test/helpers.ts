@@ -42,10 +42,10 @@ export function cli(args: string[], env: Record<string, string> = {}, timeoutMs 
       p.kill('SIGKILL');
       reject(new Error(`redpacket ${args.join(' ')} did not finish in ${timeoutMs} ms:\n${p.out.stderr}`));
     }, timeoutMs);
-    p.once('exit', (code) => {
+    // 'close', not 'exit': only then has all of stdout and stderr been read
+    p.once('close', (code) => {
       clearTimeout(timer);
-      // let the pipes drain before reading them
-      setImmediate(() => resolve({ ...p.out, code }));
+      resolve({ ...p.out, code });
     });
   });
 }
