@@ -44,6 +44,9 @@ export interface GhzReport {
     rps: number;
     targetOverEcho: number;
     echoLatencyDistribution: { percentage: number; latency: number }[];
+    /** The same echo server driven by h2load (a native client), when h2load is installed. */
+    h2loadRps?: number;
+    h2loadError?: string;
   };
 }
 

@@ -11,6 +11,7 @@ import {
   echoServerScript,
   freePort,
   grpcFrame,
+  h2load,
   runLoad,
   spawnNode,
   type LoadReport,
@@ -202,29 +203,62 @@ function summary(r: GhzReport, call: string, target: string): string {
   ];
   const errs = Object.entries(r.errorDistribution);
   if (errs.length) lines.push('Error distribution:', ...errs.map(([k, v]) => `  [${v}] ${k}`));
-  if (r.baseline) lines.push(baselineLine(r.rps, r.baseline.rps));
+  if (r.baseline) lines.push(baselineLine(r.rps, r.baseline));
   return lines.join('\n');
 }
 
-export function baselineLine(targetRps: number, echoRps: number): string {
-  const ratio = targetRps / echoRps;
+export function baselineLine(targetRps: number, b: NonNullable<GhzReport['baseline']>): string {
+  const ratio = targetRps / b.rps;
   const verdict =
     ratio > 0.8
       ? 'the target runs near what this tool and host can drive: treat its figure as a lower bound'
       : 'well below the ceiling: the figure is the server, not the tool';
+  const native =
+    b.h2loadRps !== undefined
+      ? ` (h2load, a native client, drove the same echo server at ${b.h2loadRps.toFixed(0)} req/s` +
+        (b.rps < 0.5 * b.h2loadRps ? ': on this host bench itself is the limit above that figure)' : ')')
+      : '';
   return (
-    `Ceiling: the same load against a bare grpc-js echo server ran at ${echoRps.toFixed(0)} req/s; ` +
+    `Ceiling: the same load against a bare grpc-js echo server ran at ${b.rps.toFixed(0)} req/s${native}; ` +
     `the target reached ${(ratio * 100).toFixed(0)}% of it (${verdict}).`
   );
 }
 
-/** The same requests against loadgen's echo server: what this tool can drive on this host. */
-export async function echoBaseline(load: (target: string, path: string) => Promise<LoadReport>): Promise<LoadReport> {
+/**
+ * The same requests against loadgen's echo server: what this tool can drive on this host; and,
+ * where h2load is installed, what a native client drives on the same server (one request's
+ * body and headers, since h2load cannot vary them).
+ */
+export async function echoBaseline(
+  load: (target: string, path: string) => Promise<LoadReport>,
+  sample: PreparedRequest,
+  o: { total: number; concurrency: number; connections: number },
+): Promise<NonNullable<GhzReport['baseline']>> {
   const port = await freePort();
   const echo = spawnNode(echoServerScript, [String(port)]);
   try {
     await echo.waitFor(/^listening/);
-    return await load(`http://127.0.0.1:${port}`, ECHO_PATH);
+    const r = await load(`http://127.0.0.1:${port}`, ECHO_PATH);
+    const out: NonNullable<GhzReport['baseline']> = {
+      rps: r.rps,
+      targetOverEcho: 0,
+      echoLatencyDistribution: latencyDistribution(r.latenciesMs),
+    };
+    try {
+      const clients = Math.max(1, o.connections);
+      const h2 = await h2load({
+        url: `http://127.0.0.1:${port}${ECHO_PATH}`,
+        body: sample.body,
+        headers: sample.headers ?? {},
+        requests: Math.max(1000, Math.min(o.total, 100_000)),
+        clients,
+        streams: Math.ceil(o.concurrency / clients),
+      });
+      out.h2loadRps = h2.rps;
+    } catch (err) {
+      out.h2loadError = (err as Error).message.split('\n')[0];
+    }
+    return out;
   } finally {
     await echo.stop();
   }
@@ -260,12 +294,8 @@ async function bench(ctx: CliContext, host: string | undefined, o: BenchOptions)
   };
   const ghz = toGhzReport(report, options, o.duration > 0);
   if (o.baseline) {
-    const echo = await echoBaseline(load);
-    ghz.baseline = {
-      rps: echo.rps,
-      targetOverEcho: report.rps / echo.rps,
-      echoLatencyDistribution: latencyDistribution(echo.latenciesMs),
-    };
+    const baseline = await echoBaseline(load, requests[0]!, o);
+    ghz.baseline = { ...baseline, targetOverEcho: report.rps / baseline.rps };
   }
   const format = ctx.json && o.format === 'summary' ? 'json' : o.format;
   const text =
