@@ -71,6 +71,9 @@ describe('redpacket bench', () => {
         '8',
         '--token-per-user',
         '50',
+        // a templated -m without authorization: each call still gets its user's token added
+        '-m',
+        '{"x-trace":"t{{.RequestNumber}}-{{randomString 4}}"}',
         '-d',
         `{"campaign_id":"${c.campaignId}","request_id":"r{{.RequestNumber}}"}`,
       ],

@@ -18,6 +18,7 @@ import {
   type PreparedRequest,
 } from '@redpacket/loadgen';
 import { action, examples } from '../action.js';
+import { signUserTokens } from '../tokens.js';
 import type { CliContext } from '../context.js';
 import { usageError } from '../errors.js';
 import { findMethod, type BenchMethod } from '../bench/methods.js';
@@ -67,18 +68,6 @@ const VARIABLES = [
   'Token',
 ];
 
-/** Signs `n` user tokens ("prefix0".."prefix{n-1}"), a few hundred at a time. */
-export async function signUserTokens(secret: string, prefix: string, n: number, ttlSeconds = 3600): Promise<string[]> {
-  const out: string[] = [];
-  for (let i = 0; i < n; i += 500) {
-    const chunk = Array.from({ length: Math.min(500, n - i) }, (_, j) =>
-      signToken({ secret, userId: `${prefix}${i + j}`, ttlSeconds, openedAtMs: Date.now() - 3_600_000 }),
-    );
-    out.push(...(await Promise.all(chunk)));
-  }
-  return out;
-}
-
 function parseJson(text: string, what: string): unknown {
   try {
     return JSON.parse(text);
@@ -90,14 +79,12 @@ function parseJson(text: string, what: string): unknown {
 /** ghz: a JSON array of call data (or of metadata) is used round-robin, one element per call. */
 const roundRobin = (v: unknown, k: number): unknown => (Array.isArray(v) ? v[k % v.length] : v);
 
-/** Adds `authorization` to a metadata object (or to each of an array) that has none. */
-function withAuthorization(md: unknown, value: string): unknown {
-  const add = (m: unknown): unknown => {
-    if (!m || typeof m !== 'object' || Array.isArray(m))
-      throw usageError('-m metadata must be a JSON object or array of objects');
-    return Object.keys(m).some((k) => k.toLowerCase() === 'authorization') ? m : { ...m, authorization: value };
-  };
-  return Array.isArray(md) ? md.map(add) : add(md);
+/** Checks the shape of -m/-M: an object, or an array of objects (templates stood in for by 0). */
+function checkMetadata(text: string): void {
+  const md = parseJson(text.replace(/\{\{.*?\}\}/g, '0'), '-m metadata');
+  const ok = (m: unknown): boolean => !!m && typeof m === 'object' && !Array.isArray(m);
+  if (Array.isArray(md) ? !md.every(ok) : !ok(md))
+    throw usageError('-m metadata must be a JSON object or array of objects');
 }
 
 /** Renders and encodes every request up front, so the load workers only write bytes. */
@@ -113,12 +100,11 @@ export async function prepareRequests(
   const prefix = o.userPrefix ?? `bench-${randomBytes(3).toString('hex')}-`;
   const tokens = users > 0 ? await signUserTokens(secret, prefix, users) : [];
   const token = o.admin ? await signToken({ secret, userId: 'bench-admin', role: 'admin' }) : staticToken;
-  let mdText = o.metadataFile !== undefined ? readFileSync(o.metadataFile, 'utf8') : (o.metadata ?? '{}');
-  // the shape of the metadata, templates stood in for by a value valid anywhere in JSON
-  const shape = parseJson(mdText.replace(/\{\{.*?\}\}/g, '0'), '-m metadata');
-  if (users > 0) mdText = JSON.stringify(withAuthorization(shape, 'Bearer {{.Token}}'));
-  else if (token) mdText = JSON.stringify(withAuthorization(shape, `Bearer ${token}`));
-  else withAuthorization(shape, '');
+  const mdText = o.metadataFile !== undefined ? readFileSync(o.metadataFile, 'utf8') : (o.metadata ?? '{}');
+  checkMetadata(mdText);
+  // the token each call carries when the metadata sets no authorization of its own
+  const authorization =
+    users > 0 ? (v: TemplateVars) => `Bearer ${String(v['Token'])}` : token ? () => `Bearer ${token}` : undefined;
   const meta = compile(mdText, VARIABLES);
   const count = o.duration > 0 ? o.prepared : o.total;
   const now = Date.now();
@@ -153,8 +139,10 @@ export async function prepareRequests(
     return grpcFrame(method.encode(echo ? text : roundRobin(parseJson(text, 'call data'), k)));
   };
   const headersOf = (k: number, v: TemplateVars): Record<string, string> => {
-    const h = roundRobin(parseJson(meta.render(v), '-m metadata'), k) as Record<string, unknown>;
-    return Object.fromEntries(Object.entries(h).map(([name, value]) => [name.toLowerCase(), String(value)]));
+    const md = roundRobin(parseJson(meta.render(v), '-m metadata'), k) as Record<string, unknown>;
+    const h = Object.fromEntries(Object.entries(md).map(([name, value]) => [name.toLowerCase(), String(value)]));
+    if (authorization && h['authorization'] === undefined) h['authorization'] = authorization(v);
+    return h;
   };
   // static templates are rendered once per distinct value and shared by the requests using it
   const cached = <T>(isStatic: boolean, size: number, make: (k: number, v: TemplateVars) => T) => {
@@ -167,13 +155,14 @@ export async function prepareRequests(
       return hit;
     };
   };
-  const arrayLength = (text: string): number => {
-    if (echo && text === dataText) return 1;
-    const parsed = parseJson(text, 'call data');
+  const arrayLength = (text: string, what: string): number => {
+    const parsed = parseJson(text, what);
     return Array.isArray(parsed) ? Math.max(1, parsed.length) : 1;
   };
-  const body = cached(data.isStatic, data.isStatic ? arrayLength(dataText) : 1, bodyOf);
-  const headers = cached(meta.isStatic, meta.isStatic ? arrayLength(mdText) : 1, headersOf);
+  const body = cached(data.isStatic, data.isStatic && !echo ? arrayLength(dataText, 'call data') : 1, bodyOf);
+  // per-user tokens make every call's headers different, whatever the template
+  const staticHeaders = meta.isStatic && users === 0;
+  const headers = cached(staticHeaders, staticHeaders ? arrayLength(mdText, '-m metadata') : 1, headersOf);
   const out: PreparedRequest[] = new Array(count);
   for (let k = 0; k < count; k++) {
     let v: TemplateVars | undefined;

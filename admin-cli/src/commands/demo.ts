@@ -19,7 +19,7 @@ import { percentile } from '../bench/report.js';
 import type { Child } from '@redpacket/loadgen';
 import { runCrowd, type CrowdResult } from '../demo/crowd.js';
 import { serviceScript, startService, type RunningService, type ServiceName } from '../demo/services.js';
-import { signUserTokens } from './bench.js';
+import { signUserTokens } from '../tokens.js';
 import { createRequest, reconciliationRows, settlementRows } from './campaign.js';
 
 interface DemoOptions {

@@ -4,7 +4,7 @@ import { signToken } from '@redpacket/lib';
 import { action, examples } from '../action.js';
 import type { CliContext } from '../context.js';
 import { asDuration, asInt } from '../parse.js';
-import { signUserTokens } from './bench.js';
+import { signUserTokens } from '../tokens.js';
 
 interface TokenOptions {
   count?: number;
