@@ -306,6 +306,22 @@ function moneyChecks(
       detail: crowd.violations.length ? crowd.violations.slice(0, 5).join('; ') : 'no violation',
     },
   ];
+  // the script counts a same-id retry of a win as ALREADY_GRABBED, while the caller sees WON again
+  const answers = (k: string): bigint => BigInt(crowd.outcomes[k] ?? 0);
+  const counted = s.wonCount + s.alreadyGrabbedCount;
+  checks.push({
+    what: 'outcome counters = the answers the crowd got',
+    ok:
+      s.wonCount === BigInt(crowd.wins.size) &&
+      counted === answers('WON') + answers('ALREADY_GRABBED') &&
+      s.soldOutCount === answers('SOLD_OUT') &&
+      s.notStartedCount === answers('NOT_STARTED') &&
+      s.endedCount === answers('ENDED') &&
+      s.forbiddenCount === answers('FORBIDDEN'),
+    detail:
+      `won ${num(s.wonCount)} + already ${num(s.alreadyGrabbedCount)} = ${num(counted)} WON/ALREADY_GRABBED answers, ` +
+      `sold out ${num(s.soldOutCount)}, not started ${num(s.notStartedCount)}`,
+  });
   if (delivery) {
     checks.push({
       what: 'every win delivered into MySQL',
