@@ -62,7 +62,13 @@ describe('redpacket users', () => {
     const batches = [];
     for await (const b of readUserBatches(file, 10)) batches.push(b);
     expect(batches.map((b) => b.users.length)).toEqual([10, 10, 6]);
-    expect(batches[0]!.users[3]).toEqual({ userId: 'u3', displayName: 'User 3', password: 'pw3', riskScore: 3, role: '' });
+    expect(batches[0]!.users[3]).toEqual({
+      userId: 'u3',
+      displayName: 'User 3',
+      password: 'pw3',
+      riskScore: 3,
+      role: '',
+    });
     expect(batches[2]!.users[5]).toEqual({ userId: 'u100', displayName: '', password: '', riskScore: 0, role: '' });
     const rejected = batches.flatMap((b) => b.rejected);
     expect(rejected).toHaveLength(2);

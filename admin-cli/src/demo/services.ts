@@ -1,5 +1,5 @@
 /** The demo's child processes: every service workspace that is built in this checkout. */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { freePort, spawnNode, type Child } from '@redpacket/loadgen';
 
@@ -10,9 +10,14 @@ export type ServiceName = 'grab-svc' | 'account-svc' | 'gift-svc';
 export const SERVICE_NAMES: ServiceName[] = ['grab-svc', 'account-svc', 'gift-svc'];
 
 /** The entry point of a service workspace, if this checkout has it (built). */
+/** The entry point a workspace's `npm start` runs (`node <script>`), if it is built. */
 export function serviceScript(name: ServiceName): string | undefined {
-  const script = `${REPO_ROOT}${name}/dist/main.js`;
-  return existsSync(`${REPO_ROOT}${name}/package.json`) && existsSync(script) ? script : undefined;
+  const manifest = `${REPO_ROOT}${name}/package.json`;
+  if (!existsSync(manifest)) return undefined;
+  const start = (JSON.parse(readFileSync(manifest, 'utf8')) as { scripts?: { start?: string } }).scripts?.start ?? '';
+  const m = /^node (\S+\.js)$/.exec(start.trim());
+  const script = m ? `${REPO_ROOT}${name}/${m[1]}` : undefined;
+  return script && existsSync(script) ? script : undefined;
 }
 
 export interface RunningService {
