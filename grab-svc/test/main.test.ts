@@ -18,7 +18,13 @@ it('refuses to start with a bad environment variable, naming it', async () => {
 it('SIGTERM: in-flight grabs finish, every WON is recorded, the process exits 0', async () => {
   const redis = await requireRedis();
   const port = await freePort();
-  const child = spawnNode(mainScript, [], { GRPC_PORT: String(port), JWT_SECRET: TEST_JWT_SECRET, LOG_LEVEL: 'info' });
+  // no relay: this test counts the outbox, and a relay would also drain other tests' outboxes
+  const child = spawnNode(mainScript, [], {
+    GRPC_PORT: String(port),
+    JWT_SECRET: TEST_JWT_SECRET,
+    LOG_LEVEL: 'info',
+    RELAY_ENABLED: '0',
+  });
   let campaignId = '';
   try {
     await child.waitFor(/gRPC server listening/);
