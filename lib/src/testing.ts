@@ -83,3 +83,4 @@ export async function deleteKeys(redis: Redis, pattern: string): Promise<number>
   } while (cursor !== '0');
   return n;
 }
+export * from './testing-cluster.js';
