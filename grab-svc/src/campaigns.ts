@@ -175,8 +175,9 @@ export async function writeCampaign(redis: RedisClient, c: CampaignMeta): Promis
   // gateway's short-circuit: the flag expires by itself when the campaign starts.
   const untilStart = c.startMs - Date.now();
   if (untilStart > 0) pipe.set(keys.state(c.id), 'not_started', 'PX', untilStart);
-  pipe.zadd(keys.campaigns, c.createdMs, c.id);
   await execOrThrow(pipe);
+  // Not in the pipeline: the index is on another Redis Cluster slot than the campaign.
+  await redis.zadd(keys.campaigns, c.createdMs, c.id);
 }
 
 async function execOrThrow(pipe: ReturnType<RedisClient['pipeline']>): Promise<void> {
@@ -311,16 +312,14 @@ export async function listCampaigns(
   const offset = pageToken === '' ? 0 : Number(pageToken);
   const ids = await redis.zrevrange(keys.campaigns, offset, offset + size);
   const page = ids.slice(0, size);
-  const pipe = redis.pipeline();
-  for (const id of page) {
-    pipe.hgetall(keys.meta(id));
-    pipe.hgetall(keys.stats(id));
-  }
-  const res = (await pipe.exec()) ?? [];
+  // Concurrent commands, not one pipeline: on Redis Cluster the campaigns live on different slots.
+  const res = await Promise.all(
+    page.map((id) => Promise.all([redis.hgetall(keys.meta(id)), redis.hgetall(keys.stats(id))])),
+  );
   const campaigns: Campaign[] = [];
-  for (let i = 0; i < page.length; i++) {
-    const meta = parseMeta((res[2 * i]?.[1] ?? {}) as Record<string, string>);
-    if (meta) campaigns.push(toCampaign(meta, (res[2 * i + 1]?.[1] ?? {}) as Record<string, string>, nowMs));
+  for (const [h, stats] of res) {
+    const meta = parseMeta(h);
+    if (meta) campaigns.push(toCampaign(meta, stats, nowMs));
   }
   return { campaigns, nextPageToken: ids.length > size ? String(offset + size) : '' };
 }

@@ -2,8 +2,9 @@
 import { readFileSync } from 'node:fs';
 import { keys, type RedisClient } from '@redpacket/lib';
 import type { Result } from 'ioredis';
+import type { Verdict } from './eligibility-mirror.js';
 
-/** Raw reply of grab-7.lua: [code, packetId, amountCents, nextBatchAtMs]. */
+/** Raw reply of grab-5.lua: [code, packetId, amountCents, nextBatchAtMs]. */
 export type GrabReply = [number, string, string, number];
 
 declare module 'ioredis' {
@@ -13,14 +14,14 @@ declare module 'ioredis' {
       stats: string,
       claims: string,
       outbox: string,
-      blocked: string,
-      risk: string,
       state: string,
       userId: string,
       requestId: string,
       batchPrefix: string,
       campaignId: string,
       openedAtMs: string,
+      blocked: '0' | '1',
+      riskScore: string,
     ): Result<GrabReply, Context>;
   }
 }
@@ -29,7 +30,7 @@ const lua = (file: string): string => readFileSync(new URL(`../src/lua/${file}`,
 
 /** Defines the commands on a client; call once per client before use. */
 export function registerScripts(redis: RedisClient): void {
-  redis.defineCommand('rpGrab', { numberOfKeys: 7, lua: lua('grab-7.lua') });
+  redis.defineCommand('rpGrab', { numberOfKeys: 5, lua: lua('grab-5.lua') });
 }
 
 export function grabScript(
@@ -38,19 +39,20 @@ export function grabScript(
   userId: string,
   requestId: string,
   openedAtMs: number | undefined,
+  verdict: Verdict,
 ): Promise<GrabReply> {
   return redis.rpGrab(
     keys.meta(campaignId),
     keys.stats(campaignId),
     keys.claims(campaignId),
     keys.outbox(campaignId),
-    keys.blocked,
-    keys.risk,
     keys.state(campaignId),
     userId,
     requestId,
     keys.batchPrefix(campaignId),
     campaignId,
     openedAtMs === undefined ? '' : String(openedAtMs),
+    verdict.blocked ? '1' : '0',
+    String(verdict.riskScore),
   );
 }

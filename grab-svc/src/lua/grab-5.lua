@@ -1,6 +1,13 @@
 --[[
   Grabs one red packet for one user, atomically: the whole decision in one call.
 
+  Every key is the campaign's (hash tag {<campaign>}, one Redis Cluster slot), so the same
+  script runs on a single Redis and on Redis Cluster. Eligibility lives in global keys on other
+  slots (rp:blocked, rp:risk); grab-svc keeps an in-memory copy of them, fed by account-svc's
+  pub/sub channel rp:eligibility, and passes this user's entry in as ARGV[6] and ARGV[7]. The
+  script still decides and counts FORBIDDEN itself, after the checks that come first (a prior
+  win, ended, not started), exactly as when it read the keys.
+
   Input:
     KEYS[1] meta     hash: start, expires (ms), batches, interval (ms), count,
                      closed ("1"), req_pre ("1"), max_risk, admit_ppm
@@ -8,15 +15,15 @@
                      claimed_cents, o:<outcome> counters
     KEYS[3] claims   hash: user -> "packetId|amount|requestId|wonAtMs"
     KEYS[4] outbox   stream: one entry per win, read by the relay
-    KEYS[5] blocked  set of blocked user ids
-    KEYS[6] risk     hash: user -> risk score
-    KEYS[7] state    string read by gateway: "sold_out" or "ended"
+    KEYS[5] state    string read by gateway: "sold_out" or "ended"
 
     ARGV[1] user id
     ARGV[2] request id (never empty; the caller makes one up when the client sent none)
     ARGV[3] prefix of the batch lists; batch i is ARGV[3] .. i, items "packetId|amount"
     ARGV[4] campaign id, copied into each outbox entry
     ARGV[5] when the user's account was opened (ms), or "" when unknown
+    ARGV[6] "1" if the user is blocked, else "0"
+    ARGV[7] the user's risk score ("0" when none)
 
   Output: { code, packetId, amountCents, nextBatchAtMs }
     code  1 WON             this call won packetId (or is a retry of the call that did)
@@ -52,7 +59,7 @@ local start = tonumber(cfg[1])
 
 if cfg[6] == '1' or now >= tonumber(cfg[2]) then
   redis.call('HINCRBY', KEYS[2], 'o:ended', 1)
-  redis.call('SET', KEYS[7], 'ended')
+  redis.call('SET', KEYS[5], 'ended')
   return { 5, '', '0', 0 }
 end
 if now < start then
@@ -64,7 +71,7 @@ local function forbidden()
   redis.call('HINCRBY', KEYS[2], 'o:forbidden', 1)
   return { 6, '', '0', 0 }
 end
-if redis.call('SISMEMBER', KEYS[5], user) == 1 then
+if ARGV[6] == '1' then
   return forbidden()
 end
 if cfg[7] == '1' then
@@ -74,7 +81,7 @@ if cfg[7] == '1' then
   end
 end
 if cfg[8] and cfg[8] ~= '' then
-  local score = tonumber(redis.call('HGET', KEYS[6], user) or '0')
+  local score = tonumber(ARGV[7]) or 0
   if score > tonumber(cfg[8]) then
     return forbidden()
   end
@@ -110,7 +117,7 @@ if not item then
   if released < batches then
     return { 3, '', '0', start + released * interval }
   end
-  redis.call('SET', KEYS[7], 'sold_out')
+  redis.call('SET', KEYS[5], 'sold_out')
   return { 3, '', '0', 0 }
 end
 
@@ -120,6 +127,6 @@ redis.call('XADD', KEYS[4], '*', 'c', ARGV[4], 'p', pid, 'u', user, 'a', amount,
 redis.call('HINCRBY', KEYS[2], 'claimed_cents', amount)
 redis.call('HINCRBY', KEYS[2], 'o:won', 1)
 if redis.call('HINCRBY', KEYS[2], 'claimed', 1) >= tonumber(cfg[5]) then
-  redis.call('SET', KEYS[7], 'sold_out')
+  redis.call('SET', KEYS[5], 'sold_out')
 end
 return { 1, pid, amount, 0 }
