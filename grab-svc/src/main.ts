@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { EligibilityMirror } from './eligibility-mirror.js';
 import { registerScripts } from './scripts.js';
 import { createGrabServer } from './server.js';
+import { superviseWorkers } from './workers.js';
 
 const Env = z.object({
   GRPC_PORT: z.coerce.number().int().min(0).max(65535).default(50051),
@@ -14,6 +15,8 @@ const Env = z.object({
   REDIS_AUTOPIPELINE: z.enum(['0', '1']).default('1'),
   /** Full reload of the blocklist copy; changes arrive by pub/sub in between. */
   ELIGIBILITY_RESYNC_MS: z.coerce.number().int().min(0).default(60_000),
+  /** Processes sharing the port (node:cluster); 1 serves in this process. */
+  WORKERS: z.coerce.number().int().min(1).max(64).default(1),
 });
 
 const parsed = Env.safeParse(process.env);
@@ -24,6 +27,8 @@ if (!parsed.success) {
 }
 const env = parsed.data;
 const log = createLogger('grab-svc', env.LOG_LEVEL);
+// The primary of WORKERS > 1 only supervises: it never gets past this line.
+await superviseWorkers(env.WORKERS, log);
 const redis = createRedis({
   url: env.REDIS_URL,
   clusterNodes: env.REDIS_CLUSTER_NODES,

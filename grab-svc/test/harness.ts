@@ -36,15 +36,22 @@ import { createGrabServer } from '../src/server.js';
 export interface HarnessOptions {
   /** REDIS_CLUSTER_NODES of a test cluster; the single test Redis when absent. */
   clusterNodes?: string;
+  /** A grab-svc already running there (e.g. WORKERS=4) instead of one in this process. */
+  address?: string;
+  /** Separate connections to it (grabClients), so several worker processes get traffic. */
+  connections?: number;
 }
 
 export interface Harness {
   /** The test's own connection (Cluster when the harness runs on one). */
   redis: RedisClient;
   eligibility: EligibilityMirror;
-  server: RunningServer;
+  /** The in-process server; undefined with `address`. */
+  server: RunningServer | undefined;
   admin: AdminServiceClient;
   grab: GrabServiceClient;
+  /** `connections` clients, each on a connection of its own (grab is the first). */
+  grabClients: GrabServiceClient[];
   adminToken: string;
   /** A unique prefix for this harness's user ids. */
   run: string;
@@ -87,10 +94,15 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     tokens: new TokenVerifier({ secret: TEST_JWT_SECRET }),
     log,
   });
-  const server = await startServer({ services, host: '127.0.0.1', port: 0, log });
-  const addr = `127.0.0.1:${server.port}`;
+  const server = opts.address ? undefined : await startServer({ services, host: '127.0.0.1', port: 0, log });
+  const addr = opts.address ?? `127.0.0.1:${server!.port}`;
   const admin = new AdminServiceClient(addr, credentials.createInsecure());
-  const grab = new GrabServiceClient(addr, credentials.createInsecure());
+  // A local subchannel pool: otherwise grpc-js shares one connection between the clients.
+  const grabClients = Array.from(
+    { length: opts.connections ?? 1 },
+    () => new GrabServiceClient(addr, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }),
+  );
+  const grab = grabClients[0]!;
   const adminToken = await signToken({ secret: TEST_JWT_SECRET, userId: 'ops', role: 'admin' });
   const run = `t${Math.random().toString(36).slice(2, 8)}`;
   const created: string[] = [];
@@ -112,6 +124,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     server,
     admin,
     grab,
+    grabClients,
     adminToken,
     run,
     userToken,
@@ -138,8 +151,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     },
     async close() {
       admin.close();
-      grab.close();
-      await server.shutdown(2000);
+      for (const g of grabClients) g.close();
+      await server?.shutdown(2000);
       for (const id of created) {
         await deleteKeys(redis, `rp:{${id}}:*`);
         await redis.zrem(keys.campaigns, id);

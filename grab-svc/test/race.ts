@@ -29,9 +29,10 @@ export async function raceProof(h: Harness, opts: RaceOptions = {}): Promise<voi
     inFlight++;
     maxInFlight = Math.max(maxInFlight, inFlight);
     try {
+      const client = h.grabClients[i % h.grabClients.length]!;
       const res = await call(
-        h.grab.grab,
-        h.grab,
+        client.grab,
+        client,
         { campaignId: c.campaignId, requestId: `r${i}-${attempt}` },
         bearer(tokens[i]!),
       );

@@ -1,0 +1,42 @@
+/**
+ * WORKERS=N: the primary process forks N workers with node:cluster and serves nothing itself;
+ * each worker is a complete grab-svc (its own Redis connections and eligibility copy) and they
+ * share the gRPC port, the primary handing out connections round-robin. Works because every
+ * grab is one atomic script call: workers share nothing but Redis.
+ */
+import cluster from 'node:cluster';
+import type { Logger } from '@redpacket/lib';
+
+/**
+ * In the primary with n > 1: forks the workers, replaces one that dies unexpectedly, forwards
+ * SIGTERM/SIGINT and exits once they all have; never resolves. Otherwise resolves at once and
+ * the caller serves.
+ */
+export function superviseWorkers(n: number, log: Logger): Promise<void> {
+  if (n <= 1 || !cluster.isPrimary) return Promise.resolve();
+  let stopping = false;
+  let failed = false;
+  const fork = (): void => void cluster.fork();
+  cluster.on('listening', (w, addr) =>
+    log.info({ worker: w.id, pid: w.process.pid, port: addr.port }, 'worker listening'),
+  );
+  for (let i = 0; i < n; i++) fork();
+  cluster.on('exit', (w, code, signal) => {
+    if (!stopping) {
+      log.error({ worker: w.id, pid: w.process.pid, code, signal }, 'worker died; starting another');
+      fork();
+      return;
+    }
+    if (code !== 0) failed = true;
+    if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(failed ? 1 : 0);
+  });
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal, workers: n }, 'stopping workers');
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  return new Promise<void>(() => undefined);
+}

@@ -1,0 +1,40 @@
+import { TEST_JWT_SECRET, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import { spawnNode, type Child } from '@redpacket/loadgen';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startHarness, type Harness } from './harness.js';
+import { raceProof } from './race.js';
+
+/** Outside the ports test clusters claim (17400-17495). */
+const PORT = 17496;
+const mainScript = new URL('../dist/main.js', import.meta.url);
+
+let child: Child;
+let h: Harness;
+const listening: string[] = [];
+beforeAll(async () => {
+  child = spawnNode(mainScript, [], {
+    GRPC_PORT: String(PORT),
+    WORKERS: '4',
+    REDIS_URL: TEST_REDIS_URL,
+    JWT_SECRET: TEST_JWT_SECRET,
+    LOG_LEVEL: 'info',
+  });
+  // The primary logs each worker once its server is bound.
+  for (let n = 1; n <= 4; n++) {
+    listening.push(await child.waitFor(new RegExp(`"worker":${n},"pid":\\d+.*worker listening`), 30_000));
+  }
+  h = await startHarness({ address: `127.0.0.1:${PORT}`, connections: 8 });
+});
+afterAll(async () => {
+  await h?.close();
+  await child?.stop();
+});
+
+it('WORKERS=4: four processes share the port, and the race proof holds across them', async () => {
+  const pids = new Set(listening.map((l) => (JSON.parse(l) as { pid: number }).pid));
+  expect(pids.size).toBe(4);
+  await raceProof(h);
+  const exit = new Promise<number | null>((r) => child.proc.once('exit', (code) => r(code)));
+  child.proc.kill('SIGTERM');
+  expect(await exit).toBe(0);
+});
