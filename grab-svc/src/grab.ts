@@ -5,6 +5,7 @@ import { Outcome, type GrabRequest, type GrabResponse } from '@redpacket/proto';
 import { checkCampaignId } from './campaigns.js';
 import type { EligibilityView } from './eligibility-mirror.js';
 import { grabScript, type GrabReply } from './scripts.js';
+import { grabPooled, type PoolCounts } from './sub-pools.js';
 
 /** The script's return codes, mirrored. */
 export enum GrabCode {
@@ -48,6 +49,7 @@ export async function grab(
   eligibility: EligibilityView,
   who: Identity,
   req: GrabRequest,
+  poolCounts?: PoolCounts,
 ): Promise<GrabResponse> {
   checkCampaignId(req.campaignId);
   if (!REQUEST_ID_PATTERN.test(req.requestId)) {
@@ -56,6 +58,17 @@ export async function grab(
   // Without a client id every call is a new request; only a repeated id is a retry.
   const requestId = req.requestId || `srv-${randomUUID()}`;
   const verdict = eligibility.verdict(who.userId);
-  const reply = await grabScript(redis, req.campaignId, who.userId, requestId, who.openedAtMs, verdict);
+  const pools = poolCounts ? await poolCounts.get(req.campaignId) : 1;
+  const reply =
+    pools > 1
+      ? await grabPooled(redis, {
+          campaignId: req.campaignId,
+          pools,
+          userId: who.userId,
+          requestId,
+          openedAtMs: who.openedAtMs,
+          verdict,
+        })
+      : await grabScript(redis, req.campaignId, who.userId, requestId, who.openedAtMs, verdict);
   return toGrabResponse(req.campaignId, reply);
 }

@@ -19,6 +19,7 @@ import {
 } from './campaigns.js';
 import type { EligibilityView } from './eligibility-mirror.js';
 import { grab } from './grab.js';
+import { PoolCounts } from './sub-pools.js';
 
 export interface GrabServerDeps {
   redis: RedisClient;
@@ -30,13 +31,14 @@ export interface GrabServerDeps {
 
 export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
   const { redis, eligibility, tokens, log } = deps;
+  const poolCounts = new PoolCounts(redis);
 
   const grabService = implement<GrabServiceServer>(
     GrabServiceService,
     {
       async grab(req, call) {
         const who = await tokens.fromMetadata(call.metadata);
-        return grab(redis, eligibility, who, req);
+        return grab(redis, eligibility, who, req, poolCounts);
       },
       async getCampaign(req, call) {
         await tokens.fromMetadata(call.metadata);

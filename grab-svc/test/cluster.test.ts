@@ -32,6 +32,10 @@ describe('grab-svc on a Redis Cluster (3 masters, 3 replicas)', () => {
     await raceProof(h);
   });
 
+  it('the race with 4 sub-pools on 4 slots: one win per user across pools', async () => {
+    await raceProof(h, { subPools: 4 });
+  });
+
   it('campaigns land on different masters, and each grab stays on its campaign’s master', async () => {
     const byMaster = new Map<number, string>();
     for (let i = 0; i < 40 && byMaster.size < 3; i++) {

@@ -155,6 +155,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       await server?.shutdown(2000);
       for (const id of created) {
         await deleteKeys(redis, `rp:{${id}}:*`);
+        await deleteKeys(redis, `rp:{${id}.*}:*`);
         await redis.zrem(keys.campaigns, id);
       }
       eligibility.stop();

@@ -1,14 +1,17 @@
 /** The race proof, shared by the single-Redis, cluster and multi-process tests. */
-import { keys } from '@redpacket/lib';
+import { keys, poolId } from '@redpacket/lib';
 import { bearer, call } from '@redpacket/lib/testing';
 import { Outcome, type GrabResponse } from '@redpacket/proto';
 import { expect } from 'vitest';
+import { homePool } from '../src/sub-pools.js';
 import type { Harness } from './harness.js';
 
 export interface RaceOptions {
   packets?: number;
   users?: number;
   totalCents?: bigint;
+  /** Sub-pools of the campaign (1: one pool). */
+  subPools?: number;
 }
 
 /**
@@ -19,8 +22,19 @@ export async function raceProof(h: Harness, opts: RaceOptions = {}): Promise<voi
   const PACKETS = opts.packets ?? 5000;
   const USERS = opts.users ?? 10_000;
   const TOTAL = opts.totalCents ?? 1_000_000n;
-  const c = await h.create({ packetCount: PACKETS, totalCents: TOTAL });
-  const users = Array.from({ length: USERS }, (_, i) => `${h.run}-r${i}`);
+  const S = opts.subPools ?? 1;
+  const c = await h.create({ packetCount: PACKETS, totalCents: TOTAL, subPools: S });
+  expect(c.subPools).toBe(S);
+  // With sub-pools, 70% of the users share home pool 0, which runs dry while the others still
+  // hold packets: those users fail over, contending with the other pools' own users.
+  const homeOf = (i: number): number => (i % 10 < 7 ? 0 : 1 + (i % (S - 1)));
+  const users = Array.from({ length: USERS }, (_, i) => {
+    if (S === 1) return `${h.run}-r${i}`;
+    for (let k = 0; ; k++) {
+      const id = `${h.run}-r${i}-${k}`;
+      if (homePool(id, S) === homeOf(i)) return id;
+    }
+  });
   const tokens = await Promise.all(users.map((u) => h.userToken(u)));
 
   let inFlight = 0;
@@ -84,13 +98,32 @@ export async function raceProof(h: Harness, opts: RaceOptions = {}): Promise<voi
   expect(soldOutUsers).toBe(USERS - PACKETS);
 
   // what Redis stored agrees with what the users were told
-  const claims = await h.redis.hgetall(keys.claims(c.campaignId));
-  expect(Object.keys(claims)).toHaveLength(PACKETS);
-  for (const [user, v] of Object.entries(claims)) {
+  // (with sub-pools: every pool's claims, which together hold each winner once)
+  const pools = Array.from({ length: S }, (_, p) => poolId(c.campaignId, p));
+  const claimsByPool = await Promise.all(pools.map((p) => h.redis.hgetall(keys.claims(p))));
+  const claimed = new Map<string, string>();
+  let failedOver = 0;
+  claimsByPool.forEach((claims, pool) => {
+    for (const [user, v] of Object.entries(claims)) {
+      if (claimed.has(user)) problems.push(`user ${user} holds claims in two pools`);
+      claimed.set(user, v);
+      if (homePool(user, S) !== pool) failedOver++;
+    }
+  });
+  expect(problems).toEqual([]);
+  expect(claimed.size).toBe(PACKETS);
+  for (const [user, v] of claimed) {
     const [packetId] = v.split('|');
     expect(users[packetOwner.get(packetId!)!]).toBe(user);
   }
-  expect(await h.redis.xlen(keys.outbox(c.campaignId))).toBe(PACKETS);
+  const outboxes = await Promise.all(pools.map((p) => h.redis.xlen(keys.outbox(p))));
+  expect(outboxes.reduce((a, b) => a + b, 0)).toBe(PACKETS);
+  if (S > 1) {
+    console.log(`race at S=${S}: ${failedOver} of ${PACKETS} wins came from a pool other than the winner's home`);
+    // every pool gave out packets, and some went to users from other home pools
+    expect(claimsByPool.every((cl) => Object.keys(cl).length > 0)).toBe(true);
+    expect(failedOver).toBeGreaterThan(0);
+  }
 
   const s = await call(h.admin.getCampaignStats, h.admin, { campaignId: c.campaignId }, bearer(h.adminToken));
   expect(s).toMatchObject({
