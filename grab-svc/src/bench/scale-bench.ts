@@ -1,6 +1,7 @@
 /**
  * `npm run bench:scale`: one campaign's grabs/s on a local Redis Cluster (3 masters, 3 replicas,
- * started and stopped here), with grab-svc at WORKERS=1 and WORKERS=2. Figures, not a test.
+ * started and stopped here) at S = 1, 2, 4 sub-pools (grab-svc WORKERS=1), and with grab-svc at
+ * WORKERS=1 and WORKERS=2 (S = 1). Figures, not a test.
  * Env: BENCH_REQUESTS (per run), BENCH_CONCURRENCY, BENCH_ROUNDS; `--json` prints JSON too.
  */
 import { randomBytes } from 'node:crypto';
@@ -11,7 +12,7 @@ import { grpcFrame, runLoad, spawnNode, type LoadReport, type PreparedRequest } 
 import { AdminServiceClient, GrabRequest, Outcome, Split } from '@redpacket/proto';
 import Table from 'cli-table3';
 
-const N = Number(process.env['BENCH_REQUESTS'] ?? 30_000);
+const N = Number(process.env['BENCH_REQUESTS'] ?? 20_000);
 const C = Number(process.env['BENCH_CONCURRENCY'] ?? 200);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 /** In the project's port range, outside the block test clusters claim (17400-17495). */
@@ -26,27 +27,27 @@ const fmt = (n: number, d = 0): string =>
 
 interface Scenario {
   name: string;
-  workers: number;
+  subPools: number;
 }
 
-async function measure(
-  nodes: string,
-  s: Scenario,
-  tokens: string[],
-): Promise<{ runs: LoadReport[]; rps: number; p99: number }> {
+interface Result {
+  rps: number;
+  p99: number;
+}
+
+/** Starts grab-svc with `workers` processes and measures each scenario on it in turn. */
+async function measure(nodes: string, workers: number, scenarios: Scenario[], tokens: string[]): Promise<Result[]> {
   const grab = spawnNode(new URL('../main.js', import.meta.url), [], {
     GRPC_PORT: String(PORT),
     REDIS_CLUSTER_NODES: nodes,
     JWT_SECRET: SECRET,
-    WORKERS: String(s.workers),
+    WORKERS: String(workers),
     LOG_LEVEL: 'warn',
   });
   const admin = new AdminServiceClient(`127.0.0.1:${PORT}`, credentials.createInsecure());
   try {
     const adminMd = bearer(await signToken({ secret: SECRET, userId: 'bench-ops', role: 'admin' }));
-    // With LOG_LEVEL=warn there is no "listening" line: wait until the admin API answers.
-    const deadline = Date.now() + 30_000;
-    const create = async (): Promise<string> => {
+    const create = async (subPools: number): Promise<string> => {
       const c = await call(
         admin.createCampaign,
         admin,
@@ -61,48 +62,50 @@ async function measure(
           expiresAt: new Date(Date.now() + 3600_000),
           ownerId: 'bench-ops',
           eligibility: undefined,
+          subPools,
         },
         adminMd,
       );
       return c.campaignId;
     };
+    // With LOG_LEVEL=warn there is no "listening" line: wait until the admin API answers.
+    const deadline = Date.now() + 30_000;
     let first = '';
     while (!first) {
-      first = await create().catch((err: unknown) => {
+      first = await create(1).catch((err: unknown) => {
         if (Date.now() > deadline) throw err;
         return new Promise<string>((r) => setTimeout(() => r(''), 200));
       });
     }
-    const requests = (campaignId: string): PreparedRequest[] =>
-      tokens.map((t, i) => ({
-        body: grpcFrame(GrabRequest.encode({ campaignId, requestId: `b${i}` }).finish()),
-        headers: { authorization: `Bearer ${t}` },
-      }));
     const load = (campaignId: string): Promise<LoadReport> =>
       runLoad({
         target: `http://127.0.0.1:${PORT}`,
         path: GRAB_PATH,
-        requests: requests(campaignId),
+        requests: tokens.map((t, i): PreparedRequest => ({
+          body: grpcFrame(GrabRequest.encode({ campaignId, requestId: `b${i}` }).finish()),
+          headers: { authorization: `Bearer ${t}` },
+        })),
         concurrency: C,
         connections: 4,
         replyKey: 1,
       });
     // Warm-up: JIT and the workers' verified-token caches.
     await load(first);
-    const runs: LoadReport[] = [];
-    for (let r = 0; r < ROUNDS; r++) {
-      process.stderr.write(`${s.name}: round ${r + 1}/${ROUNDS}\n`);
-      const rep = await load(await create());
-      const won = rep.replies[String(Outcome.WON)] ?? 0;
-      if (won !== N)
-        throw new Error(`expected ${N} WON, got ${JSON.stringify(rep.replies)} ${JSON.stringify(rep.errors)}`);
-      runs.push(rep);
+    const results: Result[] = [];
+    for (const s of scenarios) {
+      const runs: LoadReport[] = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        process.stderr.write(`${s.name}: round ${r + 1}/${ROUNDS}\n`);
+        const rep = await load(await create(s.subPools));
+        const won = rep.replies[String(Outcome.WON)] ?? 0;
+        if (won !== N) {
+          throw new Error(`expected ${N} WON, got ${JSON.stringify(rep.replies)} ${JSON.stringify(rep.errors)}`);
+        }
+        runs.push(rep);
+      }
+      results.push({ rps: median(runs.map((x) => x.rps)), p99: median(runs.map((x) => x.percentilesMs[99] ?? 0)) });
     }
-    return {
-      runs,
-      rps: median(runs.map((x) => x.rps)),
-      p99: median(runs.map((x) => x.percentilesMs[99] ?? 0)),
-    };
+    return results;
   } finally {
     admin.close();
     await grab.stop();
@@ -112,29 +115,39 @@ async function measure(
 async function main(): Promise<void> {
   process.stderr.write('starting a Redis Cluster (3 masters, 3 replicas)...\n');
   const cluster = await startRedisCluster();
+  // Ctrl-C still stops the cluster's processes and removes their dirs.
+  const onSignal = (): void => void cluster.stop().then(() => process.exit(130));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     process.stderr.write(`signing ${N} tokens...\n`);
     const tokens = await Promise.all(
       Array.from({ length: N }, (_, i) => signToken({ secret: SECRET, userId: `scale-${run}-u${i}` })),
     );
-    const scenarios: Scenario[] = [
-      { name: 'cluster, WORKERS=1', workers: 1 },
-      { name: 'cluster, WORKERS=2', workers: 2 },
+    const bySubPools: Scenario[] = [1, 2, 4].map((n) => ({ name: `cluster, S=${n}, WORKERS=1`, subPools: n }));
+    const oneWorker = await measure(cluster.nodes, 1, bySubPools, tokens);
+    const two: Scenario = { name: 'cluster, S=1, WORKERS=2', subPools: 1 };
+    const [twoWorkers] = await measure(cluster.nodes, 2, [two], tokens);
+    const rows: [string, Result][] = [
+      ...bySubPools.map((s, i): [string, Result] => [s.name, oneWorker[i]!]),
+      [two.name, twoWorkers!],
     ];
-    const results: Record<string, { rps: number; p99: number }> = {};
-    for (const s of scenarios) {
-      const r = await measure(cluster.nodes, s, tokens);
-      results[s.name] = { rps: r.rps, p99: r.p99 };
-    }
+    const note = `median of ${ROUNDS}, ${N} users, ${C} in flight, every call WON`;
     const t = new Table({ head: ['scenario', 'grabs/s', 'p99 ms', 'note'] });
-    for (const s of scenarios) {
-      const r = results[s.name]!;
-      t.push([s.name, fmt(r.rps), fmt(r.p99, 1), `median of ${ROUNDS}, ${N} users, ${C} in flight, every call WON`]);
-    }
-    const base = results[scenarios[0]!.name]!.rps;
-    t.push(['WORKERS=2 / WORKERS=1', fmt(results[scenarios[1]!.name]!.rps / base, 2), '', 'on 2 shared cores']);
+    for (const [name, r] of rows) t.push([name, fmt(r.rps), fmt(r.p99, 1), note]);
+    const base = oneWorker[0]!.rps;
+    t.push(['S=2 / S=1', fmt(oneWorker[1]!.rps / base, 2), '', 'same grab-svc process, same run']);
+    t.push(['S=4 / S=1', fmt(oneWorker[2]!.rps / base, 2), '', 'same grab-svc process, same run']);
+    t.push([
+      'WORKERS=2 / WORKERS=1',
+      fmt(twoWorkers!.rps / base, 2),
+      '',
+      'S=1; 2 cores shared with the load generator',
+    ]);
     console.log(t.toString());
-    if (process.argv.includes('--json')) console.log(JSON.stringify({ N, C, ROUNDS, results }, null, 2));
+    if (process.argv.includes('--json')) {
+      console.log(JSON.stringify({ N, C, ROUNDS, results: Object.fromEntries(rows) }, null, 2));
+    }
   } finally {
     await cluster.stop();
   }

@@ -42,7 +42,7 @@
           5 ENDED           closed or expired
           6 FORBIDDEN       blocked, not pre-opened, too risky or not admitted
           7 FAILOVER        (sub-pools) home pool dry: the user is now reserved for this request
-          8 PENDING         (sub-pools) another request of this user is failing over; ask again
+          8 PENDING         (sub-pools) a request of this user is failing over; ask again
          -1                 no such campaign (nothing is written)
 ]]
 local cfg = redis.call('HMGET', KEYS[1], 'start', 'expires', 'batches', 'interval', 'count',
@@ -71,10 +71,8 @@ if pooled then
   if route then
     local head, a, b, c = string.match(route, '^([^|]*)|([^|]*)|([^|]*)|?([^|]*)')
     if head == '?' then
-      -- a: the request that holds the reservation
-      if a == ARGV[2] then
-        return { 7, '', '0', 0 }
-      end
+      -- Even for the holder's own request id: a second failover running beside the first could
+      -- take from a pool the first found dry before a batch opened there, a second win.
       return { 8, '', '0', 0 }
     end
     redis.call('HINCRBY', KEYS[2], 'o:already', 1)
