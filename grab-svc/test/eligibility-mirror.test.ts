@@ -86,6 +86,19 @@ describe("grab-svc's in-memory copy of the blocklist and risk scores", () => {
     }
   });
 
+  it('resyncs every resyncMs, which repairs a change whose message was lost', async () => {
+    const m = new EligibilityMirror(client, log, { resyncMs: 50 });
+    await m.start();
+    try {
+      const lost = u('lost');
+      await redis.hset(keys.risk, lost, 33);
+      await pollUntil('a periodic resync', () => m.verdict(lost).riskScore === 33, 5000);
+      expect(m.resyncs).toBeGreaterThanOrEqual(2);
+    } finally {
+      m.stop();
+    }
+  });
+
   it('resyncs when the subscriber connection comes back (messages sent meanwhile are lost)', async () => {
     const name = `${run}-sub`;
     const m = new EligibilityMirror(client, log, { connectionName: name });

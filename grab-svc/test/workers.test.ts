@@ -1,4 +1,4 @@
-import { TEST_JWT_SECRET, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import { startRedisCluster, TEST_JWT_SECRET, type TestRedisCluster } from '@redpacket/lib/testing';
 import { spawnNode, type Child } from '@redpacket/loadgen';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startHarness, type Harness } from './harness.js';
@@ -8,14 +8,16 @@ import { raceProof } from './race.js';
 const PORT = 17496;
 const mainScript = new URL('../dist/main.js', import.meta.url);
 
+let cluster: TestRedisCluster;
 let child: Child;
 let h: Harness;
 const listening: string[] = [];
 beforeAll(async () => {
+  cluster = await startRedisCluster();
   child = spawnNode(mainScript, [], {
     GRPC_PORT: String(PORT),
     WORKERS: '4',
-    REDIS_URL: TEST_REDIS_URL,
+    REDIS_CLUSTER_NODES: cluster.nodes,
     JWT_SECRET: TEST_JWT_SECRET,
     LOG_LEVEL: 'info',
   });
@@ -23,14 +25,15 @@ beforeAll(async () => {
   for (let n = 1; n <= 4; n++) {
     listening.push(await child.waitFor(new RegExp(`"worker":${n},"pid":\\d+.*worker listening`), 30_000));
   }
-  h = await startHarness({ address: `127.0.0.1:${PORT}`, connections: 8 });
+  h = await startHarness({ address: `127.0.0.1:${PORT}`, clusterNodes: cluster.nodes, connections: 8 });
 });
 afterAll(async () => {
   await h?.close();
   await child?.stop();
+  await cluster?.stop();
 });
 
-it('WORKERS=4: four processes share the port, and the race proof holds across them', async () => {
+it('WORKERS=4 on the Redis Cluster: four processes share the port, and the race proof holds across them', async () => {
   const pids = new Set(listening.map((l) => (JSON.parse(l) as { pid: number }).pid));
   expect(pids.size).toBe(4);
   await raceProof(h);
