@@ -12,7 +12,7 @@
  * holder found nothing. Two wins for one user would need two reservations at home: impossible.
  */
 import type { RedisClient } from '@redpacket/lib';
-import { keys } from '@redpacket/lib';
+import { keys, poolId } from '@redpacket/lib';
 import type { Verdict } from './eligibility-mirror.js';
 import { grabScript, routeScript, takeScript, type GrabReply } from './scripts.js';
 
@@ -24,6 +24,11 @@ const SOLD_OUT = 3;
 const ENDED = 5;
 /** How long a request waits for another request of the same user to settle its failover. */
 const PENDING_DEADLINE_MS = 5000;
+/**
+ * A reservation this old is taken to be left by a process that died mid-failover (a failover is
+ * a few Redis calls). It is looked up, never taken over: see repairStale.
+ */
+export const STALE_RESERVATION_MS = 3000;
 const PENDING_POLL_MS = 2;
 
 /** The user's home pool: FNV-1a of the user id, modulo the pool count. */
@@ -78,10 +83,34 @@ export async function grabPooled(redis: RedisClient, g: PooledGrab): Promise<Gra
     const reply = await grabScript(redis, g.campaignId, g.userId, g.requestId, g.openedAtMs, g.verdict, home, g.pools);
     if (reply[0] === FAILOVER) return failover(redis, g, home);
     if (reply[0] !== PENDING) return reply;
+    if (Date.now() - reply[3] > STALE_RESERVATION_MS) {
+      const repaired = await repairStale(redis, g, home, reply[1]);
+      if (repaired) continue;
+      return [SOLD_OUT, '', '0', 0];
+    }
     if (Date.now() > deadline)
       throw new Error(`failover of user ${g.userId} still pending after ${PENDING_DEADLINE_MS} ms`);
     await sleep(PENDING_POLL_MS);
   }
+}
+
+/**
+ * A stale reservation: if the failover that left it took a packet, the win is in another pool's
+ * claims, and the route to it is written (true: ask the home pool again). If no pool has one, the
+ * user gets SOLD_OUT and the reservation stays: taking it over could give a second win should
+ * the old request still be alive, only slow; one lost try is the safe side.
+ */
+async function repairStale(redis: RedisClient, g: PooledGrab, home: number, holder: string): Promise<boolean> {
+  for (let k = 1; k < g.pools; k++) {
+    const pool = (home + k) % g.pools;
+    const claim = await redis.hget(keys.claims(poolId(g.campaignId, pool)), g.userId);
+    if (!claim) continue;
+    const [packetId = '', amountCents = '0'] = claim.split('|');
+    await routeScript(redis, g.campaignId, home, g.userId, holder, 'won', { pool, packetId, amountCents });
+    return true;
+  }
+  await redis.hincrby(keys.stats(poolId(g.campaignId, home)), 'o:sold_out', 1);
+  return false;
 }
 
 async function failover(redis: RedisClient, g: PooledGrab, home: number): Promise<GrabReply> {

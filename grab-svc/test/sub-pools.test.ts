@@ -3,6 +3,7 @@ import { keys, poolId } from '@redpacket/lib';
 import { bearer, call, grpcError } from '@redpacket/lib/testing';
 import { Outcome } from '@redpacket/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { registerScripts, takeScript } from '../src/scripts.js';
 import { homePool } from '../src/sub-pools.js';
 import { startHarness, type Harness } from './harness.js';
 
@@ -78,6 +79,28 @@ describe('hot campaigns: sub-pools', () => {
       soldOutCount: 1n,
       outboxPending: 2n,
     });
+  });
+
+  it('a reservation left by a crashed failover: its win is found and routed; without one, SOLD_OUT', async () => {
+    const c = await h.create({ subPools: 2, packetCount: 2, totalCents: 200n });
+    expect((await h.grabAs(c.campaignId, userAt(0, 2, 'drain'))).outcome).toBe(Outcome.WON);
+    const old = Date.now() - 60_000;
+    // As if a request reserved, took pool 1's packet, and its process died before the route.
+    const crashed = userAt(0, 2, 'crashed');
+    await h.redis.hset(keys.route(c.campaignId), crashed, `?|dead-req|${old}`);
+    registerScripts(h.redis);
+    const taken = await takeScript(h.redis, c.campaignId, 1, crashed, 'dead-req');
+    expect(taken[0]).toBe(1);
+    const r = await h.grabAs(c.campaignId, crashed, 'new-req');
+    expect([r.outcome, r.packetId, r.amountCents]).toEqual([Outcome.ALREADY_GRABBED, taken[1], BigInt(taken[2])]);
+    expect(await h.redis.hget(keys.route(c.campaignId), crashed)).toBe(`1|${taken[1]}|${taken[2]}|dead-req`);
+
+    // Died before taking anything: no second chance (that could be a second win), SOLD_OUT.
+    const ghost = userAt(0, 2, 'ghost');
+    await h.redis.hset(keys.route(c.campaignId), ghost, `?|ghost-req|${old}`);
+    expect((await h.grabAs(c.campaignId, ghost, 'again')).outcome).toBe(Outcome.SOLD_OUT);
+    expect(await h.redis.hget(keys.route(c.campaignId), ghost)).toBe(`?|ghost-req|${old}`);
+    expect((await stats(c.campaignId)).soldOutCount).toBe(1n);
   });
 
   it('closing a campaign ends grabs in every pool', async () => {

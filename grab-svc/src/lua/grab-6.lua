@@ -43,6 +43,7 @@
           6 FORBIDDEN       blocked, not pre-opened, too risky or not admitted
           7 FAILOVER        (sub-pools) home pool dry: the user is now reserved for this request
           8 PENDING         (sub-pools) a request of this user is failing over; ask again
+                            (packetId = the request id holding it, nextBatchAtMs = since when)
          -1                 no such campaign (nothing is written)
 ]]
 local cfg = redis.call('HMGET', KEYS[1], 'start', 'expires', 'batches', 'interval', 'count',
@@ -73,7 +74,7 @@ if pooled then
     if head == '?' then
       -- Even for the holder's own request id: a second failover running beside the first could
       -- take from a pool the first found dry before a batch opened there, a second win.
-      return { 8, '', '0', 0 }
+      return { 8, a, '0', tonumber(b) }
     end
     redis.call('HINCRBY', KEYS[2], 'o:already', 1)
     if c == ARGV[2] then
