@@ -33,10 +33,16 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
-it('WORKERS=4 on the Redis Cluster: four processes share the port, and the race proof holds across them', async () => {
+it('WORKERS=4 on the Redis Cluster: four processes share the port, the race proof holds across them, a dead worker is replaced', async () => {
   const pids = new Set(listening.map((l) => (JSON.parse(l) as { pid: number }).pid));
   expect(pids.size).toBe(4);
   await raceProof(h);
+
+  // A worker that dies is replaced.
+  process.kill([...pids][0]!, 'SIGKILL');
+  const replaced = await child.waitFor(/"worker":5,"pid":\d+.*worker listening/, 30_000);
+  expect(pids.has((JSON.parse(replaced) as { pid: number }).pid)).toBe(false);
+
   const exit = new Promise<number | null>((r) => child.proc.once('exit', (code) => r(code)));
   child.proc.kill('SIGTERM');
   expect(await exit).toBe(0);
