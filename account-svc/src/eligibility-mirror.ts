@@ -1,11 +1,11 @@
 /**
  * The Redis mirror of who may grab: `rp:blocked` (set of blocked user ids) and `rp:risk` (hash
- * user -> risk score, only scores above 0), read by the grab script. MySQL is the record of
+ * user -> risk score, only scores above 0), announced on a pub/sub channel for grab-svc. MySQL is the record of
  * truth. Every change writes through while it holds the user's row lock, so mirror writes
  * happen in commit order; `resyncMirror` rebuilds the mirror from MySQL (Redis keeps nothing on
  * disk) on start and whenever the Redis connection comes back.
  */
-import { keys, ServiceError, type Logger, type RedisClient } from '@redpacket/lib';
+import { keys, ServiceError, writeEligibility, type Logger, type RedisClient } from '@redpacket/lib';
 import type { Pool, PoolConnection } from '@redpacket/db';
 import { status } from '@grpc/grpc-js';
 import type { RowDataPacket } from 'mysql2/promise';
@@ -17,21 +17,17 @@ export interface MirrorState {
   risk_score: number;
 }
 
-/** Writes the exact state of some users into the mirror (one command per key and kind). */
+/**
+ * Writes the exact state of some users into the mirror and announces it on the eligibility
+ * channel, from which every grab-svc process keeps its in-memory copy.
+ */
 export async function mirrorUsers(redis: RedisClient, rows: readonly MirrorState[]): Promise<void> {
   if (rows.length === 0) return;
-  const block = rows.filter((r) => r.blocked !== 0).map((r) => r.user_id);
-  const unblock = rows.filter((r) => r.blocked === 0).map((r) => r.user_id);
-  const risky = rows.filter((r) => r.risk_score > 0);
-  const clean = rows.filter((r) => r.risk_score <= 0).map((r) => r.user_id);
-  // Separate commands, not a pipeline: on Redis Cluster the two keys live on different slots.
-  const ops: Promise<unknown>[] = [];
-  if (block.length) ops.push(redis.sadd(keys.blocked, ...block));
-  if (unblock.length) ops.push(redis.srem(keys.blocked, ...unblock));
-  if (risky.length) ops.push(redis.hset(keys.risk, Object.fromEntries(risky.map((r) => [r.user_id, r.risk_score]))));
-  if (clean.length) ops.push(redis.hdel(keys.risk, ...clean));
   try {
-    await Promise.all(ops);
+    await writeEligibility(
+      redis,
+      rows.map((r) => ({ userId: r.user_id, blocked: r.blocked !== 0, riskScore: Math.max(0, r.risk_score) })),
+    );
   } catch (err) {
     // The caller rolls back. A half-written mirror (one key written, the other not) is put right
     // by the resync that runs when the Redis connection is ready again.

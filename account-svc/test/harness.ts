@@ -40,6 +40,7 @@ import {
 } from '@redpacket/proto';
 import { createGrabServer } from '@redpacket/grab-svc/server';
 import { registerScripts } from '@redpacket/grab-svc/scripts';
+import { EligibilityMirror } from '@redpacket/grab-svc/eligibility-mirror';
 import type { Redis } from 'ioredis';
 import { scanMirror } from '../src/eligibility-mirror.js';
 import { afterAll, beforeAll } from 'vitest';
@@ -87,6 +88,7 @@ export async function startHarness(opts: { grab?: boolean; deps?: Partial<Accoun
   const serverRedis = createRedis({ url: `redis://${redis.options.host}:${redis.options.port}` });
   const tokens = new TokenVerifier({ secret: TEST_JWT_SECRET });
   const servers: RunningServer[] = [];
+  const stops: (() => void)[] = [];
   const account = await startServer({
     services: createAccountServer({
       pool,
@@ -107,8 +109,11 @@ export async function startHarness(opts: { grab?: boolean; deps?: Partial<Accoun
   let admin: AdminServiceClient | undefined;
   if (opts.grab) {
     registerScripts(serverRedis);
+    const eligibility = new EligibilityMirror(serverRedis, log);
+    await eligibility.start();
+    stops.push(() => eligibility.stop());
     const g = await startServer({
-      services: createGrabServer({ redis: serverRedis, tokens, log }),
+      services: createGrabServer({ redis: serverRedis, eligibility, tokens, log }),
       host: '127.0.0.1',
       port: 0,
       log,
@@ -133,6 +138,7 @@ export async function startHarness(opts: { grab?: boolean; deps?: Partial<Accoun
     async close() {
       for (const c of [accounts, grab, admin]) c?.close();
       await Promise.all(servers.map((s) => s.shutdown(2000)));
+      for (const stop of stops) stop();
       await cleanup(h);
       await pool.end();
       serverRedis.disconnect();

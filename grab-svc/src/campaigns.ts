@@ -5,6 +5,7 @@ import {
   invalidArgument,
   keys,
   notFound,
+  poolId,
   USER_ID_PATTERN,
   type RedisClient,
 } from '@redpacket/lib';
@@ -16,6 +17,7 @@ import {
   type CreateCampaignRequest,
   type Eligibility,
 } from '@redpacket/proto';
+import { MAX_SUB_POOLS } from './sub-pools.js';
 import { batchSizes, MAX_PACKETS, MAX_TOTAL_CENTS, packetIds, splitAmounts } from './split.js';
 
 export const MAX_BATCHES = 1000;
@@ -44,6 +46,8 @@ export interface CampaignMeta {
   batchSums: number[];
   eligibility: Eligibility;
   settled: boolean;
+  /** Sub-pools (1: one pool); see sub-pools.ts. */
+  subPools: number;
 }
 
 /** Checks a campaign id's shape: INVALID_ARGUMENT before any Redis access. */
@@ -95,7 +99,13 @@ export function validateCreate(req: CreateCampaignRequest, nowMs: number): Omit<
   if (el?.admissionPpm !== undefined && el.admissionPpm > 1_000_000) {
     throw invalidArgument('eligibility.admission_ppm', 'must be 0-1000000');
   }
+  const subPools = req.subPools || 1;
+  if (!Number.isInteger(subPools) || subPools < 1 || subPools > MAX_SUB_POOLS) {
+    throw invalidArgument('sub_pools', `must be between 1 and ${MAX_SUB_POOLS}`);
+  }
+  if (subPools > count) throw invalidArgument('sub_pools', 'cannot exceed packet_count');
   return {
+    subPools,
     name,
     totalCents,
     count,
@@ -131,28 +141,63 @@ export async function writeCampaign(redis: RedisClient, c: CampaignMeta): Promis
   let pipe = redis.pipeline();
   let queued = 0;
   let offset = 0;
+  const S = c.subPools;
+  const poolCounts = new Array<number>(S).fill(0);
   c.batchSums = [];
   for (let b = 0; b < c.batches; b++) {
     const size = c.batchSizes[b] ?? 0;
-    const key = keys.batch(c.id, b);
     let sum = 0;
     for (let j = 0; j < size; j++) sum += amounts[offset + j]!;
     c.batchSums.push(sum);
-    for (let i = 0; i < size; i += PUSH_CHUNK) {
-      const n = Math.min(PUSH_CHUNK, size - i);
-      const items = new Array<string>(n);
-      for (let j = 0; j < n; j++) items[j] = `${ids[offset + j]}|${amounts[offset + j]}`;
-      offset += n;
-      pipe.rpush(key, ...items);
-      if (++queued === PIPELINE_PUSHES) {
+    // With sub-pools, packet k of the campaign goes to pool k mod S, so every batch is spread
+    // evenly; each pool's lists get their own pipeline (another slot, on a cluster another node).
+    for (let pool = 0; pool < S; pool++) {
+      const key = keys.batch(poolId(c.id, pool), b);
+      const mine: number[] = [];
+      for (let j = pool; j < size; j += S) mine.push(offset + j);
+      poolCounts[pool]! += mine.length;
+      for (let i = 0; i < mine.length; i += PUSH_CHUNK) {
+        const items = mine.slice(i, i + PUSH_CHUNK).map((k) => `${ids[k]}|${amounts[k]}`);
+        pipe.rpush(key, ...items);
+        if (++queued === PIPELINE_PUSHES) {
+          await execOrThrow(pipe);
+          pipe = redis.pipeline();
+          queued = 0;
+        }
+      }
+      if (S > 1) {
         await execOrThrow(pipe);
         pipe = redis.pipeline();
         queued = 0;
       }
     }
+    offset += size;
   }
   const el = c.eligibility;
+  // Pools 1..S-1 first: pool 0's meta is what makes the campaign exist for grabs.
+  for (let pool = S - 1; pool >= 1; pool--) {
+    const p = poolId(c.id, pool);
+    await redis
+      .multi()
+      .hset(keys.stats(p), { cursor: 0, claimed: 0, claimed_cents: 0 })
+      .hset(keys.meta(p), {
+        pool,
+        pools: S,
+        pcount: poolCounts[pool]!,
+        batches: c.batches,
+        interval: c.intervalMs,
+        start: c.startMs,
+        expires: c.expiresMs,
+        count: c.count,
+        closed: '0',
+        req_pre: el.requirePreOpened ? '1' : '0',
+        max_risk: el.maxRiskScore ?? '',
+        admit_ppm: el.admissionPpm ?? '',
+      })
+      .exec();
+  }
   pipe.hset(keys.stats(c.id), { cursor: 0, claimed: 0, claimed_cents: 0 });
+  if (S > 1) pipe.hset(keys.meta(c.id), { pool: 0, pools: S, pcount: poolCounts[0]! });
   pipe.hset(keys.meta(c.id), {
     id: c.id,
     name: c.name,
@@ -175,8 +220,9 @@ export async function writeCampaign(redis: RedisClient, c: CampaignMeta): Promis
   // gateway's short-circuit: the flag expires by itself when the campaign starts.
   const untilStart = c.startMs - Date.now();
   if (untilStart > 0) pipe.set(keys.state(c.id), 'not_started', 'PX', untilStart);
-  pipe.zadd(keys.campaigns, c.createdMs, c.id);
   await execOrThrow(pipe);
+  // Not in the pipeline: the index is on another Redis Cluster slot than the campaign.
+  await redis.zadd(keys.campaigns, c.createdMs, c.id);
 }
 
 async function execOrThrow(pipe: ReturnType<RedisClient['pipeline']>): Promise<void> {
@@ -210,6 +256,7 @@ function parseMeta(h: Record<string, string>): CampaignMeta | undefined {
       admissionPpm: opt('admit_ppm'),
     },
     settled: h['settled'] === '1',
+    subPools: Number(h['pools'] ?? 1) || 1,
   };
 }
 
@@ -259,20 +306,32 @@ export function toCampaign(m: CampaignMeta, stats: Record<string, string>, nowMs
     amountClaimedCents: BigInt(stats['claimed_cents'] ?? 0),
     eligibility: m.eligibility,
     closeReason: m.closeReason,
+    subPools: m.subPools,
   };
 }
 
+/** A campaign's stats hash, summed over its sub-pools (numbers only; one pool: as stored). */
+export async function loadStats(redis: RedisClient, id: string, pools: number): Promise<Record<string, string>> {
+  if (pools <= 1) return redis.hgetall(keys.stats(id));
+  const all = await Promise.all(Array.from({ length: pools }, (_, p) => redis.hgetall(keys.stats(poolId(id, p)))));
+  const sum: Record<string, string> = {};
+  for (const h of all) for (const [k, v] of Object.entries(h)) sum[k] = String(Number(sum[k] ?? 0) + Number(v));
+  return sum;
+}
+
 export async function getCampaign(redis: RedisClient, id: string, nowMs = Date.now()): Promise<Campaign> {
-  const [meta, stats] = await Promise.all([loadMeta(redis, id), redis.hgetall(keys.stats(id))]);
-  return toCampaign(meta, stats, nowMs);
+  const meta = await loadMeta(redis, id);
+  return toCampaign(meta, await loadStats(redis, id, meta.subPools), nowMs);
 }
 
 export async function getStats(redis: RedisClient, id: string, nowMs = Date.now()): Promise<CampaignStats> {
-  const [meta, stats, outboxLen] = await Promise.all([
-    loadMeta(redis, id),
-    redis.hgetall(keys.stats(id)),
-    redis.xlen(keys.outbox(id)),
+  const meta = await loadMeta(redis, id);
+  const pools = Array.from({ length: meta.subPools }, (_, p) => poolId(id, p));
+  const [stats, outboxLens] = await Promise.all([
+    loadStats(redis, id, meta.subPools),
+    Promise.all(pools.map((p) => redis.xlen(keys.outbox(p)))),
   ]);
+  const outboxLen = outboxLens.reduce((a, b) => a + b, 0);
   const n = (k: string): number => Number(stats[k] ?? 0);
   const claimed = n('claimed');
   const claimedCents = n('claimed_cents');
@@ -311,16 +370,17 @@ export async function listCampaigns(
   const offset = pageToken === '' ? 0 : Number(pageToken);
   const ids = await redis.zrevrange(keys.campaigns, offset, offset + size);
   const page = ids.slice(0, size);
-  const pipe = redis.pipeline();
-  for (const id of page) {
-    pipe.hgetall(keys.meta(id));
-    pipe.hgetall(keys.stats(id));
-  }
-  const res = (await pipe.exec()) ?? [];
+  // Concurrent commands, not one pipeline: on Redis Cluster the campaigns live on different slots.
+  const res = await Promise.all(
+    page.map((id) => Promise.all([redis.hgetall(keys.meta(id)), redis.hgetall(keys.stats(id))])),
+  );
   const campaigns: Campaign[] = [];
-  for (let i = 0; i < page.length; i++) {
-    const meta = parseMeta((res[2 * i]?.[1] ?? {}) as Record<string, string>);
-    if (meta) campaigns.push(toCampaign(meta, (res[2 * i + 1]?.[1] ?? {}) as Record<string, string>, nowMs));
+  for (const [h, stats] of res) {
+    const meta = parseMeta(h);
+    if (meta)
+      campaigns.push(
+        toCampaign(meta, meta.subPools > 1 ? await loadStats(redis, meta.id, meta.subPools) : stats, nowMs),
+      );
   }
   return { campaigns, nextPageToken: ids.length > size ? String(offset + size) : '' };
 }
@@ -335,6 +395,8 @@ export async function closeCampaign(
   if (reason.length > 256) throw invalidArgument('reason', 'at most 256 characters');
   const meta = await loadMeta(redis, id);
   if (!meta.closed) {
+    // Other pools first, so no pool still grabs once the campaign reads as closed.
+    for (let p = 1; p < meta.subPools; p++) await redis.hset(keys.meta(poolId(id, p)), { closed: '1' });
     await redis
       .multi()
       .hset(keys.meta(id), { closed: '1', close_reason: reason, closed_at: nowMs })

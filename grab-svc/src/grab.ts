@@ -3,7 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { notFound, invalidArgument, type Identity, type RedisClient } from '@redpacket/lib';
 import { Outcome, type GrabRequest, type GrabResponse } from '@redpacket/proto';
 import { checkCampaignId } from './campaigns.js';
+import type { EligibilityView } from './eligibility-mirror.js';
 import { grabScript, type GrabReply } from './scripts.js';
+import { grabPooled, type PoolCounts } from './sub-pools.js';
 
 /** The script's return codes, mirrored. */
 export enum GrabCode {
@@ -42,13 +44,31 @@ export function toGrabResponse(campaignId: string, reply: GrabReply): GrabRespon
   };
 }
 
-export async function grab(redis: RedisClient, who: Identity, req: GrabRequest): Promise<GrabResponse> {
+export async function grab(
+  redis: RedisClient,
+  eligibility: EligibilityView,
+  who: Identity,
+  req: GrabRequest,
+  poolCounts?: PoolCounts,
+): Promise<GrabResponse> {
   checkCampaignId(req.campaignId);
   if (!REQUEST_ID_PATTERN.test(req.requestId)) {
     throw invalidArgument('request_id', 'must be at most 128 characters of [A-Za-z0-9_.:-]');
   }
   // Without a client id every call is a new request; only a repeated id is a retry.
   const requestId = req.requestId || `srv-${randomUUID()}`;
-  const reply = await grabScript(redis, req.campaignId, who.userId, requestId, who.openedAtMs);
+  const verdict = eligibility.verdict(who.userId);
+  const pools = poolCounts ? await poolCounts.get(req.campaignId) : 1;
+  const reply =
+    pools > 1
+      ? await grabPooled(redis, {
+          campaignId: req.campaignId,
+          pools,
+          userId: who.userId,
+          requestId,
+          openedAtMs: who.openedAtMs,
+          verdict,
+        })
+      : await grabScript(redis, req.campaignId, who.userId, requestId, who.openedAtMs, verdict);
   return toGrabResponse(req.campaignId, reply);
 }

@@ -1,9 +1,10 @@
 /** The Lua scripts, registered once per connection; the only place that builds KEYS and ARGV. */
 import { readFileSync } from 'node:fs';
-import { keys, type RedisClient } from '@redpacket/lib';
+import { keys, poolId, type RedisClient } from '@redpacket/lib';
 import type { Result } from 'ioredis';
+import type { Verdict } from './eligibility-mirror.js';
 
-/** Raw reply of grab-7.lua: [code, packetId, amountCents, nextBatchAtMs]. */
+/** Raw reply of grab-6.lua (and take-4.lua): [code, packetId, amountCents, nextBatchAtMs]. */
 export type GrabReply = [number, string, string, number];
 
 declare module 'ioredis' {
@@ -13,15 +14,37 @@ declare module 'ioredis' {
       stats: string,
       claims: string,
       outbox: string,
-      blocked: string,
-      risk: string,
       state: string,
+      route: string,
       userId: string,
       requestId: string,
       batchPrefix: string,
       campaignId: string,
       openedAtMs: string,
+      blocked: '0' | '1',
+      riskScore: string,
+      pooled: '' | '1',
     ): Result<GrabReply, Context>;
+    rpTake(
+      meta: string,
+      stats: string,
+      claims: string,
+      outbox: string,
+      userId: string,
+      requestId: string,
+      batchPrefix: string,
+      campaignId: string,
+    ): Result<GrabReply, Context>;
+    rpRoute(
+      route: string,
+      stats: string,
+      userId: string,
+      requestId: string,
+      outcome: 'won' | 'sold_out' | 'ended',
+      pool: string,
+      packetId: string,
+      amountCents: string,
+    ): Result<number, Context>;
   }
 }
 
@@ -29,28 +52,84 @@ const lua = (file: string): string => readFileSync(new URL(`../src/lua/${file}`,
 
 /** Defines the commands on a client; call once per client before use. */
 export function registerScripts(redis: RedisClient): void {
-  redis.defineCommand('rpGrab', { numberOfKeys: 7, lua: lua('grab-7.lua') });
+  redis.defineCommand('rpGrab', { numberOfKeys: 6, lua: lua('grab-6.lua') });
+  redis.defineCommand('rpTake', { numberOfKeys: 4, lua: lua('take-4.lua') });
+  redis.defineCommand('rpRoute', { numberOfKeys: 2, lua: lua('route-2.lua') });
 }
 
+/**
+ * The grab on one pool: `pool` 0 of `pools` 1 is a plain campaign; with sub-pools it is the
+ * user's home pool.
+ */
 export function grabScript(
   redis: RedisClient,
   campaignId: string,
   userId: string,
   requestId: string,
   openedAtMs: number | undefined,
+  verdict: Verdict,
+  pool = 0,
+  pools = 1,
 ): Promise<GrabReply> {
+  const p = poolId(campaignId, pool);
   return redis.rpGrab(
-    keys.meta(campaignId),
-    keys.stats(campaignId),
-    keys.claims(campaignId),
-    keys.outbox(campaignId),
-    keys.blocked,
-    keys.risk,
-    keys.state(campaignId),
+    keys.meta(p),
+    keys.stats(p),
+    keys.claims(p),
+    keys.outbox(p),
+    keys.state(p),
+    keys.route(p),
     userId,
     requestId,
-    keys.batchPrefix(campaignId),
+    keys.batchPrefix(p),
     campaignId,
     openedAtMs === undefined ? '' : String(openedAtMs),
+    verdict.blocked ? '1' : '0',
+    String(verdict.riskScore),
+    pools > 1 ? '1' : '',
+  );
+}
+
+/** Sub-pools: takes a packet from another pool for a user holding the reservation at home. */
+export function takeScript(
+  redis: RedisClient,
+  campaignId: string,
+  pool: number,
+  userId: string,
+  requestId: string,
+): Promise<GrabReply> {
+  const p = poolId(campaignId, pool);
+  return redis.rpTake(
+    keys.meta(p),
+    keys.stats(p),
+    keys.claims(p),
+    keys.outbox(p),
+    userId,
+    requestId,
+    keys.batchPrefix(p),
+    campaignId,
+  );
+}
+
+/** Sub-pools: settles the reservation on the home pool. */
+export function routeScript(
+  redis: RedisClient,
+  campaignId: string,
+  home: number,
+  userId: string,
+  requestId: string,
+  outcome: 'won' | 'sold_out' | 'ended',
+  from?: { pool: number; packetId: string; amountCents: string },
+): Promise<number> {
+  const p = poolId(campaignId, home);
+  return redis.rpRoute(
+    keys.route(p),
+    keys.stats(p),
+    userId,
+    requestId,
+    outcome,
+    String(from?.pool ?? ''),
+    from?.packetId ?? '',
+    from?.amountCents ?? '',
   );
 }

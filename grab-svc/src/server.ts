@@ -17,23 +17,28 @@ import {
   validateCreate,
   writeCampaign,
 } from './campaigns.js';
+import type { EligibilityView } from './eligibility-mirror.js';
 import { grab } from './grab.js';
+import { PoolCounts } from './sub-pools.js';
 
 export interface GrabServerDeps {
   redis: RedisClient;
+  /** The blocklist and risk scores, passed into the grab script (see eligibility-mirror.ts). */
+  eligibility: EligibilityView;
   tokens: TokenVerifier;
   log: Logger;
 }
 
 export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
-  const { redis, tokens, log } = deps;
+  const { redis, eligibility, tokens, log } = deps;
+  const poolCounts = new PoolCounts(redis);
 
   const grabService = implement<GrabServiceServer>(
     GrabServiceService,
     {
       async grab(req, call) {
         const who = await tokens.fromMetadata(call.metadata);
-        return grab(redis, who, req);
+        return grab(redis, eligibility, who, req, poolCounts);
       },
       async getCampaign(req, call) {
         await tokens.fromMetadata(call.metadata);

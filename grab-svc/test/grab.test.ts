@@ -169,12 +169,12 @@ describe('Eligibility in the grab script', () => {
   it('FORBIDDEN for a blocked user, who can grab again once unblocked', async () => {
     const c = await h.create();
     const user = `${h.run}-blocked`;
-    await h.redis.sadd(keys.blocked, user);
+    await h.setEligibility([{ userId: user, blocked: true, riskScore: 0 }]);
     try {
       expect((await h.grabAs(c.campaignId, user)).outcome).toBe(Outcome.FORBIDDEN);
       expect((await stats(c.campaignId)).forbiddenCount).toBe(1n);
     } finally {
-      await h.redis.srem(keys.blocked, user);
+      await h.setEligibility([{ userId: user, blocked: false, riskScore: 0 }]);
     }
     expect((await h.grabAs(c.campaignId, user)).outcome).toBe(Outcome.WON);
   });
@@ -201,13 +201,19 @@ describe('Eligibility in the grab script', () => {
     const c = await h.create({ eligibility: { requirePreOpened: false, maxRiskScore: 50, admissionPpm: undefined } });
     const bot = `${h.run}-bot`;
     const human = `${h.run}-human`;
-    await h.redis.hset(keys.risk, bot, 90, human, 10);
+    await h.setEligibility([
+      { userId: bot, blocked: false, riskScore: 90 },
+      { userId: human, blocked: false, riskScore: 10 },
+    ]);
     try {
       expect((await h.grabAs(c.campaignId, bot)).outcome).toBe(Outcome.FORBIDDEN);
       expect((await h.grabAs(c.campaignId, human)).outcome).toBe(Outcome.WON);
       expect((await h.grabAs(c.campaignId, `${h.run}-noscore`)).outcome).toBe(Outcome.WON);
     } finally {
-      await h.redis.hdel(keys.risk, bot, human);
+      await h.setEligibility([
+        { userId: bot, blocked: false, riskScore: 0 },
+        { userId: human, blocked: false, riskScore: 0 },
+      ]);
     }
   });
 

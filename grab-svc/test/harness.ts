@@ -5,11 +5,22 @@ import {
   createRedis,
   keys,
   signToken,
+  writeEligibility,
+  type EligibilityState,
+  type RedisClient,
   startServer,
   TokenVerifier,
   type RunningServer,
 } from '@redpacket/lib';
-import { bearer, call, deleteKeys, requireRedis, TEST_JWT_SECRET, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import {
+  bearer,
+  call,
+  deleteKeys,
+  pollUntil,
+  requireRedis,
+  TEST_JWT_SECRET,
+  TEST_REDIS_URL,
+} from '@redpacket/lib/testing';
 import {
   AdminServiceClient,
   GrabServiceClient,
@@ -18,21 +29,37 @@ import {
   type CreateCampaignRequest,
   type GrabResponse,
 } from '@redpacket/proto';
-import type { Redis } from 'ioredis';
+import { EligibilityMirror } from '../src/eligibility-mirror.js';
 import { registerScripts } from '../src/scripts.js';
 import { createGrabServer } from '../src/server.js';
 
+export interface HarnessOptions {
+  /** REDIS_CLUSTER_NODES of a test cluster; the single test Redis when absent. */
+  clusterNodes?: string;
+  /** A grab-svc already running there (e.g. WORKERS=4) instead of one in this process. */
+  address?: string;
+  /** Separate connections to it (grabClients), so several worker processes get traffic. */
+  connections?: number;
+}
+
 export interface Harness {
-  redis: Redis;
-  server: RunningServer;
+  /** The test's own connection (Cluster when the harness runs on one). */
+  redis: RedisClient;
+  eligibility: EligibilityMirror;
+  /** The in-process server; undefined with `address`. */
+  server: RunningServer | undefined;
   admin: AdminServiceClient;
   grab: GrabServiceClient;
+  /** `connections` clients, each on a connection of its own (grab is the first). */
+  grabClients: GrabServiceClient[];
   adminToken: string;
   /** A unique prefix for this harness's user ids. */
   run: string;
   userToken(user: string, extra?: { openedAtMs?: number }): Promise<string>;
   create(over?: Partial<CreateCampaignRequest>): Promise<Campaign>;
   grabAs(campaignId: string, user: string, requestId?: string): Promise<GrabResponse>;
+  /** Writes eligibility as account-svc does and waits (at most 1 s) until the server's copy has it. */
+  setEligibility(rows: EligibilityState[]): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -52,16 +79,30 @@ export function campaignRequest(over: Partial<CreateCampaignRequest> = {}): Crea
   };
 }
 
-export async function startHarness(): Promise<Harness> {
-  const redis = await requireRedis();
-  const client = createRedis({ url: TEST_REDIS_URL, autoPipelining: true });
+export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
+  const redis: RedisClient = opts.clusterNodes
+    ? createRedis({ url: '', clusterNodes: opts.clusterNodes })
+    : await requireRedis();
+  const client = createRedis({ url: TEST_REDIS_URL, clusterNodes: opts.clusterNodes, autoPipelining: true });
   registerScripts(client);
   const log = createLogger('grab-svc-test', 'silent');
-  const services = createGrabServer({ redis: client, tokens: new TokenVerifier({ secret: TEST_JWT_SECRET }), log });
-  const server = await startServer({ services, host: '127.0.0.1', port: 0, log });
-  const addr = `127.0.0.1:${server.port}`;
+  const eligibility = new EligibilityMirror(client, log);
+  await eligibility.start();
+  const services = createGrabServer({
+    redis: client,
+    eligibility,
+    tokens: new TokenVerifier({ secret: TEST_JWT_SECRET }),
+    log,
+  });
+  const server = opts.address ? undefined : await startServer({ services, host: '127.0.0.1', port: 0, log });
+  const addr = opts.address ?? `127.0.0.1:${server!.port}`;
   const admin = new AdminServiceClient(addr, credentials.createInsecure());
-  const grab = new GrabServiceClient(addr, credentials.createInsecure());
+  // A local subchannel pool: otherwise grpc-js shares one connection between the clients.
+  const grabClients = Array.from(
+    { length: opts.connections ?? 1 },
+    () => new GrabServiceClient(addr, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }),
+  );
+  const grab = grabClients[0]!;
   const adminToken = await signToken({ secret: TEST_JWT_SECRET, userId: 'ops', role: 'admin' });
   const run = `t${Math.random().toString(36).slice(2, 8)}`;
   const created: string[] = [];
@@ -79,9 +120,11 @@ export async function startHarness(): Promise<Harness> {
 
   return {
     redis,
+    eligibility,
     server,
     admin,
     grab,
+    grabClients,
     adminToken,
     run,
     userToken,
@@ -93,14 +136,29 @@ export async function startHarness(): Promise<Harness> {
     async grabAs(campaignId, user, requestId = '') {
       return call(grab.grab, grab, { campaignId, requestId }, bearer(await userToken(user)));
     },
+    async setEligibility(rows) {
+      await writeEligibility(redis, rows);
+      await pollUntil(
+        'the eligibility change to reach grab-svc',
+        () =>
+          rows.every((r) => {
+            const v = eligibility.verdict(r.userId);
+            return v.blocked === r.blocked && v.riskScore === Math.max(0, r.riskScore);
+          }),
+        1000,
+        2,
+      );
+    },
     async close() {
       admin.close();
-      grab.close();
-      await server.shutdown(2000);
+      for (const g of grabClients) g.close();
+      await server?.shutdown(2000);
       for (const id of created) {
         await deleteKeys(redis, `rp:{${id}}:*`);
+        await deleteKeys(redis, `rp:{${id}.*}:*`);
         await redis.zrem(keys.campaigns, id);
       }
+      eligibility.stop();
       await client.quit();
       await redis.quit();
     },

@@ -176,7 +176,7 @@ describe('Tokens', () => {
 describe('Standard services', () => {
   it('answers grpc.health.v1 for the server and each service', async () => {
     const Health = makeGenericClientConstructor(healthService, 'Health');
-    const client = new Health(`127.0.0.1:${h.server.port}`, credentials.createInsecure());
+    const client = new Health(`127.0.0.1:${h.server!.port}`, credentials.createInsecure());
     try {
       for (const svc of ['', 'redpacket.v1.GrabService', 'redpacket.v1.AdminService']) {
         const res = await new Promise<{ status: string }>((resolve, reject) =>

@@ -5,3 +5,4 @@ export * from './grpc-server.js';
 export * from './keys.js';
 export * from './logger.js';
 export * from './redis.js';
+export * from './eligibility.js';

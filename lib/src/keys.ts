@@ -4,6 +4,13 @@
  */
 export const campaignPrefix = (campaignId: string): string => `rp:{${campaignId}}:`;
 
+/**
+ * Sub-pool p of a hot campaign keeps its keys under this id (its own hash tag, so its own slot):
+ * pool 0 is the campaign itself, pool p > 0 is "<campaign>.<p>" ('.' never occurs in an id).
+ * Every per-campaign key below exists per pool: keys.outbox(poolId(c, p)) and so on.
+ */
+export const poolId = (campaignId: string, pool: number): string => (pool === 0 ? campaignId : `${campaignId}.${pool}`);
+
 export const keys = {
   /** Hash: the campaign's configuration and closed flag. */
   meta: (c: string) => `${campaignPrefix(c)}meta`,
@@ -22,6 +29,8 @@ export const keys = {
    * when a grab is pointless; absent while the campaign is open.
    */
   state: (c: string) => `${campaignPrefix(c)}state`,
+  /** Hash (sub-pools, home pool): user -> failover reservation or route to another pool's win. */
+  route: (c: string) => `${campaignPrefix(c)}route`,
   /** Sorted set of campaign ids by creation time. */
   campaigns: 'rp:campaigns',
   /** Set of blocked user ids (account-svc keeps it). */

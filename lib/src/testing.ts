@@ -1,6 +1,6 @@
 /** Helpers for the tests of every workspace (imported as '@redpacket/lib/testing'). */
 import { Metadata, type CallOptions, type ServiceError } from '@grpc/grpc-js';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 
 export const TEST_REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 export const TEST_MYSQL_URL = process.env['MYSQL_URL'] ?? 'mysql://root@127.0.0.1:3306/redpacket';
@@ -72,14 +72,20 @@ export async function pollUntil<T>(
   }
 }
 
-/** Deletes every key matching a pattern (SCAN, never KEYS). */
-export async function deleteKeys(redis: Redis, pattern: string): Promise<number> {
+/** Deletes every key matching a pattern (SCAN, never KEYS), on every master of a cluster. */
+export async function deleteKeys(redis: Redis | Cluster, pattern: string): Promise<number> {
+  if (redis instanceof Cluster) {
+    const counts = await Promise.all(redis.nodes('master').map((node) => deleteKeys(node, pattern)));
+    return counts.reduce((a, b) => a + b, 0);
+  }
   let n = 0;
   let cursor = '0';
   do {
     const [next, found] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
     cursor = next;
-    if (found.length) n += await redis.del(...found);
+    // One key a DEL: a cluster node refuses a DEL over several slots.
+    if (found.length) n += (await Promise.all(found.map((k) => redis.del(k)))).reduce((a, b) => a + b, 0);
   } while (cursor !== '0');
   return n;
 }
+export * from './testing-cluster.js';

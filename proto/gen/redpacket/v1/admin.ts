@@ -44,7 +44,15 @@ export interface CreateCampaignRequest {
     | undefined;
   /** Who is refunded the remainder; 1 to 128 characters. */
   ownerId: string;
-  eligibility: Eligibility | undefined;
+  eligibility:
+    | Eligibility
+    | undefined;
+  /**
+   * Hot campaigns: the packets are spread over this many sub-pools, each on its own Redis
+   * Cluster slot; a user grabs from a home sub-pool and falls over to the others when it runs
+   * dry. 0 or 1: one pool. At most 64.
+   */
+  subPools?: number | undefined;
 }
 
 export interface ListCampaignsRequest {
@@ -148,6 +156,7 @@ function createBaseCreateCampaignRequest(): CreateCampaignRequest {
     expiresAt: undefined,
     ownerId: "",
     eligibility: undefined,
+    subPools: undefined,
   };
 }
 
@@ -188,6 +197,9 @@ export const CreateCampaignRequest: MessageFns<CreateCampaignRequest> = {
     }
     if (message.eligibility !== undefined) {
       Eligibility.encode(message.eligibility, writer.uint32(82).fork()).join();
+    }
+    if (message.subPools !== undefined) {
+      writer.uint32(160).int32(message.subPools);
     }
     return writer;
   },
@@ -285,6 +297,14 @@ export const CreateCampaignRequest: MessageFns<CreateCampaignRequest> = {
             message.eligibility = Eligibility.decode(reader, reader.uint32());
             continue;
           }
+          case 20: {
+            if (tag !== 160) {
+              break;
+            }
+
+            message.subPools = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -333,6 +353,11 @@ export const CreateCampaignRequest: MessageFns<CreateCampaignRequest> = {
         ? globalThis.String(object.owner_id)
         : "",
       eligibility: isSet(object.eligibility) ? Eligibility.fromJSON(object.eligibility) : undefined,
+      subPools: isSet(object.subPools)
+        ? globalThis.Number(object.subPools)
+        : isSet(object.sub_pools)
+        ? globalThis.Number(object.sub_pools)
+        : undefined,
     };
   },
 
@@ -368,6 +393,9 @@ export const CreateCampaignRequest: MessageFns<CreateCampaignRequest> = {
     if (message.eligibility !== undefined) {
       obj.eligibility = Eligibility.toJSON(message.eligibility);
     }
+    if (message.subPools !== undefined) {
+      obj.subPools = Math.round(message.subPools);
+    }
     return obj;
   },
 
@@ -392,6 +420,7 @@ export const CreateCampaignRequest: MessageFns<CreateCampaignRequest> = {
     message.eligibility = (object.eligibility !== undefined && object.eligibility !== null)
       ? Eligibility.fromPartial(object.eligibility)
       : undefined;
+    message.subPools = object.subPools ?? undefined;
     return message;
   },
 };

@@ -218,6 +218,8 @@ export interface Campaign {
     | undefined;
   /** Set when the campaign was closed by an operator. */
   closeReason: string;
+  /** Sub-pools the packets are spread over (1: one pool). */
+  subPools?: number | undefined;
 }
 
 function createBaseEligibility(): Eligibility {
@@ -352,6 +354,7 @@ function createBaseCampaign(): Campaign {
     amountClaimedCents: 0n,
     eligibility: undefined,
     closeReason: "",
+    subPools: undefined,
   };
 }
 
@@ -416,6 +419,9 @@ export const Campaign: MessageFns<Campaign> = {
     }
     if (message.closeReason !== "") {
       writer.uint32(138).string(message.closeReason);
+    }
+    if (message.subPools !== undefined) {
+      writer.uint32(240).int32(message.subPools);
     }
     return writer;
   },
@@ -569,6 +575,14 @@ export const Campaign: MessageFns<Campaign> = {
             message.closeReason = reader.string();
             continue;
           }
+          case 30: {
+            if (tag !== 240) {
+              break;
+            }
+
+            message.subPools = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -648,6 +662,11 @@ export const Campaign: MessageFns<Campaign> = {
         : isSet(object.close_reason)
         ? globalThis.String(object.close_reason)
         : "",
+      subPools: isSet(object.subPools)
+        ? globalThis.Number(object.subPools)
+        : isSet(object.sub_pools)
+        ? globalThis.Number(object.sub_pools)
+        : undefined,
     };
   },
 
@@ -704,6 +723,9 @@ export const Campaign: MessageFns<Campaign> = {
     if (message.closeReason !== "") {
       obj.closeReason = message.closeReason;
     }
+    if (message.subPools !== undefined) {
+      obj.subPools = Math.round(message.subPools);
+    }
     return obj;
   },
 
@@ -737,6 +759,7 @@ export const Campaign: MessageFns<Campaign> = {
       ? Eligibility.fromPartial(object.eligibility)
       : undefined;
     message.closeReason = object.closeReason ?? "";
+    message.subPools = object.subPools ?? undefined;
     return message;
   },
 };

@@ -1,0 +1,49 @@
+import { startRedisCluster, TEST_JWT_SECRET, type TestRedisCluster } from '@redpacket/lib/testing';
+import { spawnNode, type Child } from '@redpacket/loadgen';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startHarness, type Harness } from './harness.js';
+import { raceProof } from './race.js';
+
+/** Outside the ports test clusters claim (17400-17495). */
+const PORT = 17496;
+const mainScript = new URL('../dist/main.js', import.meta.url);
+
+let cluster: TestRedisCluster;
+let child: Child;
+let h: Harness;
+const listening: string[] = [];
+beforeAll(async () => {
+  cluster = await startRedisCluster();
+  child = spawnNode(mainScript, [], {
+    GRPC_PORT: String(PORT),
+    WORKERS: '4',
+    REDIS_CLUSTER_NODES: cluster.nodes,
+    JWT_SECRET: TEST_JWT_SECRET,
+    LOG_LEVEL: 'info',
+  });
+  // The primary logs each worker once its server is bound.
+  for (let n = 1; n <= 4; n++) {
+    listening.push(await child.waitFor(new RegExp(`"worker":${n},"pid":\\d+.*worker listening`), 30_000));
+  }
+  h = await startHarness({ address: `127.0.0.1:${PORT}`, clusterNodes: cluster.nodes, connections: 8 });
+});
+afterAll(async () => {
+  await h?.close();
+  await child?.stop();
+  await cluster?.stop();
+});
+
+it('WORKERS=4 on the Redis Cluster: four processes share the port, the race proof holds across them, a dead worker is replaced', async () => {
+  const pids = new Set(listening.map((l) => (JSON.parse(l) as { pid: number }).pid));
+  expect(pids.size).toBe(4);
+  await raceProof(h);
+
+  // A worker that dies is replaced.
+  process.kill([...pids][0]!, 'SIGKILL');
+  const replaced = await child.waitFor(/"worker":5,"pid":\d+.*worker listening/, 30_000);
+  expect(pids.has((JSON.parse(replaced) as { pid: number }).pid)).toBe(false);
+
+  const exit = new Promise<number | null>((r) => child.proc.once('exit', (code) => r(code)));
+  child.proc.kill('SIGTERM');
+  expect(await exit).toBe(0);
+});
