@@ -1,16 +1,24 @@
 /** grab-svc entry point: reads the environment, connects, serves, and shuts down on SIGTERM. */
 import { createLogger, createRedis, onShutdownSignal, startServer, TokenVerifier } from '@redpacket/lib';
+import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
+import { DEFAULT_TOPOLOGY, topologyWithSuffix } from '@redpacket/wins';
 import { z } from 'zod';
+import { OutboxRelay } from './relay/outbox-relay.js';
+import { RelayEnv } from './relay/relay-env.js';
 import { registerScripts } from './scripts.js';
 import { createGrabServer } from './server.js';
+import { startSettleTimer } from './settle-timer.js';
 
-const Env = z.object({
+const Env = RelayEnv.extend({
   GRPC_PORT: z.coerce.number().int().min(0).max(65535).default(50051),
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   REDIS_CLUSTER_NODES: z.string().optional(),
   JWT_SECRET: z.string().min(16).default('dev-secret-change-me-0123456789'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   REDIS_AUTOPIPELINE: z.enum(['0', '1']).default('1'),
+  MYSQL_URL: z.string().url().default(DEFAULT_MYSQL_URL),
+  /** How often ended campaigns are settled automatically; 0 = never. */
+  SETTLE_EVERY_MS: z.coerce.number().int().min(0).default(10_000),
 });
 
 const parsed = Env.safeParse(process.env);
@@ -29,10 +37,35 @@ const redis = createRedis({
 registerScripts(redis);
 redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
 
-const services = createGrabServer({ redis, tokens: new TokenVerifier({ secret: env.JWT_SECRET }), log });
+await migrate(env.MYSQL_URL, (m) => log.info(m));
+const pool = createPool(env.MYSQL_URL);
+
+// The relay gets connections of its own, so it never queues behind (or slows) a grab.
+const relayRedis = redis.duplicate();
+const relay =
+  env.RELAY_ENABLED === '1'
+    ? new OutboxRelay({
+        redis: relayRedis,
+        amqpUrl: env.AMQP_URL,
+        topology: env.WINS_TOPOLOGY_SUFFIX ? topologyWithSuffix(env.WINS_TOPOLOGY_SUFFIX) : DEFAULT_TOPOLOGY,
+        connectionName: env.RELAY_CONNECTION_NAME,
+        log: log.child({ part: 'relay' }),
+        batchSize: env.RELAY_BATCH,
+        claimIdleMs: env.RELAY_CLAIM_IDLE_MS,
+      })
+    : undefined;
+relay?.start();
+const stopSettling =
+  env.SETTLE_EVERY_MS > 0 ? startSettleTimer({ redis, pool, log, everyMs: env.SETTLE_EVERY_MS }) : undefined;
+
+const services = createGrabServer({ redis, tokens: new TokenVerifier({ secret: env.JWT_SECRET }), log, pool });
 const running = await startServer({ services, port: env.GRPC_PORT, log });
 
 onShutdownSignal(log, async () => {
   await running.shutdown();
+  await stopSettling?.();
+  await relay?.stop();
+  await pool.end();
+  await relayRedis.quit();
   await redis.quit();
 });

@@ -7,6 +7,7 @@ import {
   type GrabServiceServer,
 } from '@redpacket/proto';
 import { failedPrecondition } from '@redpacket/lib';
+import type { Pool } from '@redpacket/db';
 import {
   checkCampaignId,
   closeCampaign,
@@ -18,15 +19,20 @@ import {
   writeCampaign,
 } from './campaigns.js';
 import { grab } from './grab.js';
+import { insertCampaignRow, reconcileCampaign, settleCampaign } from './settle.js';
 
 export interface GrabServerDeps {
   redis: RedisClient;
   tokens: TokenVerifier;
   log: Logger;
+  /** MySQL (campaign rows, settlements, awards); without it settle and reconcile are refused. */
+  pool?: Pool;
 }
 
+const NO_PIPELINE = 'needs the win pipeline (gift-svc and MySQL), not configured in this server';
+
 export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
-  const { redis, tokens, log } = deps;
+  const { redis, tokens, log, pool } = deps;
 
   const grabService = implement<GrabServiceServer>(
     GrabServiceService,
@@ -50,6 +56,8 @@ export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
         const admin = await tokens.admin(call.metadata);
         const valid = validateCreate(req, Date.now());
         const meta = { ...valid, id: newCampaignId() };
+        // The MySQL row first: a campaign never exists in Redis without its record of truth.
+        if (pool) await insertCampaignRow(pool, meta);
         await writeCampaign(redis, meta);
         log.info(
           { campaignId: meta.id, by: admin.userId, count: meta.count, total: meta.totalCents },
@@ -72,16 +80,24 @@ export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
         return c;
       },
       async settleCampaign(req, call) {
-        await tokens.admin(call.metadata);
-        await getCampaign(redis, checkCampaignId(req.campaignId));
-        throw failedPrecondition('settlement needs the win pipeline (gift-svc and MySQL), not deployed in this build');
+        const admin = await tokens.admin(call.metadata);
+        const id = checkCampaignId(req.campaignId);
+        if (!pool) {
+          await getCampaign(redis, id);
+          throw failedPrecondition(`settlement ${NO_PIPELINE}`);
+        }
+        const s = await settleCampaign(redis, pool, id);
+        if (!s.alreadySettled) log.info({ campaignId: id, by: admin.userId, refund: String(s.refundCents) }, 'settled');
+        return s;
       },
       async reconcileCampaign(req, call) {
         await tokens.admin(call.metadata);
-        await getCampaign(redis, checkCampaignId(req.campaignId));
-        throw failedPrecondition(
-          'reconciliation needs the win pipeline (gift-svc and MySQL), not deployed in this build',
-        );
+        const id = checkCampaignId(req.campaignId);
+        if (!pool) {
+          await getCampaign(redis, id);
+          throw failedPrecondition(`reconciliation ${NO_PIPELINE}`);
+        }
+        return reconcileCampaign(redis, pool, id);
       },
     },
     log,

@@ -1,0 +1,281 @@
+/**
+ * The gift consumer: takes wins from the gift queue at most `rate` a second (a token bucket),
+ * credits them into MySQL in batched transactions, and acks each message only after its
+ * batch committed. A redelivery is harmless (the writer is idempotent). Database outages are
+ * retried with back-off for as long as they last; a message that cannot be decoded, or whose
+ * write fails `maxAttempts` times for a reason of its own, goes to the dead-letter queue.
+ */
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
+import { backOff } from 'exponential-backoff';
+import { TokenBucket } from 'limiter';
+import type { Logger } from '@redpacket/lib';
+import type { Pool } from '@redpacket/db';
+import {
+  assertTopology,
+  connectAmqp,
+  decodeWin,
+  peekIds,
+  withReconnect,
+  type Topology,
+  type WinEvent,
+} from '@redpacket/wins';
+import { isTransient, recordDeadLetter, writeAwards } from './awards-writer.js';
+
+export interface GiftConsumerOptions {
+  pool: Pool;
+  amqpUrl: string;
+  topology: Topology;
+  /** Shown by `rabbitmqctl list_connections`; fault tests close connections by it. */
+  connectionName: string;
+  log: Logger;
+  /** Deliveries credited per second at most; 0 = unlimited. */
+  rate: number;
+  /** Most wins in one INSERT / transaction. */
+  batchSize?: number;
+  /** Unacked deliveries the broker may push ahead (default 2 x batchSize). */
+  prefetch?: number;
+  /** Writes of one message failing for a reason of its own before it is dead-lettered. */
+  maxAttempts?: number;
+  /** Longest back-off between retries of a database outage or a reconnect. */
+  maxBackoffMs?: number;
+}
+
+export interface GiftConsumerStats {
+  received: number;
+  credited: number;
+  duplicates: number;
+  deadLettered: number;
+  retried: number;
+  batches: number;
+  reconnects: number;
+}
+
+const ATTEMPTS_HEADER = 'x-redpacket-attempts';
+
+interface Pending {
+  msg: ConsumeMessage;
+  ch: ConfirmChannel;
+}
+
+export class GiftConsumer {
+  readonly stats: GiftConsumerStats = {
+    received: 0,
+    credited: 0,
+    duplicates: 0,
+    deadLettered: 0,
+    retried: 0,
+    batches: 0,
+    reconnects: 0,
+  };
+  private readonly o: Required<GiftConsumerOptions>;
+  private readonly bucket: TokenBucket | undefined;
+  private readonly bucketSize: number;
+  private conn: ChannelModel | undefined;
+  private ch: ConfirmChannel | undefined;
+  private buffer: Pending[] = [];
+  private running = false;
+  private working = false;
+  private idle: Promise<void> = Promise.resolve();
+  private reconnecting: Promise<void> | undefined;
+
+  constructor(opts: GiftConsumerOptions) {
+    const batchSize = opts.batchSize ?? 200;
+    this.o = { prefetch: 2 * batchSize, maxAttempts: 5, maxBackoffMs: 5000, ...opts, batchSize };
+    if (opts.rate > 0) {
+      // A tenth of a second of burst: enough to batch, too little to overshoot the rate.
+      this.bucketSize = Math.max(1, Math.ceil(opts.rate / 10));
+      this.bucket = new TokenBucket({ bucketSize: this.bucketSize, tokensPerInterval: opts.rate, interval: 'second' });
+    } else {
+      this.bucketSize = batchSize;
+    }
+  }
+
+  /** Connects (retrying with back-off until RabbitMQ answers) and starts consuming. */
+  async start(): Promise<void> {
+    this.running = true;
+    await this.connect();
+  }
+
+  /** Stops taking deliveries, finishes the batch in progress, closes the connection. */
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.idle;
+    await this.reconnecting?.catch(() => undefined);
+    const conn = this.conn;
+    this.conn = undefined;
+    this.ch = undefined;
+    this.buffer = [];
+    await conn?.close().catch(() => undefined);
+  }
+
+  private connect(): Promise<void> {
+    this.reconnecting ??= withReconnect(() => this.open(), {
+      log: this.o.log,
+      maxDelayMs: this.o.maxBackoffMs,
+      running: () => this.running,
+    }).finally(() => {
+      this.reconnecting = undefined;
+    });
+    return this.reconnecting;
+  }
+
+  private async open(): Promise<void> {
+    const conn = await connectAmqp(this.o.amqpUrl, this.o.connectionName);
+    try {
+      conn.on('error', (err: Error) => this.o.log.warn({ err: err.message }, 'amqp connection error'));
+      const ch = await conn.createConfirmChannel();
+      ch.on('error', (err: Error) => this.o.log.warn({ err: err.message }, 'amqp channel error'));
+      ch.on('close', () => this.onChannelClosed(ch));
+      await assertTopology(ch, this.o.topology);
+      await ch.prefetch(this.o.prefetch);
+      this.conn = conn;
+      this.ch = ch;
+      await ch.consume(this.o.topology.queue, (msg) => msg && this.onDelivery(ch, msg), { noAck: false });
+      this.stats.reconnects++;
+      this.o.log.info({ queue: this.o.topology.queue, rate: this.o.rate }, 'consuming wins');
+    } catch (err) {
+      await conn.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Unacked deliveries of a closed channel come back from the broker: drop our copies. */
+  private onChannelClosed(ch: Channel): void {
+    this.buffer = this.buffer.filter((p) => p.ch !== ch);
+    if (this.ch !== ch) return;
+    this.ch = undefined;
+    const conn = this.conn;
+    this.conn = undefined;
+    void conn?.close().catch(() => undefined);
+    if (this.running) {
+      this.o.log.warn('amqp channel closed; reconnecting');
+      this.connect().catch((err: Error) => this.o.log.error({ err: err.message }, 'gave up reconnecting'));
+    }
+  }
+
+  private onDelivery(ch: ConfirmChannel, msg: ConsumeMessage): void {
+    this.stats.received++;
+    this.buffer.push({ msg, ch });
+    if (!this.working) {
+      this.working = true;
+      this.idle = this.drain().finally(() => {
+        this.working = false;
+      });
+    }
+  }
+
+  private async drain(): Promise<void> {
+    while (this.buffer.length > 0 && this.running) {
+      const n = Math.min(this.buffer.length, this.o.batchSize, this.bucketSize);
+      if (this.bucket) await this.bucket.removeTokens(n);
+      const batch = this.buffer.splice(0, n);
+      try {
+        await this.process(batch);
+      } catch (err) {
+        // Only a lost channel gets here; its deliveries are redelivered to the next one.
+        this.o.log.warn({ err: (err as Error).message }, 'batch abandoned; broker will redeliver');
+      }
+    }
+  }
+
+  private async process(batch: Pending[]): Promise<void> {
+    const good: { p: Pending; win: WinEvent }[] = [];
+    for (const p of batch) {
+      try {
+        good.push({ p, win: decodeWin(p.msg.content) });
+      } catch (err) {
+        await this.deadLetter(p, (err as Error).message, attemptsOf(p.msg) + 1, peekIds(p.msg.content));
+      }
+    }
+    if (good.length === 0) return;
+    let added: number;
+    try {
+      added = await this.retryOutages(() => writeAwards(this.o.pool, dedupe(good.map((g) => g.win))));
+    } catch (err) {
+      if (!this.running) throw err;
+      // A failure of the data, not of the database: find the culprit(s) one by one.
+      for (const g of good) await this.processOne(g.p, g.win);
+      return;
+    }
+    this.stats.batches++;
+    this.stats.credited += added;
+    this.stats.duplicates += good.length - added;
+    for (const g of good) g.p.ch.ack(g.p.msg);
+  }
+
+  private async processOne(p: Pending, win: WinEvent): Promise<void> {
+    let added: number;
+    try {
+      added = await this.retryOutages(() => writeAwards(this.o.pool, [win]));
+    } catch (err) {
+      if (!this.running) throw err;
+      return this.failedOnce(p, win, (err as Error).message);
+    }
+    this.stats.credited += added;
+    this.stats.duplicates += 1 - added;
+    p.ch.ack(p.msg);
+  }
+
+  private async failedOnce(p: Pending, win: WinEvent, reason: string): Promise<void> {
+    const attempts = attemptsOf(p.msg) + 1;
+    if (attempts >= this.o.maxAttempts) return this.deadLetter(p, reason, attempts, win);
+    // Back to the end of the queue with its attempt count, so it never blocks the others.
+    this.stats.retried++;
+    p.ch.sendToQueue(this.o.topology.queue, p.msg.content, {
+      ...p.msg.properties,
+      persistent: true,
+      headers: { ...p.msg.properties.headers, [ATTEMPTS_HEADER]: attempts },
+    });
+    await p.ch.waitForConfirms();
+    p.ch.ack(p.msg);
+    this.o.log.warn({ packetId: win.packetId, attempts, err: reason }, 'win write failed; requeued');
+  }
+
+  private async deadLetter(
+    p: Pending,
+    reason: string,
+    attempts: number,
+    win: { campaignId: string; packetId: string },
+  ): Promise<void> {
+    await this.retryOutages(() =>
+      recordDeadLetter(this.o.pool, {
+        campaignId: win.campaignId,
+        packetId: win.packetId,
+        reason,
+        attempts,
+        body: p.msg.content,
+      }),
+    );
+    this.stats.deadLettered++;
+    // Rejected without requeue: the queue's dead-letter exchange takes it.
+    p.ch.nack(p.msg, false, false);
+    this.o.log.error({ packetId: win.packetId, attempts, reason }, 'win dead-lettered');
+  }
+
+  /** Runs `fn`, retrying with back-off while the database is unreachable (and we run). */
+  private retryOutages<T>(fn: () => Promise<T>): Promise<T> {
+    return backOff(fn, {
+      numOfAttempts: Number.MAX_SAFE_INTEGER,
+      startingDelay: 50,
+      maxDelay: this.o.maxBackoffMs,
+      jitter: 'full',
+      retry: (err: unknown, attempt) => {
+        if (!isTransient(err) || !this.running) return false;
+        if (attempt % 10 === 2) this.o.log.warn({ err: (err as Error).message, attempt }, 'MySQL failing; retrying');
+        return true;
+      },
+    });
+  }
+}
+
+function attemptsOf(msg: ConsumeMessage): number {
+  const v = Number(msg.properties.headers?.[ATTEMPTS_HEADER] ?? 0);
+  return Number.isInteger(v) && v > 0 ? v : 0;
+}
+
+/** The same packet twice in one batch (a redelivery overtaking itself) is written once. */
+function dedupe(wins: WinEvent[]): WinEvent[] {
+  const seen = new Map<string, WinEvent>();
+  for (const w of wins) seen.set(w.packetId, w);
+  return [...seen.values()];
+}

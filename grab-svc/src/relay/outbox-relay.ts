@@ -1,0 +1,334 @@
+/**
+ * The outbox relay: moves wins from each campaign's outbox stream (a Redis consumer group)
+ * to RabbitMQ as persistent messages with publisher confirms, and XACKs + XDELs a stream
+ * entry only after the broker confirmed it. Anything that fails leaves the entries pending
+ * in the group: this relay re-reads its own pending entries, and XAUTOCLAIM hands entries of
+ * a relay that died to a live one. Duplicates are possible, losses are not.
+ */
+import { once } from 'node:events';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { ChannelModel, ConfirmChannel } from 'amqplib';
+import { keys, type Logger, type RedisClient } from '@redpacket/lib';
+import {
+  assertTopology,
+  connectAmqp,
+  encodeWin,
+  WIN_CONTENT_TYPE,
+  withReconnect,
+  type Topology,
+  type WinEvent,
+} from '@redpacket/wins';
+
+export interface RelayOptions {
+  /** A connection of its own: the relay never shares the grab path's connection. */
+  redis: RedisClient;
+  amqpUrl: string;
+  topology: Topology;
+  /** Shown by `rabbitmqctl list_connections`; fault tests close connections by it. */
+  connectionName: string;
+  log: Logger;
+  /** Which campaigns' outboxes to relay; default: every unsettled campaign in rp:campaigns. */
+  campaigns?: () => Promise<string[]>;
+  /** Consumer group name (one per deployment) and this relay's consumer name in it. */
+  group?: string;
+  consumer?: string;
+  /** Entries read and published per confirm round trip. */
+  batchSize?: number;
+  /** Pause when no outbox had anything. */
+  idleMs?: number;
+  /** An entry pending this long in another consumer is taken over (XAUTOCLAIM). */
+  claimIdleMs?: number;
+  /** How often to look for such entries. */
+  claimEveryMs?: number;
+  /** A confirm not back within this long counts as a failure (the connection is reopened). */
+  confirmTimeoutMs?: number;
+  /** Longest back-off between reconnect attempts. */
+  maxBackoffMs?: number;
+}
+
+export interface RelayStats {
+  published: number;
+  confirmedBatches: number;
+  failures: number;
+  claimed: number;
+  reconnects: number;
+}
+
+type StreamEntry = [id: string, fields: string[] | null];
+
+export const DEFAULT_RELAY_GROUP = 'relay';
+const CAMPAIGN_REFRESH_MS = 1000;
+const DISCOVERY_LIMIT = 1000;
+
+/** Turns an outbox entry (fields c, p, u, a, r, t) into the message the relay publishes. */
+export function entryToWin(id: string, fields: string[]): WinEvent {
+  const f: Record<string, string> = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string;
+  const int = (v: string | undefined): bigint => (v && /^\d{1,15}$/.test(v) ? BigInt(v) : 0n);
+  return {
+    campaignId: f['c'] ?? '',
+    packetId: f['p'] ?? '',
+    userId: f['u'] ?? '',
+    amountCents: int(f['a']),
+    requestId: f['r'] ?? '',
+    wonAtMs: int(f['t']),
+    streamId: id,
+  };
+}
+
+/** Every campaign not yet settled, newest first (bounded). */
+export async function unsettledCampaigns(redis: RedisClient): Promise<string[]> {
+  const ids = await redis.zrevrange(keys.campaigns, 0, DISCOVERY_LIMIT - 1);
+  if (ids.length === 0) return [];
+  const settled = await Promise.all(ids.map((id) => redis.hget(keys.meta(id), 'settled')));
+  return ids.filter((_, i) => settled[i] !== '1');
+}
+
+export class OutboxRelay {
+  readonly stats: RelayStats = { published: 0, confirmedBatches: 0, failures: 0, claimed: 0, reconnects: 0 };
+  private readonly o: Required<Omit<RelayOptions, 'campaigns'>> & Pick<RelayOptions, 'campaigns'>;
+  private conn: ChannelModel | undefined;
+  private ch: ConfirmChannel | undefined;
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private readonly groups = new Set<string>();
+  /** Campaigns whose entries this consumer read but could not publish: re-read from "0". */
+  private readonly ownPending = new Set<string>();
+  private readonly claimCursor = new Map<string, string>();
+  private lastClaimMs = 0;
+  private campaignList: string[] = [];
+  private campaignListAt = 0;
+
+  constructor(opts: RelayOptions) {
+    this.o = {
+      group: DEFAULT_RELAY_GROUP,
+      consumer: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
+      batchSize: 500,
+      idleMs: 50,
+      claimIdleMs: 10_000,
+      claimEveryMs: 1000,
+      confirmTimeoutMs: 30_000,
+      maxBackoffMs: 5000,
+      ...opts,
+    };
+  }
+
+  get consumer(): string {
+    return this.o.consumer;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** Stops after the batch in progress; entries not yet confirmed stay pending. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+    await this.closeAmqp();
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      let moved = 0;
+      try {
+        for (const c of await this.campaigns()) {
+          if (!this.running) break;
+          moved += await this.relayCampaign(c);
+        }
+      } catch (err) {
+        this.stats.failures++;
+        this.o.log.warn({ err: (err as Error).message }, 'relay batch failed; entries stay pending');
+        await this.closeAmqp();
+      }
+      if (moved === 0 && this.running) await this.pause(this.o.idleMs);
+    }
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
+  private async campaigns(): Promise<string[]> {
+    const now = Date.now();
+    if (now - this.campaignListAt >= CAMPAIGN_REFRESH_MS) {
+      this.campaignList = await (this.o.campaigns ? this.o.campaigns() : unsettledCampaigns(this.o.redis));
+      this.campaignListAt = now;
+    }
+    return this.campaignList;
+  }
+
+  private async ensureGroup(stream: string): Promise<void> {
+    if (this.groups.has(stream)) return;
+    try {
+      await this.o.redis.xgroup('CREATE', stream, this.o.group, '0', 'MKSTREAM');
+    } catch (err) {
+      if (!String((err as Error).message).includes('BUSYGROUP')) throw err;
+    }
+    this.groups.add(stream);
+  }
+
+  /** Publishes one batch of one campaign's outbox; returns how many entries it moved. */
+  private async relayCampaign(campaignId: string): Promise<number> {
+    const stream = keys.outbox(campaignId);
+    await this.ensureGroup(stream);
+    const { redis, group } = this.o;
+    let entries: StreamEntry[];
+    if (this.ownPending.has(campaignId)) {
+      entries = await this.readGroup(stream, '0');
+      if (entries.length === 0) this.ownPending.delete(campaignId);
+    } else {
+      entries = [];
+    }
+    if (entries.length === 0 && Date.now() - this.lastClaimMs >= this.o.claimEveryMs) {
+      entries = await this.autoClaim(stream);
+    }
+    if (entries.length === 0) entries = await this.readGroup(stream, '>');
+    if (entries.length === 0) return 0;
+
+    // An entry deleted while pending comes back without fields: nothing left to publish.
+    const gone = entries.filter(([, f]) => f === null).map(([id]) => id);
+    const live = entries.filter((e): e is [string, string[]] => e[1] !== null);
+    this.ownPending.add(campaignId);
+    const confirmed = await this.publish(live.map(([id, f]) => entryToWin(id, f)));
+    const done = [...gone, ...confirmed];
+    if (done.length > 0) {
+      await redis
+        .pipeline()
+        .xack(stream, group, ...done)
+        .xdel(stream, ...done)
+        .exec();
+    }
+    if (confirmed.length === live.length) this.ownPending.delete(campaignId);
+    return live.length;
+  }
+
+  private async readGroup(stream: string, from: '0' | '>'): Promise<StreamEntry[]> {
+    const { group, consumer, batchSize } = this.o;
+    const res = (await this.o.redis.xreadgroup(
+      'GROUP',
+      group,
+      consumer,
+      'COUNT',
+      batchSize,
+      'STREAMS',
+      stream,
+      from,
+    )) as [string, StreamEntry[]][] | null;
+    return res?.[0]?.[1] ?? [];
+  }
+
+  /** Takes over entries another consumer (a dead relay) left pending for claimIdleMs. */
+  private async autoClaim(stream: string): Promise<StreamEntry[]> {
+    this.lastClaimMs = Date.now();
+    const cursor = this.claimCursor.get(stream) ?? '0-0';
+    const res = (await this.o.redis.xautoclaim(
+      stream,
+      this.o.group,
+      this.o.consumer,
+      this.o.claimIdleMs,
+      cursor,
+      'COUNT',
+      this.o.batchSize,
+    )) as [string, StreamEntry[], string[]?];
+    this.claimCursor.set(stream, res[0]);
+    const entries = res[1];
+    if (entries.length > 0) {
+      this.stats.claimed += entries.length;
+      this.o.log.info({ stream, n: entries.length }, 'took over pending outbox entries');
+    }
+    return entries;
+  }
+
+  /**
+   * Publishes the wins and waits for the broker's confirms; returns the stream ids confirmed
+   * (all, unless the broker returned some as unroutable). Throws when the batch failed.
+   */
+  private async publish(wins: WinEvent[]): Promise<string[]> {
+    if (wins.length === 0) return [];
+    const ch = await this.channel();
+    const returned = new Set<string>();
+    const onReturn = (msg: { properties: { messageId?: string } }): void => {
+      if (msg.properties.messageId) returned.add(msg.properties.messageId);
+    };
+    ch.on('return', onReturn);
+    try {
+      for (const w of wins) {
+        const ok = ch.publish(this.o.topology.exchange, w.campaignId, encodeWin(w), {
+          persistent: true,
+          mandatory: true,
+          messageId: w.packetId,
+          contentType: WIN_CONTENT_TYPE,
+        });
+        if (!ok) await once(ch, 'drain');
+      }
+      await withTimeout(ch.waitForConfirms(), this.o.confirmTimeoutMs, 'publisher confirms');
+    } finally {
+      ch.off('return', onReturn);
+    }
+    this.stats.published += wins.length;
+    this.stats.confirmedBatches++;
+    if (returned.size > 0) this.o.log.error({ n: returned.size }, 'wins returned as unroutable; kept pending');
+    return wins.filter((w) => !returned.has(w.packetId)).map((w) => w.streamId);
+  }
+
+  /** The confirm channel, (re)connecting with exponential back-off while RabbitMQ is down. */
+  private async channel(): Promise<ConfirmChannel> {
+    if (this.ch) return this.ch;
+    const ch = await withReconnect(
+      async () => {
+        const conn = await connectAmqp(this.o.amqpUrl, this.o.connectionName);
+        try {
+          conn.on('error', (err: Error) => this.o.log.warn({ err: err.message }, 'amqp connection error'));
+          conn.on('close', () => {
+            if (this.conn === conn) {
+              this.conn = undefined;
+              this.ch = undefined;
+            }
+          });
+          const c = await conn.createConfirmChannel();
+          c.on('error', (err: Error) => this.o.log.warn({ err: err.message }, 'amqp channel error'));
+          c.on('close', () => {
+            if (this.ch === c) this.ch = undefined;
+          });
+          await assertTopology(c, this.o.topology);
+          this.conn = conn;
+          return c;
+        } catch (err) {
+          await conn.close().catch(() => undefined);
+          throw err;
+        }
+      },
+      { log: this.o.log, maxDelayMs: this.o.maxBackoffMs, running: () => this.running },
+    );
+    this.stats.reconnects++;
+    this.ch = ch;
+    return ch;
+  }
+
+  private async closeAmqp(): Promise<void> {
+    const conn = this.conn;
+    this.conn = undefined;
+    this.ch = undefined;
+    await conn?.close().catch(() => undefined);
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} not received within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}

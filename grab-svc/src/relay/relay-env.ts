@@ -1,0 +1,17 @@
+/** The relay's environment variables, shared by grab-svc's main and the stand-alone relay. */
+import { hostname } from 'node:os';
+import { z } from 'zod';
+
+export const RelayEnv = z.object({
+  AMQP_URL: z.string().url().default('amqp://guest:guest@127.0.0.1:5672'),
+  RELAY_ENABLED: z.enum(['0', '1']).default('1'),
+  RELAY_BATCH: z.coerce.number().int().min(1).max(10_000).default(500),
+  RELAY_CLAIM_IDLE_MS: z.coerce.number().int().min(100).default(10_000),
+  /** Suffix of the exchange and queue names (tests run side by side); empty = the defaults. */
+  WINS_TOPOLOGY_SUFFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]*$/)
+    .default(''),
+  RELAY_CONNECTION_NAME: z.string().default(`relay@${hostname()}/${process.pid}`),
+});
+export type RelayEnv = z.infer<typeof RelayEnv>;
