@@ -243,6 +243,8 @@ export class OutboxRelay {
       this.o.batchSize,
     )) as [string, StreamEntry[], string[]?];
     this.claimCursor.set(stream, res[0]);
+    // More to scan: claim again on the next pass instead of waiting claimEveryMs.
+    if (res[0] !== '0-0') this.lastClaimMs = 0;
     const entries = res[1];
     if (entries.length > 0) {
       this.stats.claimed += entries.length;
