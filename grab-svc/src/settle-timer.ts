@@ -11,12 +11,14 @@ export interface SettleTimerOptions {
   pool: Pool;
   log: Logger;
   everyMs?: number;
+  /** Which campaigns to consider; default: every unsettled campaign in rp:campaigns. */
+  campaigns?: () => Promise<string[]>;
 }
 
 /** One pass: tries to settle every unsettled campaign that has ended; returns the ids settled. */
 export async function settleEnded(o: SettleTimerOptions, nowMs = Date.now()): Promise<string[]> {
   const settled: string[] = [];
-  for (const id of await unsettledCampaigns(o.redis)) {
+  for (const id of await (o.campaigns ? o.campaigns() : unsettledCampaigns(o.redis))) {
     const meta = await loadMeta(o.redis, id).catch(() => undefined);
     if (!meta || (!meta.closed && nowMs < meta.expiresMs)) continue;
     try {
