@@ -7,12 +7,14 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { createLogger, keys } from '@redpacket/lib';
-import { deleteKeys, TEST_AMQP_URL, TEST_MYSQL_URL } from '@redpacket/lib/testing';
+import { deleteKeys, requireRedis, TEST_AMQP_URL, TEST_MYSQL_URL } from '@redpacket/lib/testing';
 import { createPool, migrate, type Pool } from '@redpacket/db';
 import { connectAmqp, deleteTopology, topologyWithSuffix, type Topology } from '@redpacket/wins';
 import { Split } from '@redpacket/proto';
 import { validateCreate, writeCampaign, type CampaignMeta } from '@redpacket/grab-svc/campaigns';
 import { grabScript, registerScripts } from '@redpacket/grab-svc/scripts';
+import { OutboxRelay, type RelayOptions } from '@redpacket/grab-svc/relay/outbox-relay';
+import { GiftConsumer, type GiftConsumerOptions } from '../src/consumer.js';
 import type { Redis } from 'ioredis';
 import type { RowDataPacket } from 'mysql2/promise';
 
@@ -145,4 +147,52 @@ export async function dropCampaign(redis: Redis, pool: Pool, campaignId: string)
   for (const table of ['awards', 'ledger', 'settlements', 'dead_letters', 'campaigns']) {
     await pool.query(`DELETE FROM ${table} WHERE campaign_id = ?`, [campaignId]);
   }
+}
+
+/** A relay on its own Redis connection, for exactly these campaigns; `stop` ends it. */
+export async function testRelay(
+  t: Topology,
+  campaignIds: string[],
+  extra: Partial<RelayOptions> = {},
+): Promise<{ relay: OutboxRelay; stop: () => Promise<void> }> {
+  const own = await requireRedis();
+  const relay = new OutboxRelay({
+    redis: own,
+    amqpUrl: TEST_AMQP_URL,
+    topology: t,
+    connectionName: `test-relay-${t.queue}`,
+    log: silent,
+    campaigns: async () => campaignIds,
+    batchSize: 200,
+    maxBackoffMs: 500,
+    ...extra,
+  });
+  relay.start();
+  return {
+    relay,
+    stop: async () => {
+      await relay.stop();
+      own.disconnect();
+    },
+  };
+}
+
+/** A started gift consumer on the test topology (unthrottled unless told). */
+export async function testGift(
+  t: Topology,
+  pool: Pool,
+  extra: Partial<GiftConsumerOptions> = {},
+): Promise<GiftConsumer> {
+  const gift = new GiftConsumer({
+    pool,
+    amqpUrl: TEST_AMQP_URL,
+    topology: t,
+    connectionName: `test-gift-${t.queue}`,
+    log: silent,
+    rate: 0,
+    maxBackoffMs: 500,
+    ...extra,
+  });
+  await gift.start();
+  return gift;
 }

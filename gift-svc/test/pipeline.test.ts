@@ -11,10 +11,10 @@ import type { Pool } from '@redpacket/db';
 import { keys } from '@redpacket/lib';
 import { pollUntil, requireRedis, TEST_AMQP_URL, TEST_MYSQL_URL, TEST_REDIS_URL } from '@redpacket/lib/testing';
 import type { Topology } from '@redpacket/wins';
-import { OutboxRelay } from '@redpacket/grab-svc/relay/outbox-relay';
+import type { OutboxRelay } from '@redpacket/grab-svc/relay/outbox-relay';
 import { closeCampaign } from '@redpacket/grab-svc/campaigns';
 import { reconcileCampaign, settleCampaign } from '@redpacket/grab-svc/settle';
-import { GiftConsumer } from '../src/consumer.js';
+import type { GiftConsumer } from '../src/consumer.js';
 import {
   awardCount,
   closeRabbitConnections,
@@ -24,7 +24,8 @@ import {
   makeCampaign,
   requireMysql,
   requireTopology,
-  silent,
+  testGift,
+  testRelay,
 } from './harness.js';
 
 let redis: Redis;
@@ -53,37 +54,13 @@ async function setup(count: number, totalCents: number): Promise<{ t: Topology; 
 }
 
 async function relayFor(t: Topology, id: string, extra: { claimIdleMs?: number } = {}): Promise<OutboxRelay> {
-  const own = await requireRedis();
-  const relay = new OutboxRelay({
-    redis: own,
-    amqpUrl: TEST_AMQP_URL,
-    topology: t,
-    connectionName: `test-relay-${t.queue}`,
-    log: silent,
-    campaigns: async () => [id],
-    batchSize: 200,
-    maxBackoffMs: 500,
-    ...extra,
-  });
-  relay.start();
-  cleanups.push(async () => {
-    await relay.stop();
-    own.disconnect();
-  });
+  const { relay, stop } = await testRelay(t, [id], extra);
+  cleanups.push(stop);
   return relay;
 }
 
 async function giftFor(t: Topology): Promise<GiftConsumer> {
-  const gift = new GiftConsumer({
-    pool,
-    amqpUrl: TEST_AMQP_URL,
-    topology: t,
-    connectionName: `test-gift-${t.queue}`,
-    log: silent,
-    rate: 0,
-    maxBackoffMs: 500,
-  });
-  await gift.start();
+  const gift = await testGift(t, pool);
   cleanups.push(() => gift.stop());
   return gift;
 }

@@ -8,18 +8,9 @@ import type { Redis } from 'ioredis';
 import type { RowDataPacket } from 'mysql2/promise';
 import type { Pool } from '@redpacket/db';
 import { keys, signToken, startServer, TokenVerifier, type RunningServer } from '@redpacket/lib';
-import {
-  bearer,
-  call,
-  grpcError,
-  pollUntil,
-  requireRedis,
-  TEST_AMQP_URL,
-  TEST_JWT_SECRET,
-} from '@redpacket/lib/testing';
+import { bearer, call, grpcError, pollUntil, requireRedis, TEST_JWT_SECRET } from '@redpacket/lib/testing';
 import { AdminServiceClient, Split, type Reconciliation } from '@redpacket/proto';
 import { writeAwards } from '@redpacket/gift-svc/awards-writer';
-import { GiftConsumer } from '@redpacket/gift-svc/consumer';
 import {
   awardCount,
   dropCampaign,
@@ -29,9 +20,10 @@ import {
   requireMysql,
   requireTopology,
   silent,
+  testGift,
+  testRelay,
   uid,
 } from '../../gift-svc/test/harness.js';
-import { OutboxRelay } from '../src/relay/outbox-relay.js';
 import { registerScripts } from '../src/scripts.js';
 import { createGrabServer } from '../src/server.js';
 import { settleEnded } from '../src/settle-timer.js';
@@ -118,31 +110,13 @@ describe('SettleCampaign and ReconcileCampaign', () => {
     // Deliver: relay and gift consumer on a topology of this test's own.
     const t = await requireTopology();
     cleanups.push(() => dropTopology(t));
-    const relayRedis = await requireRedis();
-    const relay = new OutboxRelay({
-      redis: relayRedis,
-      amqpUrl: TEST_AMQP_URL,
-      topology: t,
-      connectionName: `test-relay-${t.queue}`,
-      log: silent,
-      campaigns: async () => [id],
-    });
-    const gift = new GiftConsumer({
-      pool,
-      amqpUrl: TEST_AMQP_URL,
-      topology: t,
-      connectionName: `test-gift-${t.queue}`,
-      log: silent,
-      rate: 0,
-    });
-    relay.start();
-    await gift.start();
+    const { stop } = await testRelay(t, [id]);
+    const gift = await testGift(t, pool);
     try {
       await pollUntil('all credited', async () => (await awardCount(pool, id)).n === 320, 30_000, 50);
     } finally {
-      await relay.stop();
+      await stop();
       await gift.stop();
-      relayRedis.disconnect();
     }
 
     const after = await reconcile(id);
