@@ -32,7 +32,9 @@ export interface GiftConsumerOptions {
   rate: number;
   /** Most wins in one INSERT / transaction. */
   batchSize?: number;
-  /** Unacked deliveries the broker may push ahead (default 2 x batchSize). */
+  /** Transactions in flight at once (each on its own pool connection). */
+  writers?: number;
+  /** Unacked deliveries the broker may push ahead (default (writers + 1) x batchSize). */
   prefetch?: number;
   /** Writes of one message failing for a reason of its own before it is dead-lettered. */
   maxAttempts?: number;
@@ -57,6 +59,13 @@ interface Pending {
   ch: ConfirmChannel;
 }
 
+/** One batch in delivery order, for ordered multiple-acks. */
+interface Slot {
+  ch: ConfirmChannel;
+  ackable: ConsumeMessage | undefined;
+  done: boolean;
+}
+
 export class GiftConsumer {
   readonly stats: GiftConsumerStats = {
     received: 0,
@@ -70,17 +79,23 @@ export class GiftConsumer {
   private readonly o: Required<GiftConsumerOptions>;
   private readonly bucket: TokenBucket | undefined;
   private readonly bucketSize: number;
+  /** Deliveries in a full batch. */
+  private readonly full: number;
   private conn: ChannelModel | undefined;
   private ch: ConfirmChannel | undefined;
   private buffer: Pending[] = [];
+  private slots: Slot[] = [];
+  /** Wakes the drain loop when a full batch has arrived. */
+  private kick: (() => void) | undefined;
   private running = false;
   private working = false;
   private idle: Promise<void> = Promise.resolve();
   private reconnecting: Promise<void> | undefined;
 
   constructor(opts: GiftConsumerOptions) {
-    const batchSize = opts.batchSize ?? 200;
-    this.o = { prefetch: 2 * batchSize, maxAttempts: 5, maxBackoffMs: 5000, ...opts, batchSize };
+    const batchSize = opts.batchSize ?? 500;
+    const writers = opts.writers ?? 4;
+    this.o = { prefetch: (writers + 1) * batchSize, maxAttempts: 5, maxBackoffMs: 5000, ...opts, batchSize, writers };
     if (opts.rate > 0) {
       // A tenth of a second of burst: enough to batch, too little to overshoot the rate.
       this.bucketSize = Math.max(1, Math.ceil(opts.rate / 10));
@@ -88,6 +103,7 @@ export class GiftConsumer {
     } else {
       this.bucketSize = batchSize;
     }
+    this.full = Math.min(batchSize, this.bucketSize);
   }
 
   /** Connects (retrying with back-off until RabbitMQ answers) and starts consuming. */
@@ -142,6 +158,7 @@ export class GiftConsumer {
   /** Unacked deliveries of a closed channel come back from the broker: drop our copies. */
   private onChannelClosed(ch: Channel): void {
     this.buffer = this.buffer.filter((p) => p.ch !== ch);
+    this.slots = this.slots.filter((s) => s.ch !== ch);
     if (this.ch !== ch) return;
     this.ch = undefined;
     const conn = this.conn;
@@ -156,6 +173,7 @@ export class GiftConsumer {
   private onDelivery(ch: ConfirmChannel, msg: ConsumeMessage): void {
     this.stats.received++;
     this.buffer.push({ msg, ch });
+    if (this.buffer.length >= this.full) this.kick?.();
     if (!this.working) {
       this.working = true;
       this.idle = this.drain().finally(() => {
@@ -164,21 +182,68 @@ export class GiftConsumer {
     }
   }
 
+  /** Writes batches, up to `writers` transactions at once, while deliveries are buffered. */
   private async drain(): Promise<void> {
-    while (this.buffer.length > 0 && this.running) {
-      const n = Math.min(this.buffer.length, this.o.batchSize, this.bucketSize);
+    const inflight = new Set<Promise<void>>();
+    const full = this.full;
+    while (this.running) {
+      // A partial batch goes only when nothing is being written: small batches when idle (low
+      // latency), full ones under load (each commit is an fsync; fewer, larger ones win).
+      const ready = this.buffer.length >= full || (this.buffer.length > 0 && inflight.size === 0);
+      if (!ready || inflight.size >= this.o.writers) {
+        if (inflight.size === 0) break;
+        await Promise.race([...inflight, new Promise<void>((r) => (this.kick = r))]);
+        this.kick = undefined;
+        continue;
+      }
+      const n = Math.min(this.buffer.length, full);
       if (this.bucket) await this.bucket.removeTokens(n);
       const batch = this.buffer.splice(0, n);
+      const first = batch[0];
+      if (!first) continue;
+      const slot: Slot = { ch: first.ch, ackable: undefined, done: false };
+      this.slots.push(slot);
+      const p: Promise<void> = this.process(batch)
+        .then((last) => {
+          slot.ackable = last;
+        })
+        .catch((err: Error) => {
+          // Close the channel so that every unacked delivery (this batch's too) is redelivered:
+          // a later batch's multiple-ack must never cover a batch that was not written.
+          this.o.log.warn({ err: err.message }, 'batch abandoned; broker will redeliver');
+          void slot.ch.close().catch(() => undefined);
+        })
+        .finally(() => {
+          slot.done = true;
+          this.flushAcks();
+          inflight.delete(p);
+        });
+      inflight.add(p);
+    }
+    await Promise.all(inflight);
+  }
+
+  /**
+   * Acks, with one multiple-ack, every batch written so far in delivery order: a batch that
+   * commits early waits for the older ones, so an ack never covers an unwritten win.
+   */
+  private flushAcks(): void {
+    let last: Slot | undefined;
+    while (this.slots[0]?.done) {
+      const s = this.slots.shift() as Slot;
+      if (s.ackable && s.ch === this.ch) last = s;
+    }
+    if (last?.ackable) {
       try {
-        await this.process(batch);
+        last.ch.ack(last.ackable, true);
       } catch (err) {
-        // Only a lost channel gets here; its deliveries are redelivered to the next one.
-        this.o.log.warn({ err: (err as Error).message }, 'batch abandoned; broker will redeliver');
+        this.o.log.warn({ err: (err as Error).message }, 'ack failed; broker will redeliver');
       }
     }
   }
 
-  private async process(batch: Pending[]): Promise<void> {
+  /** Writes a batch; returns its last delivery still to be acked (the others are settled). */
+  private async process(batch: Pending[]): Promise<ConsumeMessage | undefined> {
     const good: { p: Pending; win: WinEvent }[] = [];
     for (const p of batch) {
       try {
@@ -187,7 +252,7 @@ export class GiftConsumer {
         await this.deadLetter(p, (err as Error).message, attemptsOf(p.msg) + 1, peekIds(p.msg.content));
       }
     }
-    if (good.length === 0) return;
+    if (good.length === 0) return undefined;
     let added: number;
     try {
       added = await this.retryOutages(() => writeAwards(this.o.pool, dedupe(good.map((g) => g.win))));
@@ -195,12 +260,12 @@ export class GiftConsumer {
       if (!this.running) throw err;
       // A failure of the data, not of the database: find the culprit(s) one by one.
       for (const g of good) await this.processOne(g.p, g.win);
-      return;
+      return undefined;
     }
     this.stats.batches++;
     this.stats.credited += added;
     this.stats.duplicates += good.length - added;
-    for (const g of good) g.p.ch.ack(g.p.msg);
+    return good[good.length - 1]?.p.msg;
   }
 
   private async processOne(p: Pending, win: WinEvent): Promise<void> {

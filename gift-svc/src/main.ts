@@ -17,7 +17,9 @@ const Env = z.object({
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   /** Wins credited per second by this instance; 0 = unlimited. */
   GIFT_RATE: z.coerce.number().min(0).default(0),
-  GIFT_BATCH: z.coerce.number().int().min(1).max(5000).default(200),
+  GIFT_BATCH: z.coerce.number().int().min(1).max(5000).default(500),
+  /** Batches written at once, each in its own transaction and pool connection. */
+  GIFT_WRITERS: z.coerce.number().int().min(1).max(64).default(4),
   GIFT_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(5),
   MYSQL_POOL: z.coerce.number().int().min(1).default(10),
   /** Suffix of the exchange and queue names (tests run side by side); empty = the defaults. */
@@ -50,6 +52,7 @@ const consumer = new GiftConsumer({
   log,
   rate: env.GIFT_RATE,
   batchSize: env.GIFT_BATCH,
+  writers: env.GIFT_WRITERS,
   maxAttempts: env.GIFT_MAX_ATTEMPTS,
 });
 await consumer.start();
