@@ -1,7 +1,7 @@
 /**
  * `npm run bench:relay`: the outbox relay's wins/s against raw amqplib batched-confirm publishing
- * of the same messages, in the same run, on this machine. Figures, not a test: noisy on 2 shared
- * cores. Env: REDIS_URL, AMQP_URL, BENCH_WINS (default 20000), RELAY_BATCH (default 500).
+ * of the same number of messages, alternating, 3 rounds, medians. Figures, not a test: noisy on
+ * 2 shared cores. Env: REDIS_URL, AMQP_URL, BENCH_WINS (default 20000), RELAY_BATCH (500).
  */
 import { randomBytes } from 'node:crypto';
 import { createLogger, createRedis, keys } from '@redpacket/lib';
@@ -15,7 +15,7 @@ import {
   WIN_CONTENT_TYPE,
 } from '@redpacket/wins';
 import { z } from 'zod';
-import { validateCreate, writeCampaign } from '../campaigns.js';
+import { validateCreate, writeCampaign, type CampaignMeta } from '../campaigns.js';
 import { OutboxRelay } from '../relay/outbox-relay.js';
 import { grabScript, registerScripts } from '../scripts.js';
 
@@ -34,9 +34,12 @@ registerScripts(redis);
 const n = env.BENCH_WINS;
 const tag = randomBytes(4).toString('hex');
 const topology = topologyWithSuffix(`bench-${tag}`);
-const now = Date.now();
-const meta = {
-  ...validateCreate(
+const campaigns: string[] = [];
+
+/** A campaign of n packets, all won by the real grab script: its outbox holds n real entries. */
+async function wonCampaign(round: number): Promise<CampaignMeta> {
+  const now = Date.now();
+  const valid = validateCreate(
     {
       name: 'relay bench',
       totalCents: BigInt(n * 100),
@@ -50,92 +53,103 @@ const meta = {
       eligibility: undefined,
     },
     now,
-  ),
-  id: `bench-relay-${tag}`,
-};
-
-const rate = (count: number, ms: number): number => Math.round((count * 1000) / ms);
-
-async function main(): Promise<void> {
-  const setupConn = await connectAmqp(env.AMQP_URL, `bench-setup-${tag}`);
-  const setup = await setupConn.createChannel();
-  await assertTopology(setup, topology);
-  try {
-    // The wins, made by the real grab script (so the outbox holds real entries).
-    await writeCampaign(redis, meta);
-    for (let i = 0; i < n; i += 1000) {
-      await Promise.all(
-        Array.from({ length: Math.min(1000, n - i) }, (_, j) =>
-          grabScript(redis, meta.id, `u${i + j}`, `r${i + j}`, undefined),
-        ),
-      );
-    }
-    const entries = await redis.xrange(keys.outbox(meta.id), '-', '+', 'COUNT', 1);
-    const sample = encodeWin({
-      campaignId: meta.id,
-      packetId: 'AAAAAAAAAAAAAAAA',
-      userId: 'u12345',
-      amountCents: 100n,
-      requestId: 'r12345',
-      wonAtMs: BigInt(now),
-      streamId: entries[0]?.[0] ?? '0-0',
-    });
-
-    // Baseline: raw publishing with batched confirms, same size and batch.
-    const rawConn = await connectAmqp(env.AMQP_URL, `bench-raw-${tag}`);
-    const raw = await rawConn.createConfirmChannel();
-    const rawStart = performance.now();
-    for (let i = 0; i < n; i += env.RELAY_BATCH) {
-      for (let j = i; j < Math.min(n, i + env.RELAY_BATCH); j++) {
-        raw.publish(topology.exchange, meta.id, sample, {
-          persistent: true,
-          mandatory: true,
-          messageId: String(j),
-          contentType: WIN_CONTENT_TYPE,
-        });
-      }
-      await raw.waitForConfirms();
-    }
-    const rawMs = performance.now() - rawStart;
-    await rawConn.close();
-    await setup.purgeQueue(topology.queue);
-
-    // The relay: from the first read to an empty outbox (every entry confirmed, XACKed, XDELed).
-    const relayRedis = createRedis({ url: env.REDIS_URL });
-    const relay = new OutboxRelay({
-      redis: relayRedis,
-      amqpUrl: env.AMQP_URL,
-      topology,
-      connectionName: `bench-relay-${tag}`,
-      log,
-      campaigns: async () => [meta.id],
-      batchSize: env.RELAY_BATCH,
-      idleMs: 5,
-    });
-    const relayStart = performance.now();
-    relay.start();
-    while ((await redis.xlen(keys.outbox(meta.id))) > 0) await new Promise((r) => setTimeout(r, 5));
-    const relayMs = performance.now() - relayStart;
-    await relay.stop();
-    relayRedis.disconnect();
-    const depth = (await setup.checkQueue(topology.queue)).messageCount;
-
-    const rawRate = rate(n, rawMs);
-    const relayRate = rate(n, relayMs);
-    console.log(`wins: ${n}, batch: ${env.RELAY_BATCH}, queued by the relay: ${depth}`);
-    console.log(`raw amqplib batched-confirm publish: ${rawRate} msg/s (${Math.round(rawMs)} ms)`);
-    console.log(
-      `relay (XREADGROUP -> publish -> confirm -> XACK+XDEL): ${relayRate} wins/s (${Math.round(relayMs)} ms)`,
+  );
+  const meta = { ...valid, id: `bench-relay-${tag}-${round}` };
+  campaigns.push(meta.id);
+  await writeCampaign(redis, meta);
+  for (let i = 0; i < n; i += 1000) {
+    await Promise.all(
+      Array.from({ length: Math.min(1000, n - i) }, (_, j) =>
+        grabScript(redis, meta.id, `u${i + j}`, `r${i + j}`, undefined),
+      ),
     );
-    console.log(`relay / raw: ${(relayRate / rawRate).toFixed(2)} (goal >= 0.7)`);
-  } finally {
-    await deleteTopology(setup, topology).catch(() => undefined);
-    await setupConn.close();
-    const ks = [keys.meta, keys.stats, keys.claims, keys.outbox, keys.state].map((k) => k(meta.id));
-    await redis.del(...ks, keys.batch(meta.id, 0));
-    await redis.zrem(keys.campaigns, meta.id);
-    redis.disconnect();
   }
+  return meta;
 }
 
-await main();
+/** Raw amqplib: n messages of the relay's size, RELAY_BATCH per waitForConfirms. Returns msg/s. */
+async function rawPublish(campaignId: string): Promise<number> {
+  const body = encodeWin({
+    campaignId,
+    packetId: 'AAAAAAAAAAAAAAAA',
+    userId: 'u12345',
+    amountCents: 100n,
+    requestId: 'r12345',
+    wonAtMs: BigInt(Date.now()),
+    streamId: '1700000000000-0',
+  });
+  const conn = await connectAmqp(env.AMQP_URL, `bench-raw-${tag}`);
+  const ch = await conn.createConfirmChannel();
+  const start = performance.now();
+  for (let i = 0; i < n; i += env.RELAY_BATCH) {
+    for (let j = i; j < Math.min(n, i + env.RELAY_BATCH); j++) {
+      ch.publish(topology.exchange, campaignId, body, {
+        persistent: true,
+        mandatory: true,
+        messageId: String(j),
+        contentType: WIN_CONTENT_TYPE,
+      });
+    }
+    await ch.waitForConfirms();
+  }
+  const ms = performance.now() - start;
+  await conn.close();
+  return (n * 1000) / ms;
+}
+
+/** The relay, from its start to an empty outbox (every entry confirmed, XACKed, XDELed). Returns wins/s. */
+async function relayRun(campaignId: string): Promise<number> {
+  const relayRedis = createRedis({ url: env.REDIS_URL });
+  const relay = new OutboxRelay({
+    redis: relayRedis,
+    amqpUrl: env.AMQP_URL,
+    topology,
+    connectionName: `bench-relay-${tag}`,
+    log,
+    campaigns: async () => [campaignId],
+    batchSize: env.RELAY_BATCH,
+    idleMs: 5,
+  });
+  const start = performance.now();
+  relay.start();
+  while ((await redis.xlen(keys.outbox(campaignId))) > 0) await new Promise((r) => setTimeout(r, 5));
+  const ms = performance.now() - start;
+  await relay.stop();
+  relayRedis.disconnect();
+  return (n * 1000) / ms;
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+const fmt = (xs: number[]): string => xs.map((x) => Math.round(x)).join(', ');
+
+const setupConn = await connectAmqp(env.AMQP_URL, `bench-setup-${tag}`);
+const setup = await setupConn.createChannel();
+try {
+  await assertTopology(setup, topology);
+  const raws: number[] = [];
+  const relays: number[] = [];
+  for (let round = 0; round < 3; round++) {
+    const meta = await wonCampaign(round);
+    raws.push(await rawPublish(meta.id));
+    await setup.purgeQueue(topology.queue);
+    relays.push(await relayRun(meta.id));
+    await setup.purgeQueue(topology.queue);
+  }
+  console.log(`wins: ${n} a round, batch: ${env.RELAY_BATCH}, 3 rounds (medians; every round in brackets)`);
+  console.log(`raw amqplib batched-confirm publish: ${Math.round(median(raws))} msg/s [${fmt(raws)}]`);
+  console.log(
+    `relay (XREADGROUP -> publish -> confirm -> XACK+XDEL): ${Math.round(median(relays))} wins/s [${fmt(relays)}]`,
+  );
+  console.log(`relay / raw: ${(median(relays) / median(raws)).toFixed(2)} (goal >= 0.7)`);
+} finally {
+  await deleteTopology(setup, topology).catch(() => undefined);
+  await setupConn.close();
+  for (const id of campaigns) {
+    await redis.del(
+      ...[keys.meta, keys.stats, keys.claims, keys.outbox, keys.state].map((k) => k(id)),
+      keys.batch(id, 0),
+    );
+    await redis.zrem(keys.campaigns, id);
+  }
+  redis.disconnect();
+}
