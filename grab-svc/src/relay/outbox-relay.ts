@@ -28,7 +28,7 @@ export interface RelayOptions {
   /** Shown by `rabbitmqctl list_connections`; fault tests close connections by it. */
   connectionName: string;
   log: Logger;
-  /** Which campaigns' outboxes to relay; default: every unsettled campaign in rp:campaigns. */
+  /** Which campaigns' outboxes to relay; default: activeOutboxes(), refreshed every second. */
   campaigns?: () => Promise<string[]>;
   /** Consumer group name (one per deployment) and this relay's consumer name in it. */
   group?: string;
@@ -83,6 +83,24 @@ export async function unsettledCampaigns(redis: RedisClient): Promise<string[]> 
   if (ids.length === 0) return [];
   const settled = await Promise.all(ids.map((id) => redis.hget(keys.meta(id), 'settled')));
   return ids.filter((_, i) => settled[i] !== '1');
+}
+
+/**
+ * The outboxes worth reading: unsettled campaigns still open (they may win more) or with
+ * entries left in their outbox. An ended campaign with an empty outbox gets no more wins.
+ */
+export async function activeOutboxes(redis: RedisClient, nowMs = Date.now()): Promise<string[]> {
+  const ids = await unsettledCampaigns(redis);
+  const info = await Promise.all(
+    ids.map(async (id) => {
+      const [[closed, expires], len] = await Promise.all([
+        redis.hmget(keys.meta(id), 'closed', 'expires'),
+        redis.xlen(keys.outbox(id)),
+      ]);
+      return { ended: closed === '1' || nowMs >= Number(expires ?? 0), len };
+    }),
+  );
+  return ids.filter((_, i) => !info[i]?.ended || (info[i]?.len ?? 0) > 0);
 }
 
 export class OutboxRelay {
@@ -163,7 +181,7 @@ export class OutboxRelay {
   private async campaigns(): Promise<string[]> {
     const now = Date.now();
     if (now - this.campaignListAt >= CAMPAIGN_REFRESH_MS) {
-      this.campaignList = await (this.o.campaigns ? this.o.campaigns() : unsettledCampaigns(this.o.redis));
+      this.campaignList = await (this.o.campaigns ? this.o.campaigns() : activeOutboxes(this.o.redis));
       this.campaignListAt = now;
     }
     return this.campaignList;

@@ -1,0 +1,79 @@
+/** The outbox relay's own behaviour: which outboxes it reads, and a broker that is down. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import type { Pool } from '@redpacket/db';
+import { keys } from '@redpacket/lib';
+import { pollUntil, requireRedis } from '@redpacket/lib/testing';
+import { topologyWithSuffix } from '@redpacket/wins';
+import { dropCampaign, grabMany, makeCampaign, requireMysql, silent } from '../../gift-svc/test/harness.js';
+import { closeCampaign } from '../src/campaigns.js';
+import { activeOutboxes, OutboxRelay } from '../src/relay/outbox-relay.js';
+
+let redis: Redis;
+let pool: Pool;
+const ids: string[] = [];
+
+beforeAll(async () => {
+  redis = await requireRedis();
+  pool = await requireMysql(2);
+});
+
+afterAll(async () => {
+  for (const id of ids) await dropCampaign(redis, pool, id);
+  await pool.end();
+  redis.disconnect();
+});
+
+async function campaign(): Promise<string> {
+  const m = await makeCampaign(redis, undefined, { count: 10, totalCents: 1000 });
+  ids.push(m.id);
+  return m.id;
+}
+
+describe('OutboxRelay', () => {
+  it('reads open campaigns and ended ones with entries left, never settled or drained ones', async () => {
+    const open = await campaign();
+    const endedWithWins = await campaign();
+    const endedDrained = await campaign();
+    const settled = await campaign();
+    await grabMany(redis, endedWithWins, 3);
+    for (const id of [endedWithWins, endedDrained]) await closeCampaign(redis, id, 'test');
+    await redis.hset(keys.meta(settled), 'settled', '1');
+    const active = await activeOutboxes(redis);
+    expect([open, endedWithWins, endedDrained, settled].map((id) => active.includes(id))).toEqual([
+      true,
+      true,
+      false,
+      false,
+    ]);
+  });
+
+  it('keeps every entry while RabbitMQ is unreachable, and stops promptly', async () => {
+    const id = await campaign();
+    const own = await requireRedis();
+    const relay = new OutboxRelay({
+      redis: own,
+      // Nothing listens here: every connection attempt fails at once, as with a broker down.
+      amqpUrl: 'amqp://guest:guest@127.0.0.1:17199',
+      topology: topologyWithSuffix('unreachable'),
+      connectionName: 'test-relay-unreachable',
+      log: silent,
+      campaigns: async () => [id],
+      maxBackoffMs: 100,
+    });
+    relay.start();
+    expect(await grabMany(redis, id, 10)).toBe(10);
+    // The relay has read the entries (they are pending for it) but cannot publish them.
+    await pollUntil('entries read by the relay', async () => {
+      const p = (await redis.xpending(keys.outbox(id), 'relay')) as [number];
+      return p[0] === 10;
+    });
+    expect(await redis.xlen(keys.outbox(id))).toBe(10);
+    const t0 = Date.now();
+    await relay.stop();
+    own.disconnect();
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(relay.stats.published).toBe(0);
+    expect(await redis.xlen(keys.outbox(id))).toBe(10);
+  });
+});
