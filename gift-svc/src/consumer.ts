@@ -40,6 +40,8 @@ export interface GiftConsumerOptions {
   maxAttempts?: number;
   /** Longest back-off between retries of a database outage or a reconnect. */
   maxBackoffMs?: number;
+  /** The batch writer; default writeAwards (tests wrap it to make one win fail). */
+  write?: (pool: Pool, wins: WinEvent[]) => Promise<number>;
 }
 
 export interface GiftConsumerStats {
@@ -95,7 +97,15 @@ export class GiftConsumer {
   constructor(opts: GiftConsumerOptions) {
     const batchSize = opts.batchSize ?? 500;
     const writers = opts.writers ?? 4;
-    this.o = { prefetch: (writers + 1) * batchSize, maxAttempts: 5, maxBackoffMs: 5000, ...opts, batchSize, writers };
+    this.o = {
+      prefetch: (writers + 1) * batchSize,
+      maxAttempts: 5,
+      maxBackoffMs: 5000,
+      write: writeAwards,
+      ...opts,
+      batchSize,
+      writers,
+    };
     if (opts.rate > 0) {
       // A tenth of a second of burst: enough to batch, too little to overshoot the rate.
       this.bucketSize = Math.max(1, Math.ceil(opts.rate / 10));
@@ -255,7 +265,7 @@ export class GiftConsumer {
     if (good.length === 0) return undefined;
     let added: number;
     try {
-      added = await this.retryOutages(() => writeAwards(this.o.pool, dedupe(good.map((g) => g.win))));
+      added = await this.retryOutages(() => this.o.write(this.o.pool, dedupe(good.map((g) => g.win))));
     } catch (err) {
       if (!this.running) throw err;
       // A failure of the data, not of the database: find the culprit(s) one by one.
@@ -271,7 +281,7 @@ export class GiftConsumer {
   private async processOne(p: Pending, win: WinEvent): Promise<void> {
     let added: number;
     try {
-      added = await this.retryOutages(() => writeAwards(this.o.pool, [win]));
+      added = await this.retryOutages(() => this.o.write(this.o.pool, [win]));
     } catch (err) {
       if (!this.running) throw err;
       return this.failedOnce(p, win, (err as Error).message);

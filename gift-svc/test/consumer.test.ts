@@ -7,6 +7,7 @@ import type { Pool } from '@redpacket/db';
 import { pollUntil, TEST_AMQP_URL } from '@redpacket/lib/testing';
 import { assertTopology, connectAmqp, encodeWin, type Topology, type WinEvent } from '@redpacket/wins';
 import type { RowDataPacket } from 'mysql2/promise';
+import { writeAwards } from '../src/awards-writer.js';
 import { GiftConsumer } from '../src/consumer.js';
 import { awardCount, dropTopology, queueDepth, requireMysql, requireTopology, silent, uid } from './harness.js';
 
@@ -142,6 +143,45 @@ describe('GiftConsumer', () => {
     expect(rows.map((r) => [r['packet_id'], r['attempts']])).toEqual([[`${c}bad`, 1]]);
     expect(String(rows[0]?.['reason'])).toMatch(/amount_cents/);
     await pool.query("DELETE FROM dead_letters WHERE campaign_id = '' AND body = ?", [garbage]);
+  });
+
+  it('requeues a win whose write fails on its own, dead-letters it after maxAttempts, credits the rest', async () => {
+    const t = await newTopology();
+    const c = `g${uid()}`;
+    const ws = wins(c, 400);
+    const bad = ws[7]!.packetId;
+    await publish(t, ws.map(encodeWin));
+    let calls = 0;
+    const gift = new GiftConsumer({
+      pool,
+      amqpUrl: TEST_AMQP_URL,
+      topology: t,
+      connectionName: `test-gift-${t.queue}`,
+      log: silent,
+      rate: 0,
+      maxAttempts: 3,
+      // The real writer, refusing one packet the way a constraint would (not a connection error).
+      write: (p, batch) => {
+        calls++;
+        if (batch.some((w) => w.packetId === bad)) return Promise.reject(new Error('CHECK constraint failed'));
+        return writeAwards(p, batch);
+      },
+    });
+    await gift.start();
+    try {
+      await pollUntil('the others credited', async () => (await awardCount(pool, c)).n === 399, 30_000, 50);
+      await pollUntil('the bad one dead-lettered', async () => (await queueDepth(t.deadQueue)) === 1, 10_000, 50);
+    } finally {
+      await gift.stop();
+    }
+    expect(gift.stats).toMatchObject({ deadLettered: 1, retried: 2, credited: 399 });
+    expect(calls).toBeGreaterThan(3);
+    const [rows] = await pool.query<RowDataPacket[]>(
+      'SELECT packet_id, attempts FROM dead_letters WHERE campaign_id = ?',
+      [c],
+    );
+    expect(rows).toEqual([{ packet_id: bad, attempts: 3 }]);
+    expect(await queueDepth(t.queue)).toBe(0);
   });
 
   it('survives its MySQL connections being killed mid-transaction', async () => {

@@ -139,17 +139,33 @@ describe('win pipeline under faults', () => {
     await new Promise((r) => second.once('exit', r));
   });
 
-  it('(e) a second relay takes over the entries a dead relay left pending', async () => {
+  it('(e) a second relay takes over the entries a SIGKILLed relay left pending', async () => {
     const { t, id } = await setup(1500, 300_000);
     const stream = keys.outbox(id);
     const won = await grabMany(redis, id, 1500);
-    // The dead relay: it read (so the group holds them pending for it) and never confirmed.
-    await redis.xgroup('CREATE', stream, 'relay', '0', 'MKSTREAM');
-    const taken = (await redis.xreadgroup('GROUP', 'relay', 'dead-relay', 'COUNT', 900, 'STREAMS', stream, '>')) as [
-      string,
-      unknown[],
-    ][];
-    expect(taken[0]?.[1].length).toBe(900);
+    // The first relay, a process of its own, reads 900 entries and cannot publish them (its
+    // broker address answers nothing), so they sit pending for it when it is killed.
+    const relayMain = fileURLToPath(new URL('../../grab-svc/dist/relay/main.js', import.meta.url));
+    const doomed = spawn(process.execPath, [relayMain], {
+      stdio: 'ignore',
+      env: {
+        PATH: process.env['PATH'],
+        REDIS_URL: TEST_REDIS_URL,
+        AMQP_URL: 'amqp://guest:guest@127.0.0.1:17198',
+        RELAY_CAMPAIGNS: id,
+        RELAY_BATCH: '900',
+        LOG_LEVEL: 'silent',
+      },
+    });
+    cleanups.push(async () => doomed.kill('SIGKILL'));
+    await pollUntil('the first relay holds 900 entries', async () => {
+      // Until the relay created the group, XPENDING fails: nothing is pending yet.
+      const p = (await redis.xpending(stream, 'relay').catch(() => [0])) as [number];
+      return p[0] === 900;
+    });
+    doomed.kill('SIGKILL');
+    await new Promise((r) => doomed.once('exit', r));
+
     const relay = await relayFor(t, id, { claimIdleMs: 300 });
     await giftFor(t);
     await finish(id, won, 300_000);
