@@ -1,7 +1,7 @@
 /** Crediting wins into MySQL: one transaction a batch, idempotent by the awards' unique keys. */
 import type { Pool, PoolConnection } from '@redpacket/db';
 import type { WinEvent } from '@redpacket/wins';
-import type { ResultSetHeader } from 'mysql2/promise';
+import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 
 /** MySQL error codes after which the same statement may well succeed on a fresh connection. */
 const TRANSIENT_CODES = new Set([
@@ -38,6 +38,17 @@ export async function writeAwards(pool: Pool, wins: WinEvent[]): Promise<number>
   let broken = false;
   try {
     await conn.beginTransaction();
+    // Only for the statistics: a single row's insert does not say whether it was new (a locking
+    // read, so a concurrent uncommitted insert of the same win is waited for, not missed).
+    let existed: number | undefined;
+    if (wins.length === 1) {
+      const w = wins[0] as WinEvent;
+      const [found] = await conn.query<RowDataPacket[]>(
+        'SELECT COUNT(*) AS n FROM awards WHERE packet_id = ? OR (campaign_id = ? AND user_id = ?) FOR UPDATE',
+        [w.packetId, w.campaignId, w.userId],
+      );
+      existed = Number(found[0]?.['n'] ?? 0) > 0 ? 1 : 0;
+    }
     const rows = wins.map((w) => [
       w.packetId,
       w.campaignId,
@@ -57,7 +68,7 @@ export async function writeAwards(pool: Pool, wins: WinEvent[]): Promise<number>
       [wins.map((w) => w.packetId)],
     );
     await conn.commit();
-    return newRows(res, rows.length);
+    return newRows(res, rows.length) ?? rows.length - (existed ?? 0);
   } catch (err) {
     broken = isTransient(err);
     if (!broken) await conn.rollback().catch(() => undefined);
@@ -68,13 +79,14 @@ export async function writeAwards(pool: Pool, wins: WinEvent[]): Promise<number>
 }
 
 /**
- * Rows really inserted by a multi-row INSERT ... ON DUPLICATE KEY UPDATE. affectedRows cannot
- * tell (with CLIENT_FOUND_ROWS, mysql2's default, an untouched duplicate counts 1 as well), but
- * the server's info line can: "Records: 200  Duplicates: 74  Warnings: 0".
+ * Rows really inserted by an INSERT ... ON DUPLICATE KEY UPDATE of `sent` rows, or undefined
+ * when the server did not say. affectedRows cannot tell (with CLIENT_FOUND_ROWS, mysql2's
+ * default, an untouched duplicate counts 1 like a new row), but a multi-row insert's info line
+ * can: "Records: 200  Duplicates: 74  Warnings: 0". A single-row insert has no such line.
  */
-export function newRows(res: ResultSetHeader, sent: number): number {
+export function newRows(res: ResultSetHeader, sent: number): number | undefined {
   const m = /Duplicates:\s*(\d+)/.exec(res.info ?? '');
-  return m ? sent - Number(m[1]) : res.affectedRows;
+  return m ? sent - Number(m[1]) : undefined;
 }
 
 /** A connection that saw a connection-level failure is destroyed, not returned to the pool. */

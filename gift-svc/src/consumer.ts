@@ -34,7 +34,7 @@ export interface GiftConsumerOptions {
   batchSize?: number;
   /** Transactions in flight at once (each on its own pool connection). */
   writers?: number;
-  /** Unacked deliveries the broker may push ahead (default (writers + 1) x batchSize). */
+  /** Unacked deliveries the broker may push ahead (default (writers + 1) x a full batch). */
   prefetch?: number;
   /** Writes of one message failing for a reason of its own before it is dead-lettered. */
   maxAttempts?: number;
@@ -97,15 +97,6 @@ export class GiftConsumer {
   constructor(opts: GiftConsumerOptions) {
     const batchSize = opts.batchSize ?? 500;
     const writers = opts.writers ?? 4;
-    this.o = {
-      prefetch: (writers + 1) * batchSize,
-      maxAttempts: 5,
-      maxBackoffMs: 5000,
-      write: writeAwards,
-      ...opts,
-      batchSize,
-      writers,
-    };
     if (opts.rate > 0) {
       // A tenth of a second of burst: enough to batch, too little to overshoot the rate.
       this.bucketSize = Math.max(1, Math.ceil(opts.rate / 10));
@@ -114,6 +105,17 @@ export class GiftConsumer {
       this.bucketSize = batchSize;
     }
     this.full = Math.min(batchSize, this.bucketSize);
+    this.o = {
+      // No more unacked deliveries than this instance can write soon: a throttled instance
+      // holding thousands would starve the other instances on the same queue.
+      prefetch: (writers + 1) * this.full,
+      maxAttempts: 5,
+      maxBackoffMs: 5000,
+      write: writeAwards,
+      ...opts,
+      batchSize,
+      writers,
+    };
   }
 
   /** Connects (retrying with back-off until RabbitMQ answers) and starts consuming. */
