@@ -41,19 +41,18 @@ await migrate(env.MYSQL_URL, (m) => log.info(m));
 const pool = createPool(env.MYSQL_URL);
 
 // The relay gets connections of its own, so it never queues behind (or slows) a grab.
-const relayRedis = redis.duplicate();
-const relay =
-  env.RELAY_ENABLED === '1'
-    ? new OutboxRelay({
-        redis: relayRedis,
-        amqpUrl: env.AMQP_URL,
-        topology: env.WINS_TOPOLOGY_SUFFIX ? topologyWithSuffix(env.WINS_TOPOLOGY_SUFFIX) : DEFAULT_TOPOLOGY,
-        connectionName: env.RELAY_CONNECTION_NAME,
-        log: log.child({ part: 'relay' }),
-        batchSize: env.RELAY_BATCH,
-        claimIdleMs: env.RELAY_CLAIM_IDLE_MS,
-      })
-    : undefined;
+const relayRedis = env.RELAY_ENABLED === '1' ? redis.duplicate() : undefined;
+const relay = relayRedis
+  ? new OutboxRelay({
+      redis: relayRedis,
+      amqpUrl: env.AMQP_URL,
+      topology: env.WINS_TOPOLOGY_SUFFIX ? topologyWithSuffix(env.WINS_TOPOLOGY_SUFFIX) : DEFAULT_TOPOLOGY,
+      connectionName: env.RELAY_CONNECTION_NAME,
+      log: log.child({ part: 'relay' }),
+      batchSize: env.RELAY_BATCH,
+      claimIdleMs: env.RELAY_CLAIM_IDLE_MS,
+    })
+  : undefined;
 relay?.start();
 const stopSettling =
   env.SETTLE_EVERY_MS > 0 ? startSettleTimer({ redis, pool, log, everyMs: env.SETTLE_EVERY_MS }) : undefined;
@@ -66,6 +65,6 @@ onShutdownSignal(log, async () => {
   await stopSettling?.();
   await relay?.stop();
   await pool.end();
-  await relayRedis.quit();
+  await relayRedis?.quit();
   await redis.quit();
 });

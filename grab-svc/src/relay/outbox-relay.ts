@@ -291,7 +291,7 @@ export class OutboxRelay {
           messageId: w.packetId,
           contentType: WIN_CONTENT_TYPE,
         });
-        if (!ok) await once(ch, 'drain');
+        if (!ok) await withTimeout(once(ch, 'drain'), this.o.confirmTimeoutMs, 'channel drain');
       }
       await withTimeout(ch.waitForConfirms(), this.o.confirmTimeoutMs, 'publisher confirms');
     } finally {
