@@ -89,13 +89,18 @@ describe('win pipeline under faults', () => {
     const gift = await giftFor(t);
     let won = 0;
     let closed = 0;
+    // Each wave of grabs runs while the relay's and the consumer's connections are being closed.
     for (let wave = 0; wave < 6; wave++) {
-      won += await grabMany(redis, id, 400, `w${wave}-`);
-      closed += await closeRabbitConnections(`test-relay-${t.queue}`);
-      closed += await closeRabbitConnections(`test-gift-${t.queue}`);
+      const [w, r, g] = await Promise.all([
+        grabMany(redis, id, 400, `w${wave}-`),
+        closeRabbitConnections(`test-relay-${t.queue}`),
+        closeRabbitConnections(`test-gift-${t.queue}`),
+      ]);
+      won += w;
+      closed += r + g;
     }
     expect(won).toBe(2400);
-    expect(closed).toBeGreaterThanOrEqual(6);
+    expect(closed).toBeGreaterThanOrEqual(4);
     await finish(id, won, 1_000_000);
     expect(relay.stats.reconnects).toBeGreaterThan(1);
     expect(gift.stats.reconnects).toBeGreaterThan(1);
