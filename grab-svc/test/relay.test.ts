@@ -7,7 +7,7 @@ import { pollUntil, requireRedis } from '@redpacket/lib/testing';
 import { topologyWithSuffix } from '@redpacket/wins';
 import { dropCampaign, grabMany, makeCampaign, requireMysql, silent } from '../../gift-svc/test/harness.js';
 import { closeCampaign } from '../src/campaigns.js';
-import { activeOutboxes, OutboxRelay } from '../src/relay/outbox-relay.js';
+import { activeOutboxes, entryToWin, OutboxRelay } from '../src/relay/outbox-relay.js';
 
 let redis: Redis;
 let pool: Pool;
@@ -31,6 +31,21 @@ async function campaign(): Promise<string> {
 }
 
 describe('OutboxRelay', () => {
+  it("turns the grab script's outbox entry into a WinEvent, and a damaged one into a refusable one", () => {
+    const fields = ['c', 'camp', 'p', 'pkt', 'u', 'user', 'a', '250', 'r', 'req', 't', '1800000000000'];
+    expect(entryToWin('1-0', fields)).toEqual({
+      campaignId: 'camp',
+      packetId: 'pkt',
+      userId: 'user',
+      amountCents: 250n,
+      requestId: 'req',
+      wonAtMs: 1_800_000_000_000n,
+      streamId: '1-0',
+    });
+    // Published anyway (nothing is dropped silently); gift-svc dead-letters it as invalid.
+    expect(entryToWin('2-0', ['c', 'camp', 'a', 'lots'])).toMatchObject({ packetId: '', amountCents: 0n });
+  });
+
   it('reads open campaigns and ended ones with entries left, never settled or drained ones', async () => {
     const open = await campaign();
     const endedWithWins = await campaign();
