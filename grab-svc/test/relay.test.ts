@@ -46,20 +46,23 @@ describe('OutboxRelay', () => {
     expect(entryToWin('2-0', ['c', 'camp', 'a', 'lots'])).toMatchObject({ packetId: '', amountCents: 0n });
   });
 
-  it('reads open campaigns and ended ones with entries left, never settled or drained ones', async () => {
+  it('reads open campaigns and ones with entries left, never ended and drained ones', async () => {
     const open = await campaign();
     const endedWithWins = await campaign();
     const endedDrained = await campaign();
     const settled = await campaign();
+    const settledWithEntries = await campaign();
     await grabMany(redis, endedWithWins, 3);
+    await grabMany(redis, settledWithEntries, 2);
     for (const id of [endedWithWins, endedDrained]) await closeCampaign(redis, id, 'test');
-    await redis.hset(keys.meta(settled), 'settled', '1');
+    for (const id of [settled, settledWithEntries]) await redis.hset(keys.meta(id), 'settled', '1');
     const active = await activeOutboxes(redis);
-    expect([open, endedWithWins, endedDrained, settled].map((id) => active.includes(id))).toEqual([
+    expect([open, endedWithWins, endedDrained, settled, settledWithEntries].map((id) => active.includes(id))).toEqual([
       true,
       true,
       false,
       false,
+      true,
     ]);
   });
 

@@ -96,21 +96,23 @@ export async function unsettledCampaigns(redis: RedisClient): Promise<string[]> 
 }
 
 /**
- * The outboxes worth reading: unsettled campaigns still open (they may win more) or with
- * entries left in their outbox. An ended campaign with an empty outbox gets no more wins.
+ * The outboxes worth reading: campaigns still open (they may win more), and any campaign,
+ * even settled, with entries left in its outbox (a relay may have died between the broker's
+ * confirm and XACK: publishing those again is harmless). The newest DISCOVERY_LIMIT only.
  */
 export async function activeOutboxes(redis: RedisClient, nowMs = Date.now()): Promise<string[]> {
-  const ids = await unsettledCampaigns(redis);
-  const info = await Promise.all(
+  const ids = await redis.zrevrange(keys.campaigns, 0, DISCOVERY_LIMIT - 1);
+  const active = await Promise.all(
     ids.map(async (id) => {
-      const [[closed, expires], len] = await Promise.all([
-        redis.hmget(keys.meta(id), 'closed', 'expires'),
+      const [[settled, closed, expires], len] = await Promise.all([
+        redis.hmget(keys.meta(id), 'settled', 'closed', 'expires'),
         redis.xlen(keys.outbox(id)),
       ]);
-      return { ended: closed === '1' || nowMs >= Number(expires ?? 0), len };
+      const open = settled !== '1' && closed !== '1' && nowMs < Number(expires ?? 0);
+      return open || len > 0;
     }),
   );
-  return ids.filter((_, i) => !info[i]?.ended || (info[i]?.len ?? 0) > 0);
+  return ids.filter((_, i) => active[i]);
 }
 
 export class OutboxRelay {
