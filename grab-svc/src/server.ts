@@ -19,7 +19,7 @@ import {
   writeCampaign,
 } from './campaigns.js';
 import { grab } from './grab.js';
-import { insertCampaignRow, reconcileCampaign, settleCampaign } from './settle.js';
+import { insertCampaignRow, recordClose, reconcileCampaign, settleCampaign } from './settle.js';
 
 export interface GrabServerDeps {
   redis: RedisClient;
@@ -76,6 +76,7 @@ export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
       async closeCampaign(req, call) {
         const admin = await tokens.admin(call.metadata);
         const c = await closeCampaign(redis, checkCampaignId(req.campaignId), req.reason);
+        if (pool) await recordClose(pool, c.campaignId, c.closeReason);
         log.info({ campaignId: c.campaignId, by: admin.userId }, 'campaign closed');
         return c;
       },

@@ -36,6 +36,15 @@ export async function insertCampaignRow(pool: Pool, m: CampaignMeta): Promise<vo
   );
 }
 
+/** Records the first close of a campaign on its MySQL row (a repeat keeps the first). */
+export async function recordClose(pool: Pool, id: string, reason: string, atMs = Date.now()): Promise<void> {
+  await pool.query('UPDATE campaigns SET closed_at = ?, close_reason = ? WHERE campaign_id = ? AND closed_at IS NULL', [
+    new Date(atMs),
+    reason,
+    id,
+  ]);
+}
+
 async function awardTotals(pool: Pool, id: string): Promise<{ n: number; cents: number }> {
   const [rows] = await pool.query<RowDataPacket[]>(
     'SELECT COUNT(*) AS n, COALESCE(SUM(amount_cents), 0) AS cents FROM awards WHERE campaign_id = ?',

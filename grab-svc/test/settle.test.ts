@@ -97,6 +97,11 @@ describe('SettleCampaign and ReconcileCampaign', () => {
     expect(err.code).toBe(status.FAILED_PRECONDITION);
     expect(err.details).toMatch(/still open/);
     await call(admin.closeCampaign, admin, { campaignId: id, reason: 'done' }, adminMd);
+    const [closedRow] = await pool.query<RowDataPacket[]>(
+      'SELECT close_reason, closed_at IS NOT NULL AS closed FROM campaigns WHERE campaign_id = ?',
+      [id],
+    );
+    expect(closedRow[0]).toEqual({ close_reason: 'done', closed: 1 });
     err = await grpcError(settle(id));
     expect(err.code).toBe(status.FAILED_PRECONDITION);
     expect(err.details).toMatch(/^320 win\(s\) still in flight/);
