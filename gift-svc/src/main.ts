@@ -2,7 +2,7 @@
 import { hostname } from 'node:os';
 import { createLogger, createRedis, onShutdownSignal, startServer, TokenVerifier } from '@redpacket/lib';
 import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
-import { DEFAULT_TOPOLOGY, topologyWithSuffix } from '@redpacket/wins';
+import { DEFAULT_AMQP_URL, DEFAULT_TOPOLOGY, topologyWithSuffix } from '@redpacket/wins';
 import { z } from 'zod';
 import { GiftConsumer } from './consumer.js';
 import { createGiftServer } from './server.js';
@@ -12,7 +12,7 @@ const Env = z.object({
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   REDIS_CLUSTER_NODES: z.string().optional(),
   MYSQL_URL: z.string().url().default(DEFAULT_MYSQL_URL),
-  AMQP_URL: z.string().url().default('amqp://guest:guest@127.0.0.1:5672'),
+  AMQP_URL: z.string().url().default(DEFAULT_AMQP_URL),
   JWT_SECRET: z.string().min(16).default('dev-secret-change-me-0123456789'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   /** Wins credited per second by this instance; 0 = unlimited. */

@@ -10,6 +10,9 @@ import { WinEvent } from '@redpacket/proto';
 
 export { WinEvent } from '@redpacket/proto';
 
+/** The local RabbitMQ's default account: the services' default, for development. */
+export const DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
+
 export const WIN_CONTENT_TYPE = 'application/x-protobuf; proto=redpacket.v1.WinEvent';
 
 /** Names of the exchanges and queues; tests and benchmarks use their own. */

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { createLogger } from '@redpacket/lib';
 import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
 import {
+  DEFAULT_AMQP_URL,
   assertTopology,
   connectAmqp,
   deleteTopology,
@@ -23,7 +24,7 @@ import { GiftConsumer } from '../consumer.js';
 const env = z
   .object({
     MYSQL_URL: z.string().default(DEFAULT_MYSQL_URL),
-    AMQP_URL: z.string().default('amqp://guest:guest@127.0.0.1:5672'),
+    AMQP_URL: z.string().default(DEFAULT_AMQP_URL),
     BENCH_WINS: z.coerce.number().int().min(100).default(20_000),
     GIFT_BATCH: z.coerce.number().int().min(1).default(500),
     GIFT_WRITERS: z.coerce.number().int().min(1).default(4),

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { createLogger, createRedis, keys } from '@redpacket/lib';
 import { Split } from '@redpacket/proto';
 import {
+  DEFAULT_AMQP_URL,
   assertTopology,
   connectAmqp,
   deleteTopology,
@@ -22,7 +23,7 @@ import { grabScript, registerScripts } from '../scripts.js';
 const env = z
   .object({
     REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
-    AMQP_URL: z.string().default('amqp://guest:guest@127.0.0.1:5672'),
+    AMQP_URL: z.string().default(DEFAULT_AMQP_URL),
     BENCH_WINS: z.coerce.number().int().min(100).default(20_000),
     RELAY_BATCH: z.coerce.number().int().min(1).default(500),
   })

@@ -1,9 +1,10 @@
 /** The relay's environment variables, shared by grab-svc's main and the stand-alone relay. */
 import { hostname } from 'node:os';
+import { DEFAULT_AMQP_URL } from '@redpacket/wins';
 import { z } from 'zod';
 
 export const RelayEnv = z.object({
-  AMQP_URL: z.string().url().default('amqp://guest:guest@127.0.0.1:5672'),
+  AMQP_URL: z.string().url().default(DEFAULT_AMQP_URL),
   RELAY_ENABLED: z.enum(['0', '1']).default('1'),
   RELAY_BATCH: z.coerce.number().int().min(1).max(10_000).default(500),
   RELAY_CLAIM_IDLE_MS: z.coerce.number().int().min(100).default(10_000),
