@@ -62,12 +62,19 @@ export async function dropTopology(t: Topology): Promise<void> {
   }
 }
 
-/** Messages ready in a queue. */
+/** Messages ready in a queue; 0 while it does not exist yet. */
 export async function queueDepth(queue: string): Promise<number> {
   const conn = await connectAmqp(TEST_AMQP_URL, `test-probe-${queue}`);
   try {
     const ch = await conn.createChannel();
-    return (await ch.checkQueue(queue)).messageCount;
+    ch.on('error', () => undefined); // a missing queue closes the channel; the call says so
+    return await ch.checkQueue(queue).then(
+      (q) => q.messageCount,
+      (err: { code?: number }) => {
+        if (err.code === 404) return 0;
+        throw err;
+      },
+    );
   } finally {
     await conn.close();
   }

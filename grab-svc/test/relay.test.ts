@@ -5,7 +5,17 @@ import type { Pool } from '@redpacket/db';
 import { keys } from '@redpacket/lib';
 import { pollUntil, requireRedis } from '@redpacket/lib/testing';
 import { topologyWithSuffix } from '@redpacket/wins';
-import { dropCampaign, grabMany, makeCampaign, requireMysql, silent } from '../../gift-svc/test/harness.js';
+import {
+  dropCampaign,
+  dropTopology,
+  grabMany,
+  makeCampaign,
+  queueDepth,
+  requireMysql,
+  requireTopology,
+  silent,
+  testRelay,
+} from '../../gift-svc/test/harness.js';
 import { closeCampaign } from '../src/campaigns.js';
 import { activeOutboxes, entryToWin, OutboxRelay } from '../src/relay/outbox-relay.js';
 
@@ -93,5 +103,24 @@ describe('OutboxRelay', () => {
     expect(Date.now() - t0).toBeLessThan(2000);
     expect(relay.stats.published).toBe(0);
     expect(await redis.xlen(keys.outbox(id))).toBe(10);
+  });
+});
+
+describe('OutboxRelay, when an outbox is deleted under it', () => {
+  it('creates its group again and relays the new entries', async () => {
+    const t = await requireTopology();
+    const id = await campaign();
+    const { relay, stop } = await testRelay(t, [id]);
+    try {
+      await grabMany(redis, id, 3, 'a');
+      await pollUntil('first wins queued', async () => (await queueDepth(t.queue)) === 3);
+      await redis.del(keys.outbox(id));
+      await grabMany(redis, id, 4, 'b');
+      await pollUntil('later wins queued', async () => (await queueDepth(t.queue)) === 7);
+      expect(relay.stats.failures).toBe(0);
+    } finally {
+      await stop();
+      await dropTopology(t);
+    }
   });
 });

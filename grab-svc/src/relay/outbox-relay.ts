@@ -220,6 +220,17 @@ export class OutboxRelay {
   private async relayCampaign(campaignId: string): Promise<number> {
     const stream = keys.outbox(campaignId);
     await this.ensureGroup(stream);
+    try {
+      return await this.relayBatches(campaignId, stream);
+    } catch (err) {
+      // The stream (and its group) was deleted under us: create the group again next pass.
+      if (!String((err as Error).message).includes('NOGROUP')) throw err;
+      this.groups.delete(stream);
+      return 0;
+    }
+  }
+
+  private async relayBatches(campaignId: string, stream: string): Promise<number> {
     let moved = 0;
     let inFlight: InFlight | undefined;
     let clean = true;
