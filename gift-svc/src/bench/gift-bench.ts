@@ -173,16 +173,27 @@ async function main(): Promise<void> {
   }
 }
 
-try {
-  await main();
-} finally {
+/** Removes every row and queue this run made; also on Ctrl-C and when stdout goes away. */
+async function cleanup(): Promise<void> {
   for (const c of campaigns) {
     await pool.query('DELETE FROM awards WHERE campaign_id = ?', [c]);
     await pool.query('DELETE FROM ledger WHERE campaign_id = ?', [c]);
   }
   const conn = await connectAmqp(env.AMQP_URL, `bench-cleanup-${tag}`);
-  const ch = await conn.createChannel();
-  for (const t of topologies) await deleteTopology(ch, t).catch(() => undefined);
+  for (const t of topologies) {
+    // One channel per topology: a failed delete closes its channel.
+    const ch = await conn.createChannel();
+    ch.on('error', () => undefined);
+    await deleteTopology(ch, t).catch(() => undefined);
+  }
   await conn.close();
   await pool.end();
+}
+
+process.stdout.on('error', () => undefined);
+process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+try {
+  await main();
+} finally {
+  await cleanup();
 }

@@ -126,6 +126,23 @@ const fmt = (xs: number[]): string => xs.map((x) => Math.round(x)).join(', ');
 
 const setupConn = await connectAmqp(env.AMQP_URL, `bench-setup-${tag}`);
 const setup = await setupConn.createChannel();
+
+/** Removes every key and queue this run made; also on Ctrl-C and when stdout goes away. */
+async function cleanup(): Promise<void> {
+  await deleteTopology(setup, topology).catch(() => undefined);
+  await setupConn.close().catch(() => undefined);
+  for (const id of campaigns) {
+    await redis.del(
+      ...[keys.meta, keys.stats, keys.claims, keys.outbox, keys.state].map((k) => k(id)),
+      keys.batch(id, 0),
+    );
+    await redis.zrem(keys.campaigns, id);
+  }
+  redis.disconnect();
+}
+
+process.stdout.on('error', () => undefined);
+process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
 try {
   await assertTopology(setup, topology);
   const raws: number[] = [];
@@ -144,14 +161,5 @@ try {
   );
   console.log(`relay / raw: ${(median(relays) / median(raws)).toFixed(2)} (goal >= 0.7)`);
 } finally {
-  await deleteTopology(setup, topology).catch(() => undefined);
-  await setupConn.close();
-  for (const id of campaigns) {
-    await redis.del(
-      ...[keys.meta, keys.stats, keys.claims, keys.outbox, keys.state].map((k) => k(id)),
-      keys.batch(id, 0),
-    );
-    await redis.zrem(keys.campaigns, id);
-  }
-  redis.disconnect();
+  await cleanup();
 }
