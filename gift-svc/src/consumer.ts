@@ -121,7 +121,9 @@ export class GiftConsumer {
   /** Connects (retrying with back-off until RabbitMQ answers) and starts consuming. */
   async start(): Promise<void> {
     this.running = true;
-    await this.connect();
+    await this.connect().catch((err: unknown) => {
+      if (this.running) throw err; // stopped while still connecting: nothing went wrong
+    });
   }
 
   /** Stops taking deliveries, finishes the batch in progress, closes the connection. */

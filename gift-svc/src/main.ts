@@ -55,7 +55,8 @@ const consumer = new GiftConsumer({
   writers: env.GIFT_WRITERS,
   maxAttempts: env.GIFT_MAX_ATTEMPTS,
 });
-await consumer.start();
+// Not awaited: the award queries are served even while RabbitMQ is unreachable.
+consumer.start().catch((err: Error) => log.error({ err: err.message }, 'consumer stopped'));
 
 const services = createGiftServer({ pool, redis, tokens: new TokenVerifier({ secret: env.JWT_SECRET }), log });
 const running = await startServer({ services, port: env.GRPC_PORT, log });
