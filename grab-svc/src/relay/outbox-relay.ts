@@ -129,7 +129,8 @@ export class OutboxRelay {
   private readonly claimCursor = new Map<string, string>();
   /** Packet ids the broker returned as unroutable, until their batch is settled. */
   private readonly returned = new Set<string>();
-  private lastClaimMs = 0;
+  /** When each outbox was last scanned for entries to take over. */
+  private readonly lastClaimMs = new Map<string, number>();
   private campaignList: string[] = [];
   private campaignListAt = 0;
 
@@ -242,7 +243,7 @@ export class OutboxRelay {
         recovering = entries.length > 0;
         if (!recovering) this.ownPending.delete(campaignId);
       }
-      if (entries.length === 0 && Date.now() - this.lastClaimMs >= this.o.claimEveryMs) {
+      if (entries.length === 0 && Date.now() - (this.lastClaimMs.get(stream) ?? 0) >= this.o.claimEveryMs) {
         entries = await this.autoClaim(stream);
       }
       if (entries.length === 0) entries = await this.readGroup(stream, '>');
@@ -300,7 +301,7 @@ export class OutboxRelay {
 
   /** Takes over entries another consumer (a dead relay) left pending for claimIdleMs. */
   private async autoClaim(stream: string): Promise<StreamEntry[]> {
-    this.lastClaimMs = Date.now();
+    this.lastClaimMs.set(stream, Date.now());
     const cursor = this.claimCursor.get(stream) ?? '0-0';
     const res = (await this.o.redis.xautoclaim(
       stream,
@@ -313,7 +314,7 @@ export class OutboxRelay {
     )) as [string, StreamEntry[], string[]?];
     this.claimCursor.set(stream, res[0]);
     // More to scan: claim again on the next pass instead of waiting claimEveryMs.
-    if (res[0] !== '0-0') this.lastClaimMs = 0;
+    if (res[0] !== '0-0') this.lastClaimMs.delete(stream);
     const entries = res[1];
     if (entries.length > 0) {
       this.stats.claimed += entries.length;
