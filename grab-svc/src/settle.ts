@@ -96,7 +96,8 @@ export async function settleCampaign(redis: RedisClient, pool: Pool, id: string)
   const awarded = await awardTotals(pool, id);
   if (awarded.n < claimed) {
     throw failedPrecondition(
-      `${claimed - awarded.n} win(s) still in flight (${outbox} not yet relayed); settle again once they are credited`,
+      `${claimed - awarded.n} win(s) still in flight (${outbox} not yet relayed); settle again once they are ` +
+        'credited (GiftService.GetDeliveryStats shows any dead-lettered)',
     );
   }
   if (awarded.n !== claimed || awarded.cents !== claimedCents) {
