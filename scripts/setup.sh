@@ -12,6 +12,13 @@ if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
   else sudo apt-get update -qq && sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null; fi
 fi
+# `docker-compose config` checks docker-compose.yml (envoy/test/compose.test.ts); it needs no
+# Docker engine, so the engine it recommends is left out.
+if ! command -v docker-compose >/dev/null; then
+  echo "setup: installing docker-compose"
+  sudo_=(); [ "$(id -u)" = 0 ] || sudo_=(sudo)
+  "${sudo_[@]}" apt-get update -qq && "${sudo_[@]}" apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund

@@ -40,6 +40,8 @@ export interface CampaignMeta {
   closed: boolean;
   closeReason: string;
   batchSizes: number[];
+  /** Cents in each batch, known once the amounts are split (empty before). */
+  batchSums: number[];
   eligibility: Eligibility;
   settled: boolean;
 }
@@ -107,6 +109,7 @@ export function validateCreate(req: CreateCampaignRequest, nowMs: number): Omit<
     closed: false,
     closeReason: '',
     batchSizes: batchSizes(count, req.batches),
+    batchSums: [],
     eligibility: {
       requirePreOpened: el?.requirePreOpened ?? false,
       maxRiskScore: el?.maxRiskScore,
@@ -128,9 +131,13 @@ export async function writeCampaign(redis: RedisClient, c: CampaignMeta): Promis
   let pipe = redis.pipeline();
   let queued = 0;
   let offset = 0;
+  c.batchSums = [];
   for (let b = 0; b < c.batches; b++) {
     const size = c.batchSizes[b] ?? 0;
     const key = keys.batch(c.id, b);
+    let sum = 0;
+    for (let j = 0; j < size; j++) sum += amounts[offset + j]!;
+    c.batchSums.push(sum);
     for (let i = 0; i < size; i += PUSH_CHUNK) {
       const n = Math.min(PUSH_CHUNK, size - i);
       const items = new Array<string>(n);
@@ -160,6 +167,7 @@ export async function writeCampaign(redis: RedisClient, c: CampaignMeta): Promis
     created: c.createdMs,
     closed: '0',
     sizes: c.batchSizes.join(','),
+    sums: c.batchSums.join(','),
     req_pre: el.requirePreOpened ? '1' : '0',
     max_risk: el.maxRiskScore ?? '',
     admit_ppm: el.admissionPpm ?? '',
@@ -195,6 +203,7 @@ function parseMeta(h: Record<string, string>): CampaignMeta | undefined {
     closed: h['closed'] === '1',
     closeReason: h['close_reason'] ?? '',
     batchSizes: (h['sizes'] ?? '').split(',').map(Number),
+    batchSums: (h['sums'] ?? '').split(',').map(Number),
     eligibility: {
       requirePreOpened: h['req_pre'] === '1',
       maxRiskScore: opt('max_risk'),
@@ -210,12 +219,17 @@ export async function loadMeta(redis: RedisClient, id: string): Promise<Campaign
   return meta;
 }
 
-/** Packets in batches whose release time has come. */
-export function releasedPackets(m: CampaignMeta, nowMs: number): number {
+/** How many batches have reached their release time (the grab script decides the same way). */
+export function releasedBatches(m: CampaignMeta, nowMs: number): number {
   if (nowMs < m.startMs) return 0;
-  const open = m.intervalMs > 0 ? Math.min(m.batches, Math.floor((nowMs - m.startMs) / m.intervalMs) + 1) : m.batches;
-  return m.batchSizes.slice(0, open).reduce((a, b) => a + b, 0);
+  return m.intervalMs > 0 ? Math.min(m.batches, Math.floor((nowMs - m.startMs) / m.intervalMs) + 1) : m.batches;
 }
+
+const sumFirst = (xs: number[], n: number): number => xs.slice(0, n).reduce((a, b) => a + b, 0);
+
+/** Packets in batches whose release time has come. */
+export const releasedPackets = (m: CampaignMeta, nowMs: number): number =>
+  sumFirst(m.batchSizes, releasedBatches(m, nowMs));
 
 export function campaignState(m: CampaignMeta, claimed: number, nowMs: number): CampaignState {
   if (m.settled) return CampaignState.CAMPAIGN_STATE_SETTLED;
@@ -280,6 +294,7 @@ export async function getStats(redis: RedisClient, id: string, nowMs = Date.now(
     forbiddenCount: BigInt(n('o:forbidden')),
     outboxPending: BigInt(outboxLen),
     observedAt: new Date(nowMs),
+    amountReleasedCents: BigInt(sumFirst(meta.batchSums, releasedBatches(meta, nowMs))),
   };
 }
 

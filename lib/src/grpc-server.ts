@@ -82,6 +82,8 @@ export async function startServer(opts: {
   const server = new Server({
     'grpc.max_receive_message_length': 16 * 1024 * 1024,
     'grpc.keepalive_permit_without_calls': 1,
+    // channelz bookkeeping cost ~5% of the grab path's CPU in the profile; nothing here reads it
+    'grpc.enable_channelz': 0,
   });
   for (const s of opts.services) server.addService(s.definition, s.implementation);
   const names = ['', ...opts.services.map((s) => s.name)];

@@ -1,4 +1,5 @@
 export * from './auth.js';
+export * from './config.js';
 export * from './errors.js';
 export * from './grpc-server.js';
 export * from './keys.js';

@@ -9,16 +9,31 @@ export interface RedisOptions {
   clusterNodes?: string | undefined;
   /** Batches commands issued in the same tick into one write. */
   autoPipelining?: boolean;
+  /**
+   * false: a command issued while disconnected fails at once instead of waiting for the
+   * reconnection (for callers with a fallback, such as gateway's fail-open). Default true.
+   */
+  offlineQueue?: boolean;
+  /** Fails a command that got no reply within this many ms (default: no limit). */
+  commandTimeoutMs?: number;
 }
 
 export function createRedis(opts: RedisOptions): RedisClient {
-  const common = { enableAutoPipelining: opts.autoPipelining ?? false, maxRetriesPerRequest: 2 };
+  const perNode = {
+    maxRetriesPerRequest: 2,
+    ...(opts.commandTimeoutMs ? { commandTimeout: opts.commandTimeoutMs } : {}),
+  };
+  const common = {
+    ...perNode,
+    enableAutoPipelining: opts.autoPipelining ?? false,
+    enableOfflineQueue: opts.offlineQueue ?? true,
+  };
   if (opts.clusterNodes) {
     const nodes = opts.clusterNodes.split(',').map((hp) => {
       const [host, port] = hp.trim().split(':');
       return { host: host ?? '127.0.0.1', port: Number(port ?? 6379) };
     });
-    return new Cluster(nodes, { ...common, redisOptions: { maxRetriesPerRequest: 2 } });
+    return new Cluster(nodes, { ...common, redisOptions: perNode });
   }
   return new Redis(opts.url, common);
 }

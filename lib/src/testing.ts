@@ -1,5 +1,5 @@
 /** Helpers for the tests of every workspace (imported as '@redpacket/lib/testing'). */
-import { Metadata, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, type CallOptions, type ServiceError } from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 
 export const TEST_REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
@@ -31,12 +31,18 @@ export function bearer(token: string): Metadata {
   return md;
 }
 
-type UnaryMethod<Req, Res> = (req: Req, md: Metadata, cb: (err: ServiceError | null, res: Res) => void) => unknown;
+/** The last overload of a generated grpc-js client method, which TypeScript infers from. */
+type UnaryMethod<Req, Res> = (
+  req: Req,
+  md: Metadata,
+  options: Partial<CallOptions>,
+  cb: (err: ServiceError | null, res: Res) => void,
+) => unknown;
 
-/** Calls a generated grpc-js client method as a promise. */
+/** Calls a generated grpc-js client method as a promise, typed by the method. */
 export function call<Req, Res>(method: UnaryMethod<Req, Res>, self: object, req: Req, md: Metadata): Promise<Res> {
   return new Promise((resolve, reject) => {
-    method.call(self, req, md, (err, res) => (err ? reject(err) : resolve(res)));
+    method.call(self, req, md, {}, (err, res) => (err ? reject(err) : resolve(res)));
   });
 }
 

@@ -30,14 +30,26 @@ export interface Account {
   /** Sum of delivered awards. */
   balanceCents: bigint;
   awardsCount: bigint;
+  /** "user" or "admin". */
+  role: string;
+  /**
+   * False for a device-less account pre-opened without a password: it gets
+   * tokens only through an admin.
+   */
+  hasPassword: boolean;
 }
 
 export interface UserRecord {
   userId: string;
   displayName: string;
-  /** Stored only as a hash. */
+  /**
+   * A password or a device secret (at most 72 bytes), stored only as a bcrypt
+   * hash; empty for a device-less pre-opened account.
+   */
   password: string;
   riskScore: number;
+  /** "user" (the default) or "admin". */
+  role: string;
 }
 
 export interface RegisterUserRequest {
@@ -59,6 +71,10 @@ export interface ImportUsersResponse {
 
 export interface IssueTokenRequest {
   userId: string;
+  /**
+   * The password or device secret. May be empty when the call carries an
+   * admin token: an admin issues tokens for any account.
+   */
   password: string;
   /** 0 means the server's default. */
   ttlSeconds: number;
@@ -84,6 +100,12 @@ export interface UnblockUserRequest {
   userId: string;
 }
 
+export interface SetRiskScoreRequest {
+  userId: string;
+  /** 0-100; 0 means no risk. */
+  riskScore: number;
+}
+
 function createBaseAccount(): Account {
   return {
     userId: "",
@@ -95,6 +117,8 @@ function createBaseAccount(): Account {
     riskScore: 0,
     balanceCents: 0n,
     awardsCount: 0n,
+    role: "",
+    hasPassword: false,
   };
 }
 
@@ -132,6 +156,12 @@ export const Account: MessageFns<Account> = {
         throw new globalThis.Error("value provided for field message.awardsCount of type int64 too large");
       }
       writer.uint32(72).int64(message.awardsCount);
+    }
+    if (message.role !== "") {
+      writer.uint32(82).string(message.role);
+    }
+    if (message.hasPassword !== false) {
+      writer.uint32(88).bool(message.hasPassword);
     }
     return writer;
   },
@@ -221,6 +251,22 @@ export const Account: MessageFns<Account> = {
             message.awardsCount = reader.int64() as bigint;
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.hasPassword = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -276,6 +322,12 @@ export const Account: MessageFns<Account> = {
         : isSet(object.awards_count)
         ? BigInt(object.awards_count)
         : 0n,
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
+      hasPassword: isSet(object.hasPassword)
+        ? globalThis.Boolean(object.hasPassword)
+        : isSet(object.has_password)
+        ? globalThis.Boolean(object.has_password)
+        : false,
     };
   },
 
@@ -308,6 +360,12 @@ export const Account: MessageFns<Account> = {
     if (message.awardsCount !== 0n) {
       obj.awardsCount = message.awardsCount.toString();
     }
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
+    if (message.hasPassword !== false) {
+      obj.hasPassword = message.hasPassword;
+    }
     return obj;
   },
 
@@ -329,12 +387,14 @@ export const Account: MessageFns<Account> = {
     message.awardsCount = (object.awardsCount !== undefined && object.awardsCount !== null)
       ? BigInt(object.awardsCount)
       : 0n;
+    message.role = object.role ?? "";
+    message.hasPassword = object.hasPassword ?? false;
     return message;
   },
 };
 
 function createBaseUserRecord(): UserRecord {
-  return { userId: "", displayName: "", password: "", riskScore: 0 };
+  return { userId: "", displayName: "", password: "", riskScore: 0, role: "" };
 }
 
 export const UserRecord: MessageFns<UserRecord> = {
@@ -350,6 +410,9 @@ export const UserRecord: MessageFns<UserRecord> = {
     }
     if (message.riskScore !== 0) {
       writer.uint32(32).uint32(message.riskScore);
+    }
+    if (message.role !== "") {
+      writer.uint32(42).string(message.role);
     }
     return writer;
   },
@@ -399,6 +462,14 @@ export const UserRecord: MessageFns<UserRecord> = {
             message.riskScore = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -429,6 +500,7 @@ export const UserRecord: MessageFns<UserRecord> = {
         : isSet(object.risk_score)
         ? globalThis.Number(object.risk_score)
         : 0,
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
     };
   },
 
@@ -446,6 +518,9 @@ export const UserRecord: MessageFns<UserRecord> = {
     if (message.riskScore !== 0) {
       obj.riskScore = Math.round(message.riskScore);
     }
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
     return obj;
   },
 
@@ -458,6 +533,7 @@ export const UserRecord: MessageFns<UserRecord> = {
     message.displayName = object.displayName ?? "";
     message.password = object.password ?? "";
     message.riskScore = object.riskScore ?? 0;
+    message.role = object.role ?? "";
     return message;
   },
 };
@@ -1200,6 +1276,99 @@ export const UnblockUserRequest: MessageFns<UnblockUserRequest> = {
   },
 };
 
+function createBaseSetRiskScoreRequest(): SetRiskScoreRequest {
+  return { userId: "", riskScore: 0 };
+}
+
+export const SetRiskScoreRequest: MessageFns<SetRiskScoreRequest> = {
+  encode(message: SetRiskScoreRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userId !== "") {
+      writer.uint32(10).string(message.userId);
+    }
+    if (message.riskScore !== 0) {
+      writer.uint32(16).uint32(message.riskScore);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetRiskScoreRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetRiskScoreRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.riskScore = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetRiskScoreRequest {
+    return {
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      riskScore: isSet(object.riskScore)
+        ? globalThis.Number(object.riskScore)
+        : isSet(object.risk_score)
+        ? globalThis.Number(object.risk_score)
+        : 0,
+    };
+  },
+
+  toJSON(message: SetRiskScoreRequest): unknown {
+    const obj: any = {};
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.riskScore !== 0) {
+      obj.riskScore = Math.round(message.riskScore);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetRiskScoreRequest>, I>>(base?: I): SetRiskScoreRequest {
+    return SetRiskScoreRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetRiskScoreRequest>, I>>(object: I): SetRiskScoreRequest {
+    const message = createBaseSetRiskScoreRequest();
+    message.userId = object.userId ?? "";
+    message.riskScore = object.riskScore ?? 0;
+    return message;
+  },
+};
+
 /** Users, tokens and the blocklist. */
 export type AccountServiceService = typeof AccountServiceService;
 export const AccountServiceService = {
@@ -1265,6 +1434,19 @@ export const AccountServiceService = {
     responseSerialize: (value: Account): Buffer => Buffer.from(Account.encode(value).finish()),
     responseDeserialize: (value: Buffer): Account => Account.decode(value),
   },
+  /**
+   * Admin: sets a user's risk score (0-100); campaigns with
+   * eligibility.max_risk_score refuse users above it.
+   */
+  setRiskScore: {
+    path: "/redpacket.v1.AccountService/SetRiskScore" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetRiskScoreRequest): Buffer => Buffer.from(SetRiskScoreRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetRiskScoreRequest => SetRiskScoreRequest.decode(value),
+    responseSerialize: (value: Account): Buffer => Buffer.from(Account.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Account => Account.decode(value),
+  },
 } as const;
 
 export interface AccountServiceServer extends UntypedServiceImplementation {
@@ -1282,6 +1464,11 @@ export interface AccountServiceServer extends UntypedServiceImplementation {
   /** Admin: a blocked user gets FORBIDDEN from every grab within a second. */
   blockUser: handleUnaryCall<BlockUserRequest, Account>;
   unblockUser: handleUnaryCall<UnblockUserRequest, Account>;
+  /**
+   * Admin: sets a user's risk score (0-100); campaigns with
+   * eligibility.max_risk_score refuse users above it.
+   */
+  setRiskScore: handleUnaryCall<SetRiskScoreRequest, Account>;
 }
 
 export interface AccountServiceClient extends Client {
@@ -1380,6 +1567,25 @@ export interface AccountServiceClient extends Client {
   ): ClientUnaryCall;
   unblockUser(
     request: UnblockUserRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Account) => void,
+  ): ClientUnaryCall;
+  /**
+   * Admin: sets a user's risk score (0-100); campaigns with
+   * eligibility.max_risk_score refuse users above it.
+   */
+  setRiskScore(
+    request: SetRiskScoreRequest,
+    callback: (error: ServiceError | null, response: Account) => void,
+  ): ClientUnaryCall;
+  setRiskScore(
+    request: SetRiskScoreRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Account) => void,
+  ): ClientUnaryCall;
+  setRiskScore(
+    request: SetRiskScoreRequest,
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Account) => void,

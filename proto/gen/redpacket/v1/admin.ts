@@ -81,7 +81,11 @@ export interface CampaignStats {
   forbiddenCount: bigint;
   /** Wins in the outbox stream not yet confirmed by RabbitMQ. */
   outboxPending: bigint;
-  observedAt: Date | undefined;
+  observedAt:
+    | Date
+    | undefined;
+  /** Money in batches whose release time has come. */
+  amountReleasedCents: bigint;
 }
 
 export interface CloseCampaignRequest {
@@ -668,6 +672,7 @@ function createBaseCampaignStats(): CampaignStats {
     forbiddenCount: 0n,
     outboxPending: 0n,
     observedAt: undefined,
+    amountReleasedCents: 0n,
   };
 }
 
@@ -753,6 +758,12 @@ export const CampaignStats: MessageFns<CampaignStats> = {
     }
     if (message.observedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.observedAt), writer.uint32(138).fork()).join();
+    }
+    if (message.amountReleasedCents !== 0n) {
+      if (BigInt.asIntN(64, message.amountReleasedCents) !== message.amountReleasedCents) {
+        throw new globalThis.Error("value provided for field message.amountReleasedCents of type int64 too large");
+      }
+      writer.uint32(144).int64(message.amountReleasedCents);
     }
     return writer;
   },
@@ -906,6 +917,14 @@ export const CampaignStats: MessageFns<CampaignStats> = {
             message.observedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.amountReleasedCents = reader.int64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1001,6 +1020,11 @@ export const CampaignStats: MessageFns<CampaignStats> = {
         : isSet(object.observed_at)
         ? fromJsonTimestamp(object.observed_at)
         : undefined,
+      amountReleasedCents: isSet(object.amountReleasedCents)
+        ? BigInt(object.amountReleasedCents)
+        : isSet(object.amount_released_cents)
+        ? BigInt(object.amount_released_cents)
+        : 0n,
     };
   },
 
@@ -1057,6 +1081,9 @@ export const CampaignStats: MessageFns<CampaignStats> = {
     if (message.observedAt !== undefined) {
       obj.observedAt = message.observedAt.toISOString();
     }
+    if (message.amountReleasedCents !== 0n) {
+      obj.amountReleasedCents = message.amountReleasedCents.toString();
+    }
     return obj;
   },
 
@@ -1100,6 +1127,9 @@ export const CampaignStats: MessageFns<CampaignStats> = {
       ? BigInt(object.outboxPending)
       : 0n;
     message.observedAt = object.observedAt ?? undefined;
+    message.amountReleasedCents = (object.amountReleasedCents !== undefined && object.amountReleasedCents !== null)
+      ? BigInt(object.amountReleasedCents)
+      : 0n;
     return message;
   },
 };

@@ -1,0 +1,62 @@
+/** account-svc entry point: reads the environment, migrates, resyncs the mirror, serves. */
+import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
+import { createLogger, createRedis, onShutdownSignal, parseEnv, startServer, TokenVerifier } from '@redpacket/lib';
+import { z } from 'zod';
+import { keepMirrorInSync } from './eligibility-mirror.js';
+import { startJwksServer, JWKS_PATH } from './jwks-http.js';
+import { createAccountServer } from './server.js';
+
+const Env = z.object({
+  GRPC_PORT: z.coerce.number().int().min(0).max(65535).default(50052),
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  REDIS_CLUSTER_NODES: z.string().optional(),
+  MYSQL_URL: z.string().url().default(DEFAULT_MYSQL_URL),
+  JWT_SECRET: z.string().min(16).default('dev-secret-change-me-0123456789'),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** Where Envoy fetches the JWKS; "off" serves none. It holds the secret: keep it internal. */
+  JWKS_PORT: z.union([z.literal('off'), z.coerce.number().int().min(0).max(65535)]).default(50062),
+  JWKS_HOST: z.string().default('127.0.0.1'),
+  TOKEN_TTL_SECONDS: z.coerce.number().int().min(1).default(3600),
+  TOKEN_MAX_TTL_SECONDS: z.coerce.number().int().min(1).default(86_400),
+  /** bcrypt cost: 10 is about 50-100 ms a hash here. */
+  PASSWORD_HASH_COST: z.coerce.number().int().min(4).max(15).default(10),
+  IMPORT_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(2000),
+  IMPORT_CONCURRENCY: z.coerce.number().int().min(1).max(32).default(4),
+  MIGRATE_ON_START: z.enum(['0', '1']).default('1'),
+});
+
+const env = parseEnv('account-svc', Env, process.env);
+const log = createLogger('account-svc', env.LOG_LEVEL);
+
+if (env.MIGRATE_ON_START === '1') await migrate(env.MYSQL_URL, (m) => log.info(m));
+const pool = createPool(env.MYSQL_URL, env.IMPORT_CONCURRENCY + 6);
+const redis = createRedis({ url: env.REDIS_URL, clusterNodes: env.REDIS_CLUSTER_NODES });
+redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
+
+const mirror = await keepMirrorInSync(pool, redis, log);
+
+const services = createAccountServer({
+  pool,
+  redis,
+  tokens: new TokenVerifier({ secret: env.JWT_SECRET }),
+  log,
+  jwtSecret: env.JWT_SECRET,
+  passwordCost: env.PASSWORD_HASH_COST,
+  tokenTtlSeconds: env.TOKEN_TTL_SECONDS,
+  maxTokenTtlSeconds: env.TOKEN_MAX_TTL_SECONDS,
+  import: { batchSize: env.IMPORT_BATCH_SIZE, concurrency: env.IMPORT_CONCURRENCY },
+});
+const running = await startServer({ services, port: env.GRPC_PORT, log });
+const jwks =
+  env.JWKS_PORT === 'off'
+    ? undefined
+    : await startJwksServer({ secret: env.JWT_SECRET, host: env.JWKS_HOST, port: env.JWKS_PORT });
+if (jwks) log.info({ host: env.JWKS_HOST, port: jwks.port, path: JWKS_PATH }, 'JWKS served for Envoy');
+
+onShutdownSignal(log, async () => {
+  mirror.stop();
+  await running.shutdown();
+  await jwks?.close();
+  await pool.end();
+  await redis.quit();
+});

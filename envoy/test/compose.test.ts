@@ -1,0 +1,127 @@
+/**
+ * docker-compose.yml checked by Docker Compose's own parser (Debian's docker-compose, `config`
+ * needs no engine), then against the Dockerfile and envoy.yaml it has to agree with.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, test } from 'vitest';
+import { parse } from 'yaml';
+
+type Json = Record<string, unknown>;
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const composeText = readFileSync(join(root, 'docker-compose.yml'), 'utf8');
+const work = mkdtempSync(join(tmpdir(), 'compose-test-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+/** `docker-compose config` on a compose file; returns the resolved YAML or throws with its error. */
+function composeConfig(file: string): string {
+  try {
+    return execFileSync('docker-compose', ['-f', file, '--project-directory', root, 'config'], {
+      cwd: root,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, JWT_SECRET: 'compose-test-secret-0123456789' },
+    });
+  } catch (err) {
+    const e = err as { code?: string; stderr?: string };
+    if (e.code === 'ENOENT') {
+      throw new Error('docker-compose not found: apt-get install -y docker-compose (or run scripts/setup.sh)', {
+        cause: err,
+      });
+    }
+    throw new Error(`docker-compose config refused ${file}: ${e.stderr ?? String(err)}`, { cause: err });
+  }
+}
+
+function withCopy(edit: (doc: Json) => void): string {
+  const doc = parse(composeText, { merge: true }) as Json;
+  edit(doc);
+  const file = join(work, `compose-${Math.random().toString(36).slice(2)}.yml`);
+  writeFileSync(file, JSON.stringify(doc));
+  return file;
+}
+
+describe('docker-compose.yml', () => {
+  const resolved = parse(composeConfig(join(root, 'docker-compose.yml'))) as Json;
+  const services = resolved['services'] as Record<string, Json>;
+  const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8');
+
+  test('is accepted by docker-compose config, and a copy with a misspelt key is not', () => {
+    expect(Object.keys(services).length).toBeGreaterThanOrEqual(10);
+    const bad = withCopy((doc) => {
+      const redis = (doc['services'] as Record<string, Json>)['redis'] as Json;
+      redis['healthchek'] = redis['healthcheck'];
+      delete redis['healthcheck'];
+    });
+    expect(() => composeConfig(bad)).toThrow(/healthchek/);
+    const badCondition = withCopy((doc) => {
+      const grab = (doc['services'] as Record<string, Json>)['grab-svc'] as Json;
+      grab['depends_on'] = { redis: { condition: 'service_ready' } };
+    });
+    expect(() => composeConfig(badCondition)).toThrow(/service_ready|condition/);
+  });
+
+  test('third-party images are official and pinned; everything else comes from one multi-stage Dockerfile', () => {
+    const froms = [...dockerfile.matchAll(/^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/gim)].map((m) => ({
+      image: m[1],
+      stage: m[2],
+    }));
+    expect(froms.length).toBeGreaterThanOrEqual(3);
+    const pinned = (image: string): boolean => /:(v?\d+\.\d+\.\d+)(-[a-z0-9.-]+)?$/.test(image);
+    for (const f of froms) expect(pinned(String(f.image)), String(f.image)).toBe(true);
+    expect(froms.map((f) => f.image)).toContainEqual(expect.stringMatching(/^envoyproxy\/envoy:/));
+    const stages = new Set(froms.map((f) => f.stage));
+    for (const [name, s] of Object.entries(services)) {
+      if (s['build']) {
+        const build = s['build'] as Json;
+        expect(String(build['dockerfile']), name).toMatch(/(^|\/)Dockerfile$/);
+        expect(stages.has(String(build['target'])), `${name} target`).toBe(true);
+      } else {
+        expect(pinned(String(s['image'])), `${name}: ${String(s['image'])}`).toBe(true);
+      }
+    }
+    for (const infra of ['redis', 'mysql', 'rabbitmq'])
+      expect(services[infra]?.['image']).toMatch(new RegExp(`^${infra}:`));
+  });
+
+  test('long-running services have health checks; every dependency waits on a condition', () => {
+    for (const [name, s] of Object.entries(services)) {
+      const oneShot = s['restart'] === 'no';
+      if (!oneShot) expect(s['healthcheck'], name).toBeDefined();
+      for (const [dep, cond] of Object.entries((s['depends_on'] as Record<string, Json> | undefined) ?? {})) {
+        const depOneShot = services[dep]?.['restart'] === 'no';
+        expect((cond as Json)['condition'], `${name} -> ${dep}`).toBe(
+          depOneShot ? 'service_completed_successfully' : 'service_healthy',
+        );
+      }
+    }
+    expect(services['migrate']?.['restart']).toBe('no');
+  });
+
+  test('grab-svc, gift-svc and gateway run replicas', () => {
+    for (const name of ['grab-svc', 'gift-svc', 'gateway']) {
+      expect(Number((services[name]?.['deploy'] as Json | undefined)?.['replicas']), name).toBeGreaterThanOrEqual(2);
+    }
+  });
+
+  test("envoy.yaml's upstreams are the compose services on their GRPC_PORT, and its listener is published", () => {
+    const envoy = parse(readFileSync(join(root, 'envoy/envoy.yaml'), 'utf8')) as Json;
+    const clusters = (envoy['static_resources'] as Json)['clusters'] as Json[];
+    for (const c of clusters) {
+      const ep = (
+        (((c['load_assignment'] as Json)['endpoints'] as Json[])[0] as Json)['lb_endpoints'] as Json[]
+      )[0] as Json;
+      const sock = ((ep['endpoint'] as Json)['address'] as Json)['socket_address'] as Json;
+      const svc = services[String(sock['address'])];
+      expect(svc, String(sock['address'])).toBeDefined();
+      expect(String((svc?.['environment'] as Json)['GRPC_PORT'])).toBe(String(sock['port_value']));
+    }
+    const listener = ((envoy['static_resources'] as Json)['listeners'] as Json[])[0] as Json;
+    const port = ((listener['address'] as Json)['socket_address'] as Json)['port_value'];
+    const published = (services['envoy']?.['ports'] as Json[]).map((p) => String(p['target'] ?? p));
+    expect(published.some((p) => p === String(port) || p.endsWith(`:${String(port)}`))).toBe(true);
+  });
+});

@@ -1,0 +1,375 @@
+/**
+ * envoy.yaml proven without Envoy: strictly parsed into envoy.config.bootstrap.v3.Bootstrap
+ * against Envoy's own API protos (every typed_config resolved, unknown fields and bad values
+ * rejected, mutated copies refused), then checked against the mesh's own contracts.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  createFileRegistry,
+  fromBinary,
+  fromJson,
+  getOption,
+  toJson,
+  type DescMessage,
+  type FileRegistry,
+  type JsonValue,
+} from '@bufbuild/protobuf';
+import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import { descriptorSetPath } from '@redpacket/proto';
+import { beforeAll, describe, expect, test } from 'vitest';
+import { parse } from 'yaml';
+import { buildEnvoyApi, correctedValidateProto, includeDirs, xdsDeps } from './envoy-api.js';
+import { pgvViolations } from './pgv.js';
+
+const yamlText = readFileSync(new URL('../envoy.yaml', import.meta.url), 'utf8');
+type Json = Record<string, unknown>;
+const fresh = (): Json => parse(yamlText) as Json;
+
+let registry: FileRegistry;
+let bootstrap: DescMessage;
+
+beforeAll(() => {
+  ({ registry } = buildEnvoyApi());
+  const found = registry.getMessage('envoy.config.bootstrap.v3.Bootstrap');
+  if (!found) throw new Error('Bootstrap missing from the compiled Envoy API');
+  bootstrap = found;
+});
+
+const strictParse = (json: unknown) => fromJson(bootstrap, json as JsonValue, { registry });
+
+/** Every `@type` in a JSON tree, in document order. */
+function typeUrls(node: unknown, out: string[] = []): string[] {
+  if (Array.isArray(node)) node.forEach((n) => typeUrls(n, out));
+  else if (node && typeof node === 'object') {
+    for (const [k, v] of Object.entries(node)) {
+      if (k === '@type') out.push(String(v));
+      else typeUrls(v, out);
+    }
+  }
+  return out;
+}
+
+// Small accessors into the YAML (after the strict parse has proven its shape).
+const hcm = (j: Json): Json => {
+  const listeners = (j['static_resources'] as Json)['listeners'] as Json[];
+  const chain = (listeners[0]?.['filter_chains'] as Json[])[0] as Json;
+  return (chain['filters'] as Json[])[0]?.['typed_config'] as Json;
+};
+const routes = (j: Json): Json[] =>
+  (((hcm(j)['route_config'] as Json)['virtual_hosts'] as Json[])[0] as Json)['routes'] as Json[];
+const routeNamed = (j: Json, name: string): Json => {
+  const r = routes(j).find((x) => x['name'] === name);
+  if (!r) throw new Error(`no route ${name}`);
+  return r;
+};
+const httpFilter = (j: Json, name: string): Json => {
+  const f = (hcm(j)['http_filters'] as Json[]).find((x) => x['name'] === name);
+  if (!f) throw new Error(`no http filter ${name}`);
+  return f['typed_config'] as Json;
+};
+const clusters = (j: Json): Json[] => (j['static_resources'] as Json)['clusters'] as Json[];
+
+describe('envoy.yaml against Envoy API protos (from @grpc/grpc-js-xds)', () => {
+  test('the corrected validate.proto adds ignore_empty where Envoy uses it; the shipped one fails', () => {
+    const text = correctedValidateProto();
+    expect(text.match(/optional bool ignore_empty = \d+;/g)?.length).toBeGreaterThanOrEqual(16);
+    const shippedOnly = () =>
+      execFileSync(
+        'protoc',
+        [...includeDirs.flatMap((d) => ['-I', d]), '-o', '/dev/null', 'envoy/config/core/v3/protocol.proto'],
+        { cwd: join(xdsDeps, 'envoy-api'), stdio: ['ignore', 'ignore', 'pipe'] },
+      );
+    expect(shippedOnly).toThrow(/ignore_empty/);
+  });
+
+  test('parses strictly into Bootstrap, every typed_config resolved', () => {
+    const msg = strictParse(fresh());
+    // Writing it back needs every Any's type from the registry; an unresolved one throws.
+    const back = toJson(bootstrap, msg, { registry });
+    const inYaml = typeUrls(fresh());
+    expect(inYaml).toEqual(
+      expect.arrayContaining(
+        ['jwt_authn.v3.JwtAuthentication', 'ratelimit.v3.RateLimit', 'grpc_json_transcoder.v3.GrpcJsonTranscoder'].map(
+          (t) => `type.googleapis.com/envoy.extensions.filters.http.${t}`,
+        ),
+      ),
+    );
+    expect(typeUrls(back).sort()).toEqual([...inYaml].sort());
+    for (const url of inYaml) {
+      expect(registry.getMessage(url.replace('type.googleapis.com/', '')), url).toBeDefined();
+    }
+  });
+
+  const mutations: [string, (j: Json) => void, RegExp][] = [
+    ['a misspelt field inside a typed_config', (j) => renameKey(hcm(j), 'stat_prefix', 'stat_prefx'), /stat_prefx/],
+    [
+      'a misspelt field in a route',
+      (j) => renameKey(routeNamed(j, 'grab')['route'] as Json, 'rate_limits', 'rate_limit'),
+      /rate_limit/,
+    ],
+    [
+      'a misspelt rate limit action',
+      (j) => {
+        const actions = (((routeNamed(j, 'grab')['route'] as Json)['rate_limits'] as Json[])[0] as Json)[
+          'actions'
+        ] as Json[];
+        renameKey(actions[1] as Json, 'request_headers', 'request_header');
+      },
+      /request_header/,
+    ],
+    [
+      'a wrong @type',
+      (j) => {
+        const f = (hcm(j)['http_filters'] as Json[]).find((x) => x['name'] === 'envoy.filters.http.ratelimit');
+        (f?.['typed_config'] as Json)['@type'] =
+          'type.googleapis.com/envoy.extensions.filters.http.ratelimit.v3.RateLimits';
+      },
+      /RateLimits/,
+    ],
+    [
+      'a field of another filter under the router type',
+      (j) => (httpFilter(j, 'envoy.filters.http.router')['domain'] = 'redpacket'),
+      /domain/,
+    ],
+    ['a bad enum', (j) => (hcm(j)['codec_type'] = 'AUTOMATIC'), /AUTOMATIC/],
+    [
+      'a bad enum inside a typed_config',
+      (j) => (httpFilter(j, 'envoy.filters.http.ratelimit')['enable_x_ratelimit_headers'] = 'DRAFT_VERSION_04'),
+      /DRAFT_VERSION_04/,
+    ],
+    [
+      'a string where a port number goes',
+      (j) => {
+        const admin = (j['admin'] as Json)['address'] as Json;
+        (admin['socket_address'] as Json)['port_value'] = 'admin';
+      },
+      /port_value|portValue/,
+    ],
+    [
+      'a duration without its unit',
+      (j) => (httpFilter(j, 'envoy.filters.http.ratelimit')['timeout'] = '100ms'),
+      /timeout|Duration/,
+    ],
+    [
+      'a misspelt field in a cluster protocol option',
+      (j) => {
+        const opts = (clusters(j)[0]?.['typed_extension_protocol_options'] as Json)[
+          'envoy.extensions.upstreams.http.v3.HttpProtocolOptions'
+        ] as Json;
+        renameKey(opts, 'explicit_http_config', 'explicit_http2_config');
+      },
+      /explicit_http2_config/,
+    ],
+  ];
+
+  test.each(mutations)('a copy with %s is refused', (_what, mutate, message) => {
+    const j = fresh();
+    mutate(j);
+    expect(() => strictParse(j)).toThrow(message);
+  });
+
+  // What Envoy checks next, once the config has parsed: the (validate.rules) on every field.
+  test('satisfies every protoc-gen-validate rule of the API, inside every typed_config too', () => {
+    expect(pgvViolations(registry, bootstrap, strictParse(fresh()))).toEqual([]);
+  });
+
+  const grabRoute = (j: Json): Json => routeNamed(j, 'grab')['route'] as Json;
+  const pgvMutations: [string, (j: Json) => void, RegExp][] = [
+    [
+      'a health check without its timeout',
+      (j) => delete ((clusters(j)[0]?.['health_checks'] as Json[])[0] as Json)['timeout'],
+      /health_checks\[0\]\.timeout: required/,
+    ],
+    [
+      'a zero connect timeout',
+      (j) => ((clusters(j)[0] as Json)['connect_timeout'] = '0s'),
+      /connect_timeout: duration must be gt/,
+    ],
+    [
+      'a rate limit without actions',
+      (j) => (((grabRoute(j)['rate_limits'] as Json[])[0] as Json)['actions'] = []),
+      /rate_limits\[0\]\.actions: fewer than 1/,
+    ],
+    [
+      'a rate limit stage past 10',
+      (j) => (httpFilter(j, 'envoy.filters.http.ratelimit')['stage'] = 11),
+      /<RateLimit>\.stage: must be <= 10/,
+    ],
+    [
+      'an empty descriptor key',
+      (j) => {
+        const actions = ((grabRoute(j)['rate_limits'] as Json[])[1] as Json)['actions'] as Json[];
+        ((actions[0] as Json)['request_headers'] as Json)['descriptor_key'] = '';
+      },
+      /descriptor_key: shorter than 1/,
+    ],
+    ['a cluster without a name', (j) => ((clusters(j)[0] as Json)['name'] = ''), /clusters\[0\]\.name: shorter than 1/],
+  ];
+
+  test.each(pgvMutations)('a copy with %s breaks a validate rule', (_what, mutate, message) => {
+    const j = fresh();
+    mutate(j);
+    const violations = pgvViolations(registry, bootstrap, strictParse(j));
+    expect(violations.join('\n')).toMatch(message);
+  });
+});
+
+function renameKey(o: Json, from: string, to: string): void {
+  if (!(from in o)) throw new Error(`mutation target ${from} missing`);
+  o[to] = o[from];
+  delete o[from];
+}
+
+// ---- The mesh's own contracts -------------------------------------------------------------
+
+interface HttpRuleShape {
+  pattern: { case: string | undefined; value?: unknown };
+}
+
+/** Every method of redpacket.pb with a google.api.http rule: what end users call. */
+function endUserMethods(): { service: string; method: string; verb: string; template: string }[] {
+  const reg = createFileRegistry(fromBinary(FileDescriptorSetSchema, readFileSync(descriptorSetPath)));
+  const http = reg.getExtension('google.api.http');
+  if (!http) throw new Error('google.api.http missing from redpacket.pb');
+  const out: { service: string; method: string; verb: string; template: string }[] = [];
+  for (const file of reg.files) {
+    if (!file.name.startsWith('redpacket/')) continue;
+    for (const svc of file.services) {
+      for (const m of svc.methods) {
+        const rule = getOption(m, http) as unknown as HttpRuleShape;
+        if (!rule.pattern.case) continue;
+        out.push({
+          service: svc.typeName,
+          method: m.name,
+          verb: rule.pattern.case.toUpperCase(),
+          template: String(rule.pattern.value),
+        });
+      }
+    }
+  }
+  return out;
+}
+
+/** Envoy's route matching for what envoy.yaml uses (path, prefix, safe_regex, exact header). */
+function routeMatches(route: Json, verb: string, path: string): boolean {
+  const m = route['match'] as Json;
+  const ok =
+    (typeof m['path'] === 'string' && m['path'] === path) ||
+    (typeof m['prefix'] === 'string' && path.startsWith(m['prefix'])) ||
+    (m['safe_regex'] !== undefined && new RegExp(String((m['safe_regex'] as Json)['regex'])).test(path));
+  if (!ok) return false;
+  const headers = (m['headers'] as Json[] | undefined) ?? [];
+  return headers.every((h) => h['name'] !== ':method' || (h['string_match'] as Json)['exact'] === verb);
+}
+const firstRoute = (j: Json, verb: string, path: string): Json | undefined =>
+  routes(j).find((r) => routeMatches(r, verb, path));
+const samplePath = (template: string): string => template.replace(/\{[^}]+\}/g, 'c0ffee_01');
+
+describe('envoy.yaml against the mesh', () => {
+  const j = fresh();
+  const byName = new Map(clusters(j).map((c) => [String(c['name']), c]));
+  const healthService = (c: Json): string =>
+    String(((c['health_checks'] as Json[])[0]?.['grpc_health_check'] as Json)['service_name']);
+
+  test('every route goes to a defined cluster, and the rate limit service is one', () => {
+    const targets = routes(j)
+      .filter((r) => r['route'])
+      .map((r) => String((r['route'] as Json)['cluster']));
+    expect(targets.length).toBeGreaterThanOrEqual(5);
+    for (const t of targets) expect(byName.has(t), t).toBe(true);
+    const rls = httpFilter(j, 'envoy.filters.http.ratelimit');
+    const grpc = (rls['rate_limit_service'] as Json)['grpc_service'] as Json;
+    const cluster = byName.get(String((grpc['envoy_grpc'] as Json)['cluster_name']));
+    expect(cluster && healthService(cluster)).toBe('envoy.service.ratelimit.v3.RateLimitService');
+  });
+
+  test('every cluster speaks HTTP/2, is health-checked over gRPC and has outlier detection', () => {
+    for (const c of byName.values()) {
+      const opts = (c['typed_extension_protocol_options'] as Json)[
+        'envoy.extensions.upstreams.http.v3.HttpProtocolOptions'
+      ];
+      expect((opts as Json)['explicit_http_config'], String(c['name'])).toHaveProperty('http2_protocol_options');
+      expect(healthService(c)).toMatch(/\./);
+      expect(c['outlier_detection']).toBeDefined();
+    }
+  });
+
+  test('every end-user method has an HTTP rule and a route to the cluster that serves its service', () => {
+    const methods = endUserMethods();
+    const names = methods.map((m) => `${m.service}.${m.method}`).sort();
+    // The public contract (DESIGN.md): these five are called over HTTP.
+    expect(names).toEqual(
+      expect.arrayContaining([
+        'redpacket.v1.GrabService.Grab',
+        'redpacket.v1.GrabService.GetCampaign',
+        'redpacket.v1.AccountService.IssueToken',
+        'redpacket.v1.AccountService.GetAccount',
+        'redpacket.v1.GiftService.ListMyAwards',
+      ]),
+    );
+    const transcoded = httpFilter(j, 'envoy.filters.http.grpc_json_transcoder')['services'] as string[];
+    for (const m of methods) {
+      const path = samplePath(m.template);
+      const route = firstRoute(j, m.verb, path);
+      expect(route?.['route'], `${m.verb} ${path} (${m.method})`).toBeDefined();
+      const cluster = byName.get(String((route?.['route'] as Json)['cluster']));
+      expect(cluster && healthService(cluster), m.method).toBe(m.service);
+      expect(transcoded).toContain(m.service);
+    }
+    // And no route leads upstream without a method behind it.
+    for (const r of routes(j).filter((x) => x['route'])) {
+      const served = methods.some((m) => firstRoute(j, m.verb, samplePath(m.template)) === r);
+      expect(served, String(r['name'])).toBe(true);
+    }
+  });
+
+  test('only POST /v1/tokens is reachable without a token; the identity header is the verified sub', () => {
+    const jwt = httpFilter(j, 'envoy.filters.http.jwt_authn');
+    const rules = jwt['rules'] as Json[];
+    const requires = (path: string): unknown =>
+      rules.find((r) => routeMatches({ match: r['match'] }, 'ANY', path))?.['requires'];
+    for (const m of endUserMethods()) {
+      const path = samplePath(m.template);
+      if (m.method === 'IssueToken') expect(requires(path), path).toBeUndefined();
+      else expect(requires(path), path).toBeDefined();
+    }
+    const provider = Object.values(jwt['providers'] as Record<string, Json>)[0] as Json;
+    expect(provider['forward']).toBe(true);
+    const claimHeader = (provider['claim_to_headers'] as Json[]).find((c) => c['claim_name'] === 'sub');
+    const header = String(claimHeader?.['header_name']);
+    // The header the per-user rate limit reads is the claim header...
+    const grabLimits = (routeNamed(j, 'grab')['route'] as Json)['rate_limits'] as Json[];
+    const readHeaders = grabLimits.flatMap((l) =>
+      (l['actions'] as Json[]).map((a) => (a['request_headers'] as Json | undefined)?.['header_name']),
+    );
+    expect(readHeaders).toContain(header);
+    // ...and a client cannot send it: it is removed before any filter runs.
+    const early = hcm(j)['early_header_mutation_extensions'] as Json[];
+    const removed = early.flatMap((e) => ((e['typed_config'] as Json)['mutations'] as Json[]).map((x) => x['remove']));
+    expect(removed).toContain(header);
+  });
+
+  test('filters run in the order of the grab: jwt_authn, ratelimit, transcoder, router', () => {
+    const names = (hcm(j)['http_filters'] as Json[]).map((f) => f['name']);
+    expect(names).toEqual([
+      'envoy.filters.http.jwt_authn',
+      'envoy.filters.http.ratelimit',
+      'envoy.filters.http.grpc_json_transcoder',
+      'envoy.filters.http.router',
+    ]);
+    const admin = ((j['admin'] as Json)['address'] as Json)['socket_address'] as Json;
+    expect(admin['address']).toBe('127.0.0.1');
+  });
+
+  test('only idempotent calls are retried on failures after the request may have arrived', () => {
+    for (const m of endUserMethods()) {
+      const route = firstRoute(j, m.verb, samplePath(m.template))?.['route'] as Json;
+      const retryOn = String((route['retry_policy'] as Json | undefined)?.['retry_on'] ?? '');
+      const afterArrival = retryOn.split(',').filter((c) => !['connect-failure', 'refused-stream'].includes(c));
+      if (m.verb === 'GET') expect(afterArrival.length, m.method).toBeGreaterThan(0);
+      else expect(afterArrival, m.method).toEqual([]);
+    }
+  });
+});

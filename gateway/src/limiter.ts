@@ -1,0 +1,311 @@
+/**
+ * The rate limit decision: campaign flags first (answered without counting), then the
+ * in-process cache of buckets already over their limit, then one Lua call for every bucket.
+ */
+import { keys, type Logger, type RedisClient } from '@redpacket/lib';
+import { LRUCache } from 'lru-cache';
+import { Counter, Registry } from 'prom-client';
+import { campaignOf, matchRule, UNIT_MS, UNITS, type Entry, type RateLimitConfig, type Unit } from './config.js';
+import { takeTokens, type BucketArg } from './scripts.js';
+
+/** Why a request was refused; also the value of the `x-redpacket-reason` header. */
+export type Reason = 'RATE_LIMITED' | 'SOLD_OUT' | 'NOT_STARTED' | 'ENDED';
+
+/** The campaign flag values grab-svc writes into keys.state, and what each answers. */
+const FLAG_REASON: Record<string, Reason> = { sold_out: 'SOLD_OUT', not_started: 'NOT_STARTED', ended: 'ENDED' };
+
+export interface DescriptorIn {
+  entries: Entry[];
+  /** Envoy's per-descriptor limit override, used instead of the configured rule. */
+  limit?: { requestsPerUnit: number; unit: Unit } | undefined;
+}
+
+export interface DescriptorStatus {
+  code: 'OK' | 'OVER_LIMIT';
+  limit: { name: string; requestsPerUnit: number; unit: Unit } | undefined;
+  remaining: number;
+  /** ms until the bucket holds the request's hits again (0 when it does now). */
+  resetMs: number;
+}
+
+export interface Decision {
+  overall: 'OK' | 'OVER_LIMIT';
+  statuses: DescriptorStatus[];
+  reason: Reason | undefined;
+  /** The campaign a flag refusal is about. */
+  campaignId: string | undefined;
+  retryAfterMs: number;
+}
+
+export interface LimiterOptions {
+  redis: RedisClient;
+  config: RateLimitConfig;
+  log: Logger;
+  registry: Registry;
+  /** Prefix of the bucket keys, before the domain's hash tag. */
+  keyPrefix?: string;
+  /** Redis down: allow (true, counted) or fail the call (false: Envoy's failure_mode_deny decides). */
+  failOpen?: boolean;
+  /** How long a bucket found over its limit is answered from memory, at most (ms). */
+  overLimitCacheMs?: number;
+  /** How long a campaign flag (or its absence) is answered from memory (ms). */
+  flagCacheMs?: number;
+}
+
+interface Metrics {
+  decisions: Counter<'outcome'>;
+  redisCalls: Counter<'kind'>;
+  cacheHits: Counter<'kind'>;
+  shadowOver: Counter<'rule'>;
+  redisErrors: Counter<'kind'>;
+}
+
+function metrics(registry: Registry): Metrics {
+  const c = <L extends string>(name: string, help: string, labelNames: L[]): Counter<L> =>
+    new Counter({ name, help, labelNames, registers: [registry] });
+  return {
+    decisions: c('rls_decisions_total', 'Decisions by outcome', ['outcome']),
+    redisCalls: c('rls_redis_calls_total', 'Redis round trips by kind (take = the Lua call)', ['kind']),
+    cacheHits: c('rls_cache_hits_total', 'Decisions answered from the in-process cache', ['kind']),
+    shadowOver: c('rls_shadow_over_limit_total', 'Over the limit of a shadow-mode rule (allowed)', ['rule']),
+    redisErrors: c('rls_redis_errors_total', 'Redis failures; fail_open says whether they were allowed', ['kind']),
+  };
+}
+
+export class UnavailableError extends Error {}
+
+interface OverLimitEntry {
+  until: number;
+  hits: number;
+  /** A request is asking Redis since this time (the entry had expired). */
+  asking: number | undefined;
+}
+
+/** How long the request asking Redis about an expired over-limit entry stands for the others. */
+const ASKING_GRACE_MS = 1000;
+
+interface Flag {
+  reason: Reason | undefined;
+}
+
+const OK_NO_LIMIT: DescriptorStatus = { code: 'OK', limit: undefined, remaining: 0, resetMs: 0 };
+
+export class Limiter {
+  private readonly redis: RedisClient;
+  private config: RateLimitConfig;
+  private readonly log: Logger;
+  private readonly prefix: string;
+  private readonly failOpen: boolean;
+  private readonly overLimitCacheMs: number;
+  private readonly flagCacheMs: number;
+  /**
+   * Bucket key -> until when it is known to lack `hits` tokens (any request of at least that many
+   * fails). Once expired, one request asks Redis (`asking`) while the others keep being refused.
+   */
+  private readonly overLimit = new LRUCache<string, OverLimitEntry>({ max: 200_000 });
+  private readonly flags = new LRUCache<string, Flag>({ max: 50_000 });
+  private readonly flagLookups = new Map<string, Promise<Flag>>();
+  readonly metrics: Metrics;
+
+  constructor(opts: LimiterOptions) {
+    this.redis = opts.redis;
+    this.config = opts.config;
+    this.log = opts.log;
+    this.prefix = opts.keyPrefix ?? 'rl:';
+    this.failOpen = opts.failOpen ?? true;
+    this.overLimitCacheMs = opts.overLimitCacheMs ?? 500;
+    this.flagCacheMs = opts.flagCacheMs ?? 500;
+    this.metrics = metrics(opts.registry);
+  }
+
+  /** Swaps the rules (e.g. on SIGHUP); what was learnt under the old ones is forgotten. */
+  setConfig(config: RateLimitConfig): void {
+    this.config = config;
+    this.overLimit.clear();
+  }
+
+  get domain(): string {
+    return this.config.domain;
+  }
+
+  async decide(domain: string, descriptors: readonly DescriptorIn[], hitsAddend: number): Promise<Decision> {
+    const hits = Math.max(1, hitsAddend);
+    if (domain !== this.config.domain) {
+      // Not ours: envoyproxy/ratelimit answers OK for descriptors without a rule, and so do we.
+      this.metrics.decisions.inc({ outcome: 'ok' });
+      return this.ok(descriptors.map(() => OK_NO_LIMIT));
+    }
+
+    // 1. A campaign that cannot be grabbed any more (or yet) is answered without counting.
+    const campaigns = descriptors.map((d) => this.campaignOf(d));
+    for (const c of new Set(campaigns)) {
+      if (c === undefined) continue;
+      // Cached flags are answered synchronously: no await on the hot path.
+      const cachedOrPending = this.flag(c);
+      const flag = cachedOrPending instanceof Promise ? await cachedOrPending : cachedOrPending;
+      if (flag.reason) {
+        this.metrics.decisions.inc({ outcome: flag.reason.toLowerCase() });
+        return {
+          overall: 'OVER_LIMIT',
+          statuses: descriptors.map((_, i) =>
+            campaigns[i] === c ? { ...OK_NO_LIMIT, code: 'OVER_LIMIT' } : OK_NO_LIMIT,
+          ),
+          reason: flag.reason,
+          campaignId: c,
+          retryAfterMs: 0,
+        };
+      }
+    }
+
+    // 2. The buckets, one per descriptor that has a limit.
+    const buckets: (BucketArg & { index: number; name: string; requestsPerUnit: number; unit: Unit })[] = [];
+    const statuses: DescriptorStatus[] = descriptors.map(() => OK_NO_LIMIT);
+    descriptors.forEach((d, index) => {
+      const rule = d.limit
+        ? { id: `override_${d.limit.unit}_${d.limit.requestsPerUnit}`, ...d.limit, unlimited: false, shadow: false }
+        : matchRule(this.config, d.entries);
+      if (!rule || rule.unlimited) return;
+      // Counted per campaign, not per raw path (a query string must not open a new bucket).
+      const values = d.entries.map((e) => campaignOf(this.config, e) ?? e.value);
+      buckets.push({
+        index,
+        // The rate is part of the key: changed rules start from full buckets.
+        key: `${this.prefix}{${this.config.domain}}:${rule.id}:${rule.requestsPerUnit}/${rule.unit}:${values.join('|')}`,
+        capacity: rule.requestsPerUnit,
+        periodMs: UNIT_MS[rule.unit],
+        shadow: rule.shadow,
+        name: rule.id,
+        requestsPerUnit: rule.requestsPerUnit,
+        unit: rule.unit,
+      });
+    });
+    if (buckets.length === 0) {
+      this.metrics.decisions.inc({ outcome: 'ok' });
+      return this.ok(statuses);
+    }
+
+    // 3. A bucket known to be empty refuses the request from memory: a flood costs no Redis call.
+    const now = Date.now();
+    let waitMs = 0;
+    const known = buckets.find((b) => {
+      const e = b.shadow ? undefined : this.overLimit.get(b.key);
+      if (!e || hits < e.hits) return false;
+      if (e.until <= now) {
+        // Expired: this request asks Redis; concurrent ones are still refused until it answers.
+        if (e.asking === undefined || now - e.asking > ASKING_GRACE_MS) {
+          e.asking = now;
+          return false;
+        }
+      }
+      waitMs = Math.max(0, e.until - now);
+      return true;
+    });
+    if (known) {
+      this.metrics.cacheHits.inc({ kind: 'over_limit' });
+      this.metrics.decisions.inc({ outcome: 'over_limit' });
+      for (const b of buckets) {
+        statuses[b.index] = {
+          code: b === known ? 'OVER_LIMIT' : 'OK',
+          limit: { name: b.name, requestsPerUnit: b.requestsPerUnit, unit: b.unit },
+          remaining: 0,
+          resetMs: b === known ? waitMs : 0,
+        };
+      }
+      return { overall: 'OVER_LIMIT', statuses, reason: 'RATE_LIMITED', campaignId: undefined, retryAfterMs: waitMs };
+    }
+
+    // 4. One Lua call takes the tokens from every bucket, or from none.
+    let taken;
+    try {
+      this.metrics.redisCalls.inc({ kind: 'take' });
+      taken = await takeTokens(this.redis, buckets, hits);
+    } catch (err) {
+      for (const b of buckets) this.overLimit.delete(b.key);
+      return this.redisFailed('take', err, statuses);
+    }
+    let retryAfterMs = 0;
+    buckets.forEach((b, i) => {
+      const r = taken.results[i] ?? { short: false, remaining: 0, waitMs: 0 };
+      const over = r.short;
+      if (over && b.shadow) this.metrics.shadowOver.inc({ rule: b.name });
+      if (over && !b.shadow) retryAfterMs = Math.max(retryAfterMs, r.waitMs);
+      // Empty now (refused, or just emptied by this request): the next ones are answered from memory.
+      if (r.waitMs > 0 && !b.shadow && this.overLimitCacheMs > 0) {
+        const until = Date.now() + Math.min(r.waitMs, this.overLimitCacheMs);
+        this.overLimit.set(b.key, { until, hits, asking: undefined });
+      } else {
+        this.overLimit.delete(b.key);
+      }
+      statuses[b.index] = {
+        code: over && !b.shadow ? 'OVER_LIMIT' : 'OK',
+        limit: { name: b.name, requestsPerUnit: b.requestsPerUnit, unit: b.unit },
+        remaining: r.remaining,
+        resetMs: r.waitMs,
+      };
+    });
+    if (taken.over) {
+      this.metrics.decisions.inc({ outcome: 'over_limit' });
+      return { overall: 'OVER_LIMIT', statuses, reason: 'RATE_LIMITED', campaignId: undefined, retryAfterMs };
+    }
+    this.metrics.decisions.inc({ outcome: 'ok' });
+    return this.ok(statuses);
+  }
+
+  private ok(statuses: DescriptorStatus[]): Decision {
+    return { overall: 'OK', statuses, reason: undefined, campaignId: undefined, retryAfterMs: 0 };
+  }
+
+  private campaignOf(d: DescriptorIn): string | undefined {
+    for (const e of d.entries) {
+      const c = campaignOf(this.config, e);
+      if (c !== undefined) return c;
+    }
+    return undefined;
+  }
+
+  private redisFailed(kind: string, err: unknown, statuses: DescriptorStatus[]): Decision {
+    this.metrics.redisErrors.inc({ kind: this.failOpen ? 'fail_open' : 'fail_closed' });
+    this.log.warn({ err: (err as Error).message, kind, failOpen: this.failOpen }, 'redis failed during a decision');
+    if (!this.failOpen) throw new UnavailableError(`rate limit store unavailable (${kind})`);
+    this.metrics.decisions.inc({ outcome: 'fail_open' });
+    return this.ok(statuses);
+  }
+
+  /** The campaign's flag, from memory when fresh; concurrent misses share one lookup. */
+  private flag(campaignId: string): Flag | Promise<Flag> {
+    const cached = this.flags.get(campaignId);
+    if (cached) {
+      this.metrics.cacheHits.inc({ kind: 'flag' });
+      return cached;
+    }
+    let pending = this.flagLookups.get(campaignId);
+    if (!pending) {
+      pending = this.lookupFlag(campaignId).finally(() => this.flagLookups.delete(campaignId));
+      this.flagLookups.set(campaignId, pending);
+    }
+    return pending;
+  }
+
+  private async lookupFlag(campaignId: string): Promise<Flag> {
+    const key = keys.state(campaignId);
+    try {
+      this.metrics.redisCalls.inc({ kind: 'flag' });
+      const res = await this.redis.pipeline().get(key).pttl(key).exec();
+      const value = res?.[0]?.[1];
+      const pttl = Number(res?.[1]?.[1] ?? -1);
+      const flag: Flag = { reason: typeof value === 'string' ? FLAG_REASON[value] : undefined };
+      // A "not_started" flag expires at the start: never remember it past that.
+      const ttl = pttl > 0 ? Math.min(pttl, this.flagCacheMs) : this.flagCacheMs;
+      // lru-cache reads a ttl of 0 as "forever": with the cache off, nothing is kept.
+      if (ttl > 0) this.flags.set(campaignId, flag, { ttl });
+      return flag;
+    } catch (err) {
+      this.metrics.redisErrors.inc({ kind: this.failOpen ? 'fail_open' : 'fail_closed' });
+      this.log.warn({ err: (err as Error).message, campaignId }, 'campaign flag lookup failed');
+      if (!this.failOpen) throw new UnavailableError('rate limit store unavailable (flag)');
+      return { reason: undefined };
+    }
+  }
+}
+
+export const isUnit = (u: string): u is Unit => (UNITS as readonly string[]).includes(u);

@@ -1,0 +1,102 @@
+/** gateway entry point: reads the environment, loads the rules, serves Envoy's RLS, stops on SIGTERM. */
+import { createServer } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { createLogger, createRedis, onShutdownSignal, startServer } from '@redpacket/lib';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { z } from 'zod';
+import { loadConfig } from './config.js';
+import { Limiter } from './limiter.js';
+import { registerScripts } from './scripts.js';
+import { createGatewayServer } from './server.js';
+
+const defaultConfig = fileURLToPath(new URL('../config/ratelimit.yaml', import.meta.url));
+const flag = z.enum(['0', '1']).transform((v) => v === '1');
+
+const Env = z.object({
+  GRPC_PORT: z.coerce.number().int().min(0).max(65535).default(50054),
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  REDIS_CLUSTER_NODES: z.string().optional(),
+  RATELIMIT_CONFIG: z.string().min(1).default(defaultConfig),
+  /** 1: a decision Redis cannot answer is allowed (and counted); 0: the call fails UNAVAILABLE. */
+  RATELIMIT_FAIL_OPEN: flag.default(true),
+  RATELIMIT_OVER_LIMIT_CACHE_MS: z.coerce.number().int().min(0).max(5000).default(500),
+  RATELIMIT_FLAG_CACHE_MS: z.coerce.number().int().min(0).max(5000).default(500),
+  /** A Redis reply later than this fails the decision (then fail-open decides). */
+  REDIS_TIMEOUT_MS: z.coerce.number().int().min(1).max(10_000).default(100),
+  /** Prometheus text on http://0.0.0.0:METRICS_PORT/metrics; 0 = off. */
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+  REDIS_AUTOPIPELINE: flag.default(true),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+});
+
+const parsed = Env.safeParse(process.env);
+if (!parsed.success) {
+  for (const issue of parsed.error.issues)
+    console.error(`gateway: bad environment variable ${issue.path.join('.')}: ${issue.message}`);
+  process.exit(2);
+}
+const env = parsed.data;
+const log = createLogger('gateway', env.LOG_LEVEL);
+const config = loadConfig(env.RATELIMIT_CONFIG);
+const redis = createRedis({
+  url: env.REDIS_URL,
+  clusterNodes: env.REDIS_CLUSTER_NODES,
+  autoPipelining: env.REDIS_AUTOPIPELINE,
+  // While Redis is away a decision fails at once (and fails open) instead of queueing.
+  offlineQueue: false,
+  commandTimeoutMs: env.REDIS_TIMEOUT_MS,
+});
+registerScripts(redis);
+redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
+// Without the offline queue, decisions before the first connection would all fail open: wait a bit.
+await waitForRedis(5000);
+
+const registry = new Registry();
+collectDefaultMetrics({ register: registry });
+const limiter = new Limiter({
+  redis,
+  config,
+  log,
+  registry,
+  failOpen: env.RATELIMIT_FAIL_OPEN,
+  overLimitCacheMs: env.RATELIMIT_OVER_LIMIT_CACHE_MS,
+  flagCacheMs: env.RATELIMIT_FLAG_CACHE_MS,
+});
+const running = await startServer({ services: createGatewayServer({ limiter, log }), port: env.GRPC_PORT, log });
+log.info({ config: env.RATELIMIT_CONFIG, domain: config.domain }, 'rate limit rules loaded');
+
+const metricsServer =
+  env.METRICS_PORT > 0
+    ? createServer((req, res) => {
+        if (req.url !== '/metrics') return void res.writeHead(404).end();
+        registry.metrics().then(
+          (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+          (err: unknown) => res.writeHead(500).end(String(err)),
+        );
+      }).listen(env.METRICS_PORT)
+    : undefined;
+
+async function waitForRedis(ms: number): Promise<void> {
+  if (redis.status === 'ready') return;
+  const ready = new Promise<boolean>((resolve) => redis.once('ready', () => resolve(true)));
+  const late = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms).unref());
+  if (!(await Promise.race([ready, late])))
+    log.warn({ ms }, 'redis not ready yet; serving anyway (decisions fail open)');
+}
+
+// Rules are reloaded on SIGHUP; a file that does not parse leaves the running rules in place.
+process.on('SIGHUP', () => {
+  try {
+    const next = loadConfig(env.RATELIMIT_CONFIG);
+    limiter.setConfig(next);
+    log.info({ config: env.RATELIMIT_CONFIG, domain: next.domain }, 'rate limit rules reloaded');
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'rate limit rules not reloaded: keeping the running ones');
+  }
+});
+
+onShutdownSignal(log, async () => {
+  await running.shutdown();
+  metricsServer?.close();
+  await redis.quit();
+});

@@ -1,0 +1,254 @@
+/**
+ * `npm run bench:grab`: grab-svc's throughput and latency next to a bare grpc-js echo server,
+ * both driven by the same load generator in the same run, plus Redis calls per grab and the
+ * effect of campaign size. Figures, not a test. Env: BENCH_REQUESTS, BENCH_CONCURRENCY,
+ * BENCH_ROUNDS, REDIS_URL; `--json` prints the figures as JSON too.
+ */
+import { randomBytes } from 'node:crypto';
+import { credentials } from '@grpc/grpc-js';
+import { createRedis, keys, signToken } from '@redpacket/lib';
+import { bearer, call, deleteKeys } from '@redpacket/lib/testing';
+import {
+  cpuTimeMs,
+  ECHO_PATH,
+  echoServerScript,
+  freePort,
+  grpcFrame,
+  h2load,
+  runLoad,
+  spawnNode,
+  type LoadReport,
+  type PreparedRequest,
+} from '@redpacket/loadgen';
+import { AdminServiceClient, GrabRequest, Outcome, Split } from '@redpacket/proto';
+import Table from 'cli-table3';
+
+const N = Number(process.env['BENCH_REQUESTS'] ?? 60_000);
+const C = Number(process.env['BENCH_CONCURRENCY'] ?? 200);
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
+const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+const SECRET = randomBytes(24).toString('hex');
+const GRAB_PATH = '/redpacket.v1.GrabService/Grab';
+const run = randomBytes(3).toString('hex');
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+const fmt = (n: number, d = 0): string =>
+  n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+
+async function commandCalls(redis: ReturnType<typeof createRedis>): Promise<Record<string, number>> {
+  const info = await redis.info('commandstats');
+  const out: Record<string, number> = {};
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) out[m[1]!] = Number(m[2]);
+  return out;
+}
+
+async function main(): Promise<void> {
+  const redis = createRedis({ url: REDIS_URL });
+  const echoPort = await freePort();
+  const grabPort = await freePort();
+  const echo = spawnNode(echoServerScript, [String(echoPort)]);
+  const grab = spawnNode(new URL('../main.js', import.meta.url), [], {
+    GRPC_PORT: String(grabPort),
+    REDIS_URL,
+    JWT_SECRET: SECRET,
+    LOG_LEVEL: 'info',
+  });
+  const created: string[] = [];
+  try {
+    await echo.waitFor(/^listening/);
+    await grab.waitFor(/gRPC server listening/);
+    const admin = new AdminServiceClient(`127.0.0.1:${grabPort}`, credentials.createInsecure());
+    const adminMd = bearer(await signToken({ secret: SECRET, userId: 'bench-ops', role: 'admin' }));
+    const create = async (packetCount: number): Promise<{ id: string; ms: number }> => {
+      const t0 = performance.now();
+      const c = await call(
+        admin.createCampaign,
+        admin,
+        {
+          name: `bench ${run}`,
+          totalCents: BigInt(packetCount) * 100n,
+          packetCount,
+          split: Split.RANDOM,
+          batches: 1,
+          batchIntervalMs: 0n,
+          startsAt: undefined,
+          expiresAt: new Date(Date.now() + 3600_000),
+          ownerId: 'bench-ops',
+          eligibility: undefined,
+        },
+        adminMd,
+      );
+      created.push(c.campaignId);
+      return { id: c.campaignId, ms: performance.now() - t0 };
+    };
+
+    process.stderr.write(`signing ${2 * N} tokens...\n`);
+    const sign = (prefix: string) =>
+      Promise.all(
+        Array.from({ length: N }, (_, i) => signToken({ secret: SECRET, userId: `bench-${run}-${prefix}${i}` })),
+      );
+    const tokens = await sign('u');
+    const coldTokens = await sign('v');
+    const requestsFor = (campaignIds: string[], toks: string[]): PreparedRequest[] =>
+      toks.map((t, i) => ({
+        body: grpcFrame(
+          GrabRequest.encode({ campaignId: campaignIds[i % campaignIds.length]!, requestId: `b${i}` }).finish(),
+        ),
+        headers: { authorization: `Bearer ${t}` },
+      }));
+    const cpuUs: Record<string, number[]> = { echo: [], grab: [] };
+    const load = async (path: string, requests: PreparedRequest[]): Promise<LoadReport> => {
+      const isEcho = path === ECHO_PATH;
+      const pid = (isEcho ? echo : grab).proc.pid!;
+      const cpu0 = cpuTimeMs(pid);
+      const report = await runLoadOn(path, requests);
+      cpuUs[isEcho ? 'echo' : 'grab']!.push(((cpuTimeMs(pid) - cpu0) * 1000) / report.count);
+      return report;
+    };
+    const runLoadOn = (path: string, requests: PreparedRequest[]): Promise<LoadReport> =>
+      runLoad({
+        target: `http://127.0.0.1:${path === ECHO_PATH ? echoPort : grabPort}`,
+        path,
+        requests,
+        concurrency: C,
+        connections: 4,
+        replyKey: 1,
+      });
+
+    // Warm-up: JIT both servers and fill grab-svc's verified-token cache with `tokens`.
+    process.stderr.write('warming up...\n');
+    const warm = await create(N);
+    await load(ECHO_PATH, requestsFor([warm.id], tokens));
+    await load(GRAB_PATH, requestsFor([warm.id], tokens));
+
+    const echoRuns: LoadReport[] = [];
+    const grabRuns: LoadReport[] = [];
+    let redisCallsPerGrab = 0;
+    let scriptCallsPerGrab = 0;
+    for (let r = 0; r < ROUNDS; r++) {
+      process.stderr.write(`round ${r + 1}/${ROUNDS}\n`);
+      const c = await create(N);
+      const reqs = requestsFor([c.id], tokens);
+      echoRuns.push(await load(ECHO_PATH, reqs));
+      const before = await commandCalls(redis);
+      const g = await load(GRAB_PATH, reqs);
+      const after = await commandCalls(redis);
+      grabRuns.push(g);
+      const won = g.replies[String(Outcome.WON)] ?? 0;
+      if (won !== N) throw new Error(`expected ${N} WON, got ${JSON.stringify(g.replies)} ${JSON.stringify(g.errors)}`);
+      const delta = (k: string): number => (after[k] ?? 0) - (before[k] ?? 0);
+      scriptCallsPerGrab = (delta('evalsha') + delta('eval')) / N;
+      // every command a client sent: script calls plus anything outside a script (info itself: 1)
+      const inside = ['hmget', 'hget', 'time', 'sismember', 'lpop', 'hset', 'xadd', 'hincrby', 'set'];
+      redisCallsPerGrab = (Object.keys(after).reduce((s, k) => s + (inside.includes(k) ? 0 : delta(k)), 0) - 1) / N;
+    }
+
+    process.stderr.write('cold tokens...\n');
+    const cold = await create(N);
+    const coldRun = await load(GRAB_PATH, requestsFor([cold.id], coldTokens));
+
+    process.stderr.write('campaign size: one 1,000,000-packet campaign vs 1,000-packet campaigns...\n');
+    const big = await create(1_000_000);
+    const bigRun = await load(GRAB_PATH, requestsFor([big.id], tokens));
+    const smallIds: string[] = [];
+    for (let i = 0; i < Math.ceil(N / 1000); i++) smallIds.push((await create(1000)).id);
+    const smallRun = await load(GRAB_PATH, requestsFor(smallIds, tokens));
+
+    process.stderr.write('h2load against the echo server...\n');
+    const sample = requestsFor([warm.id], tokens)[0]!;
+    const h2 = await h2load({
+      url: `http://127.0.0.1:${echoPort}${ECHO_PATH}`,
+      body: sample.body,
+      headers: sample.headers ?? {},
+      requests: N,
+      clients: 4,
+      streams: Math.ceil(C / 4),
+    });
+    // h2load against grab-svc: one user, so this is the ALREADY_GRABBED path; a reference only
+    const h2grab = await h2load({
+      url: `http://127.0.0.1:${grabPort}${GRAB_PATH}`,
+      body: sample.body,
+      headers: sample.headers ?? {},
+      requests: N,
+      clients: 4,
+      streams: Math.ceil(C / 4),
+    });
+
+    // the server processes' own CPU per call, over the measured rounds only (not warm-up)
+    const echoCpuUs = median(cpuUs['echo']!.slice(1, 1 + ROUNDS));
+    const grabCpuUs = median(cpuUs['grab']!.slice(1, 1 + ROUNDS));
+    const echoRps = median(echoRuns.map((x) => x.rps));
+    const grabRps = median(grabRuns.map((x) => x.rps));
+    const p = (runs: LoadReport[], q: number): number => median(runs.map((x) => x.percentilesMs[q] ?? 0));
+    const figures = {
+      requestsPerRun: N,
+      concurrency: C,
+      rounds: ROUNDS,
+      echoRps,
+      grabRps,
+      grabOverEcho: grabRps / echoRps,
+      echoP50Ms: p(echoRuns, 50),
+      echoP99Ms: p(echoRuns, 99),
+      grabP50Ms: p(grabRuns, 50),
+      grabP99Ms: p(grabRuns, 99),
+      echoServerCpuUsPerCall: echoCpuUs,
+      grabServerCpuUsPerCall: grabCpuUs,
+      echoOverGrabCpu: echoCpuUs / grabCpuUs,
+      coldTokenGrabRps: coldRun.rps,
+      redisScriptCallsPerGrab: scriptCallsPerGrab,
+      redisCommandsSentPerGrab: redisCallsPerGrab,
+      create1MPacketsMs: big.ms,
+      rps1MPackets: bigRun.rps,
+      rps1kPackets: smallRun.rps,
+      ratio1MOver1k: bigRun.rps / smallRun.rps,
+      h2loadEchoRps: h2.rps,
+      loadgenOverH2load: echoRps / h2.rps,
+      h2loadGrabAlreadyGrabbedRps: h2grab.rps,
+    };
+
+    const t = new Table({ head: ['figure', 'value', 'note'] });
+    t.push(
+      ['echo req/s (loadgen)', fmt(echoRps), `median of ${ROUNDS}, ${N} calls, ${C} in flight`],
+      ['grab req/s (loadgen)', fmt(grabRps), 'every call WON, tokens already verified once'],
+      ['grab / echo', fmt(figures.grabOverEcho, 2), 'goal >= 0.85'],
+      ['echo p50 / p99 ms', `${fmt(figures.echoP50Ms, 2)} / ${fmt(figures.echoP99Ms, 2)}`, `at ${C} in flight`],
+      ['grab p50 / p99 ms', `${fmt(figures.grabP50Ms, 2)} / ${fmt(figures.grabP99Ms, 2)}`, `at ${C} in flight`],
+      [
+        'server CPU µs per call: echo / grab',
+        `${fmt(echoCpuUs)} / ${fmt(grabCpuUs)}`,
+        'from /proc; barely moved by other load',
+      ],
+      ['echo CPU / grab CPU', fmt(figures.echoOverGrabCpu, 2), 'the throughput ratio one core would give'],
+      ['grab req/s, first-seen tokens', fmt(coldRun.rps), 'each call verifies a new JWT'],
+      ['Redis script calls per grab', fmt(scriptCallsPerGrab, 3), 'EVALSHA+EVAL from INFO commandstats; goal 1'],
+      ['Redis commands sent per grab', fmt(redisCallsPerGrab, 3), 'all client commands, script internals excluded'],
+      [
+        'create 1,000,000 packets',
+        `${fmt(big.ms)} ms`,
+        `${fmt(1e6 / (big.ms / 1000))} packets/s, split + pipelined RPUSH`,
+      ],
+      ['grab req/s, 1M-packet campaign', fmt(bigRun.rps), ''],
+      ['grab req/s, 1k-packet campaigns', fmt(smallRun.rps), `${smallIds.length} campaigns, every call WON`],
+      ['1M / 1k', fmt(figures.ratio1MOver1k, 2), 'goal within 10% (0.9-1.1)'],
+      ['echo req/s (h2load)', fmt(h2.rps), 'native client: the ceiling of this host'],
+      [
+        'loadgen / h2load on echo',
+        fmt(figures.loadgenOverH2load, 2),
+        'near 1: the load generator is not the bottleneck',
+      ],
+      ['grab req/s (h2load, one user)', fmt(h2grab.rps), 'ALREADY_GRABBED path: h2load cannot vary the token'],
+    );
+    console.log(t.toString());
+    if (process.argv.includes('--json')) console.log(JSON.stringify(figures, null, 2));
+    admin.close();
+  } finally {
+    for (const id of created) {
+      await deleteKeys(redis as never, `rp:{${id}}:*`);
+      await redis.zrem(keys.campaigns, id);
+    }
+    await Promise.all([echo.stop(), grab.stop()]);
+    await redis.quit();
+  }
+}
+
+await main();

@@ -1,0 +1,93 @@
+import { credentials, status } from '@grpc/grpc-js';
+import { keys, signToken } from '@redpacket/lib';
+import { bearer, call, deleteKeys, grpcError, requireRedis, TEST_JWT_SECRET } from '@redpacket/lib/testing';
+import { freePort, spawnNode } from '@redpacket/loadgen';
+import { AdminServiceClient, GrabServiceClient, Outcome, Split } from '@redpacket/proto';
+import { expect, it } from 'vitest';
+
+const mainScript = new URL('../dist/main.js', import.meta.url);
+
+it('refuses to start with a bad environment variable, naming it', async () => {
+  const child = spawnNode(mainScript, [], { GRPC_PORT: 'not-a-port', JWT_SECRET: TEST_JWT_SECRET });
+  const line = await child.waitFor(/bad environment variable/);
+  expect(line).toContain('GRPC_PORT');
+  await new Promise((r) => (child.proc.exitCode !== null ? r(null) : child.proc.once('exit', r)));
+  expect(child.proc.exitCode).toBe(2);
+});
+
+it('SIGTERM: in-flight grabs finish, every WON is recorded, the process exits 0', async () => {
+  const redis = await requireRedis();
+  const port = await freePort();
+  const child = spawnNode(mainScript, [], {
+    GRPC_PORT: String(port),
+    JWT_SECRET: TEST_JWT_SECRET,
+    LOG_LEVEL: 'info',
+    // This test counts the outbox itself; and a relay or settle timer here would also act on
+    // the campaigns of every other test sharing this Redis.
+    RELAY_ENABLED: '0',
+    SETTLE_EVERY_MS: '0',
+  });
+  let campaignId = '';
+  try {
+    await child.waitFor(/gRPC server listening/);
+    const addr = `127.0.0.1:${port}`;
+    const admin = new AdminServiceClient(addr, credentials.createInsecure());
+    const grab = new GrabServiceClient(addr, credentials.createInsecure());
+    const adminMd = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: 'ops', role: 'admin' }));
+    const c = await call(
+      admin.createCampaign,
+      admin,
+      {
+        name: 'sigterm',
+        totalCents: 100_000n,
+        packetCount: 1000,
+        split: Split.RANDOM,
+        batches: 1,
+        batchIntervalMs: 0n,
+        startsAt: undefined,
+        expiresAt: new Date(Date.now() + 60_000),
+        ownerId: 'ops',
+        eligibility: undefined,
+      },
+      adminMd,
+    );
+    campaignId = c.campaignId;
+    const tokens = await Promise.all(
+      Array.from({ length: 600 }, (_, i) => signToken({ secret: TEST_JWT_SECRET, userId: `sig-${campaignId}-${i}` })),
+    );
+    const calls = tokens.map((t) =>
+      call(grab.grab, grab, { campaignId, requestId: '' }, bearer(t)).then(
+        (r) => ({ ok: true as const, r }),
+        (e: { code: number }) => ({ ok: false as const, code: e.code }),
+      ),
+    );
+    // let the first answers arrive, then ask the server to stop while the rest are in flight
+    await Promise.race(calls);
+    child.proc.kill('SIGTERM');
+    const results = await Promise.all(calls);
+    const exit = await new Promise<number | null>((r) =>
+      child.proc.exitCode !== null ? r(child.proc.exitCode) : child.proc.once('exit', (code) => r(code)),
+    );
+    expect(exit).toBe(0);
+    const won = results.filter((x) => x.ok && x.r.outcome === Outcome.WON);
+    const failed = results.filter((x) => !x.ok);
+    // calls the server refused while draining fail with UNAVAILABLE; none may half-happen
+    for (const f of failed) expect([status.UNAVAILABLE, status.CANCELLED]).toContain(f.ok ? -1 : f.code);
+    expect(won.length).toBeGreaterThan(0);
+    expect(await redis.hlen(keys.claims(campaignId))).toBe(won.length);
+    expect(await redis.xlen(keys.outbox(campaignId))).toBe(won.length);
+    admin.close();
+    grab.close();
+    const fresh = new GrabServiceClient(addr, credentials.createInsecure());
+    const after = await grpcError(call(fresh.grab, fresh, { campaignId, requestId: '' }, bearer(tokens[0]!)));
+    expect(after.code).toBe(status.UNAVAILABLE);
+    fresh.close();
+  } finally {
+    await child.stop();
+    if (campaignId) {
+      await deleteKeys(redis, `rp:{${campaignId}}:*`);
+      await redis.zrem(keys.campaigns, campaignId);
+    }
+    await redis.quit();
+  }
+});

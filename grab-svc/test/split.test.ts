@@ -1,0 +1,67 @@
+import { randomInt } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { batchSizes, packetIds, splitAmounts } from '../src/split.js';
+
+describe('splitAmounts', () => {
+  it('RANDOM: exact sum, every amount >= 1 cent, each within the double-average bound, over thousands of campaigns', () => {
+    const problems: string[] = [];
+    for (let trial = 0; trial < 3000; trial++) {
+      const count = randomInt(1, 400);
+      const total = count + randomInt(0, 200_000);
+      const amounts = splitAmounts(total, count, 'RANDOM');
+      if (amounts.length !== count) problems.push(`${total}/${count}: ${amounts.length} amounts`);
+      let left = total;
+      for (let i = 0; i < count; i++) {
+        const a = amounts[i]!;
+        const n = count - i;
+        const bound = n > 1 ? Math.max(1, Math.floor((2 * left) / n) - 1) : left;
+        if (!Number.isInteger(a) || a < 1 || a > bound)
+          problems.push(`${total}/${count} #${i}: ${a} not in [1, ${bound}]`);
+        left -= a;
+      }
+      if (left !== 0) problems.push(`${total}/${count}: sum off by ${left}`);
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it('RANDOM: tight totals (1 cent a packet) and large campaigns stay exact', () => {
+    expect(splitAmounts(5, 5, 'RANDOM')).toEqual([1, 1, 1, 1, 1]);
+    const big = splitAmounts(1_000_000_00, 1_000_000, 'RANDOM');
+    expect(big.reduce((a, b) => a + b, 0)).toBe(1_000_000_00);
+    expect(Math.min(...big.slice(0, 100_000))).toBeGreaterThanOrEqual(1);
+  });
+
+  it('RANDOM: is actually random (amounts vary, the mean is the average)', () => {
+    const amounts = splitAmounts(1_000_000, 10_000, 'RANDOM');
+    expect(new Set(amounts).size).toBeGreaterThan(100);
+    const firstHalfMean = amounts.slice(0, 5000).reduce((a, b) => a + b, 0) / 5000;
+    expect(firstHalfMean).toBeGreaterThan(90);
+    expect(firstHalfMean).toBeLessThan(110);
+  });
+
+  it('EQUAL: spreads the remainder one cent at a time', () => {
+    expect(splitAmounts(10, 3, 'EQUAL')).toEqual([4, 3, 3]);
+    expect(splitAmounts(9, 3, 'EQUAL')).toEqual([3, 3, 3]);
+    const a = splitAmounts(1_000_003, 1000, 'EQUAL');
+    expect(a.reduce((x, y) => x + y, 0)).toBe(1_000_003);
+    expect(Math.max(...a) - Math.min(...a)).toBe(1);
+  });
+
+  it('refuses impossible splits', () => {
+    expect(() => splitAmounts(2, 3, 'RANDOM')).toThrow(RangeError);
+    expect(() => splitAmounts(10, 0, 'EQUAL')).toThrow(RangeError);
+  });
+});
+
+describe('batchSizes and packetIds', () => {
+  it('spreads packets over batches with the remainder first', () => {
+    expect(batchSizes(10, 3)).toEqual([4, 3, 3]);
+    expect(batchSizes(3, 3)).toEqual([1, 1, 1]);
+  });
+
+  it('makes unique 16-character url-safe codes', () => {
+    const ids = packetIds(50_000);
+    expect(new Set(ids).size).toBe(50_000);
+    for (const id of ids.slice(0, 1000)) expect(id).toMatch(/^[A-Za-z0-9_-]{16}$/);
+  });
+});

@@ -1,0 +1,111 @@
+/** One load worker thread: keeps `concurrency` streams in flight over its own HTTP/2 sessions. */
+import { connect, constants, type ClientHttp2Session } from 'node:http2';
+import { parentPort, workerData } from 'node:worker_threads';
+import type { WorkerInput, WorkerResult } from './types.js';
+
+const input = workerData as WorkerInput;
+const { HTTP2_HEADER_METHOD, HTTP2_HEADER_PATH, HTTP2_HEADER_CONTENT_TYPE, HTTP2_HEADER_TE } = constants;
+
+const sessions: ClientHttp2Session[] = [];
+for (let i = 0; i < input.connections; i++) {
+  const s = connect(input.target, { settings: { initialWindowSize: 1 << 20 } });
+  s.on('error', () => undefined);
+  sessions.push(s);
+}
+
+const latencies = new Float64Array(input.requests.length || 1 << 20);
+let recorded = 0;
+const statusCounts: Record<string, number> = {};
+const errors: Record<string, number> = {};
+const replies: Record<string, number> = {};
+let next = 0;
+let done = 0;
+const startedAt = performance.now();
+const deadline = input.durationMs > 0 ? startedAt + input.durationMs : Infinity;
+const total = input.durationMs > 0 ? Infinity : input.requests.length;
+// Open-loop pacing when a rate is set: request k is due at start + k / rps.
+const interval = input.rps > 0 ? 1000 / input.rps : 0;
+
+function finish(): void {
+  const result: WorkerResult = {
+    latenciesMs: latencies.slice(0, recorded),
+    statusCounts,
+    errors,
+    replies,
+    elapsedMs: performance.now() - startedAt,
+  };
+  for (const s of sessions) s.close();
+  parentPort?.postMessage(result, [result.latenciesMs.buffer as ArrayBuffer]);
+}
+
+function record(ms: number): void {
+  if (recorded === latencies.length) return;
+  latencies[recorded++] = ms;
+}
+
+function issue(): void {
+  if (next >= total || performance.now() >= deadline) {
+    if (done === next) finish();
+    return;
+  }
+  const k = next++;
+  const req = input.requests[k % input.requests.length]!;
+  const session = sessions[k % sessions.length]!;
+  const t0 = performance.now();
+  const headers: Record<string, string> = {
+    [HTTP2_HEADER_METHOD]: 'POST',
+    [HTTP2_HEADER_PATH]: input.path,
+    [HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
+    [HTTP2_HEADER_TE]: 'trailers',
+    ...input.metadata,
+    ...req.headers,
+  };
+  const stream = session.request(headers);
+  const chunks: Buffer[] = [];
+  let grpcStatus = '';
+  let grpcMessage = '';
+  stream.on('response', (h) => {
+    // trailers-only responses carry the status in the headers
+    if (h['grpc-status'] !== undefined) grpcStatus = String(h['grpc-status']);
+  });
+  stream.on('trailers', (t) => {
+    grpcStatus = String(t['grpc-status'] ?? grpcStatus);
+    grpcMessage = String(t['grpc-message'] ?? '');
+  });
+  stream.on('data', (c: Buffer) => chunks.push(c));
+  stream.on('error', (e: Error) => {
+    grpcStatus = 'transport';
+    grpcMessage = e.message;
+  });
+  stream.on('close', () => {
+    record(performance.now() - t0);
+    const code = grpcStatus || 'unknown';
+    statusCounts[code] = (statusCounts[code] ?? 0) + 1;
+    if (code !== '0') {
+      const key = `${code}: ${decodeURIComponent(grpcMessage)}`;
+      errors[key] = (errors[key] ?? 0) + 1;
+    } else if (input.replyKey > 0) {
+      // bucket replies by the value of one varint field (e.g. the grab outcome)
+      const body = Buffer.concat(chunks);
+      const v = body.length > 6 && body[5] === input.replyKey << 3 ? String(body[6]) : 'default';
+      replies[v] = (replies[v] ?? 0) + 1;
+    }
+    done++;
+    schedule();
+  });
+  stream.end(req.body);
+}
+
+function schedule(): void {
+  if (interval > 0) {
+    const due = startedAt + next * interval;
+    const wait = due - performance.now();
+    if (wait > 1) {
+      setTimeout(issue, wait);
+      return;
+    }
+  }
+  issue();
+}
+
+for (let i = 0; i < input.concurrency; i++) schedule();
