@@ -8,8 +8,7 @@ import { pollUntil, TEST_AMQP_URL } from '@redpacket/lib/testing';
 import { assertTopology, connectAmqp, encodeWin, type Topology, type WinEvent } from '@redpacket/wins';
 import type { RowDataPacket } from 'mysql2/promise';
 import { writeAwards } from '../src/awards-writer.js';
-import { GiftConsumer } from '../src/consumer.js';
-import { awardCount, dropTopology, queueDepth, requireMysql, requireTopology, silent, uid } from './harness.js';
+import { awardCount, dropTopology, queueDepth, requireMysql, requireTopology, testGift, uid } from './harness.js';
 
 let pool: Pool;
 const topologies: Topology[] = [];
@@ -61,18 +60,6 @@ async function publish(t: Topology, bodies: Buffer[], routingKey = 'c'): Promise
   }
 }
 
-function consumer(t: Topology, p: Pool, rate = 0, batchSize = 200): GiftConsumer {
-  return new GiftConsumer({
-    pool: p,
-    amqpUrl: TEST_AMQP_URL,
-    topology: t,
-    connectionName: `test-gift-${t.queue}`,
-    log: silent,
-    rate,
-    batchSize,
-  });
-}
-
 async function sums(campaignId: string): Promise<{ awards: string; ledger: string; ledgerRows: number }> {
   const [[a], [l]] = await Promise.all([
     pool.query<RowDataPacket[]>('SELECT COALESCE(SUM(amount_cents), 0) AS s FROM awards WHERE campaign_id = ?', [
@@ -93,8 +80,7 @@ describe('GiftConsumer', () => {
     const ws = wins(c, 1000);
     const bodies = ws.map(encodeWin);
     await publish(t, [...bodies, ...bodies.slice().reverse()]);
-    const gift = consumer(t, pool);
-    await gift.start();
+    const gift = await testGift(t, pool, { batchSize: 200 });
     try {
       await pollUntil(
         'all wins credited and acked',
@@ -122,8 +108,7 @@ describe('GiftConsumer', () => {
     const negative = encodeWin({ ...ws[0]!, packetId: `${c}bad`, amountCents: -5n });
     // Poison first: the good wins queue up behind it.
     await publish(t, [garbage, negative, ...ws.map(encodeWin)]);
-    const gift = consumer(t, pool);
-    await gift.start();
+    const gift = await testGift(t, pool, { batchSize: 200 });
     try {
       await pollUntil('good wins credited', async () => (await awardCount(pool, c)).n === 300, 30_000, 100);
       await pollUntil(
@@ -152,13 +137,7 @@ describe('GiftConsumer', () => {
     const bad = ws[7]!.packetId;
     await publish(t, ws.map(encodeWin));
     let calls = 0;
-    const gift = new GiftConsumer({
-      pool,
-      amqpUrl: TEST_AMQP_URL,
-      topology: t,
-      connectionName: `test-gift-${t.queue}`,
-      log: silent,
-      rate: 0,
+    const gift = await testGift(t, pool, {
       maxAttempts: 3,
       // The real writer, refusing one packet the way a constraint would (not a connection error).
       write: (p, batch) => {
@@ -167,7 +146,6 @@ describe('GiftConsumer', () => {
         return writeAwards(p, batch);
       },
     });
-    await gift.start();
     try {
       await pollUntil('the others credited', async () => (await awardCount(pool, c)).n === 399, 30_000, 50);
       await pollUntil('the bad one dead-lettered', async () => (await queueDepth(t.deadQueue)) === 1, 10_000, 50);
@@ -192,8 +170,7 @@ describe('GiftConsumer', () => {
     const own = await requireMysql(4);
     const ids = new Set<number>();
     own.on('connection', (conn) => ids.add(conn.threadId));
-    const gift = consumer(t, own, 0, 50);
-    await gift.start();
+    const gift = await testGift(t, own, { batchSize: 50 });
     let kills = 0;
     try {
       for (let round = 0; round < 5; round++) {
@@ -226,9 +203,8 @@ describe('GiftConsumer', () => {
     const n = 700;
     const rate = 250;
     await publish(t, wins(c, n).map(encodeWin));
-    const gift = consumer(t, pool, rate);
     const started = Date.now();
-    await gift.start();
+    const gift = await testGift(t, pool, { rate });
     try {
       await pollUntil('all credited', async () => (await awardCount(pool, c)).n === n, 30_000, 20);
     } finally {
