@@ -124,3 +124,27 @@ describe('OutboxRelay, when an outbox is deleted under it', () => {
     }
   });
 });
+
+describe('OutboxRelay, over many restarts', () => {
+  it('removes consumers that hold nothing and have gone idle, keeps those holding entries', async () => {
+    const t = await requireTopology();
+    const id = await campaign();
+    const stream = keys.outbox(id);
+    await grabMany(redis, id, 2);
+    await redis.xgroup('CREATE', stream, 'relay', '0', 'MKSTREAM');
+    await redis.xreadgroup('GROUP', 'relay', 'gone-empty', 'COUNT', 1, 'STREAMS', stream, '0');
+    await redis.xreadgroup('GROUP', 'relay', 'gone-holding', 'COUNT', 1, 'STREAMS', stream, '>');
+    const names = async (): Promise<string[]> =>
+      ((await redis.xinfo('CONSUMERS', stream, 'relay')) as unknown[][]).map((c) => String(c[1])).sort();
+    expect(await names()).toEqual(['gone-empty', 'gone-holding']);
+    // Long claim idle: the entry held by gone-holding stays with it during this test.
+    const { relay, stop } = await testRelay(t, [id], { pruneIdleMs: 0, claimIdleMs: 600_000 });
+    try {
+      await pollUntil('gone-empty removed', async () => !(await names()).includes('gone-empty'));
+      expect(await names()).toEqual(['gone-holding', relay.consumer].sort());
+    } finally {
+      await stop();
+      await dropTopology(t);
+    }
+  });
+});

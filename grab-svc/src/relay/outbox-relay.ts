@@ -41,6 +41,8 @@ export interface RelayOptions {
   claimIdleMs?: number;
   /** How often to look for such entries. */
   claimEveryMs?: number;
+  /** Consumers with nothing pending and idle this long (relays gone for good) leave the group. */
+  pruneIdleMs?: number;
   /** A confirm not back within this long counts as a failure (the connection is reopened). */
   confirmTimeoutMs?: number;
   /** Longest back-off between reconnect attempts. */
@@ -66,6 +68,8 @@ interface InFlight {
 
 /** Batches of one campaign per pass, so one busy campaign cannot starve the others. */
 const BATCHES_PER_TURN = 20;
+/** How often, at most, one outbox's consumer list is pruned. */
+const PRUNE_EVERY_MS = 60_000;
 
 export const DEFAULT_RELAY_GROUP = 'relay';
 const CAMPAIGN_REFRESH_MS = 1000;
@@ -131,6 +135,7 @@ export class OutboxRelay {
   private readonly returned = new Set<string>();
   /** When each outbox was last scanned for entries to take over. */
   private readonly lastClaimMs = new Map<string, number>();
+  private readonly lastPruneMs = new Map<string, number>();
   private campaignList: string[] = [];
   private campaignListAt = 0;
 
@@ -142,6 +147,7 @@ export class OutboxRelay {
       idleMs: 50,
       claimIdleMs: 10_000,
       claimEveryMs: 1000,
+      pruneIdleMs: 600_000,
       confirmTimeoutMs: 30_000,
       maxBackoffMs: 5000,
       ...opts,
@@ -315,6 +321,7 @@ export class OutboxRelay {
     this.claimCursor.set(stream, res[0]);
     // More to scan: claim again on the next pass instead of waiting claimEveryMs.
     if (res[0] !== '0-0') this.lastClaimMs.delete(stream);
+    else if (Date.now() - (this.lastPruneMs.get(stream) ?? 0) >= PRUNE_EVERY_MS) await this.prune(stream);
     const entries = res[1];
     if (entries.length > 0) {
       this.stats.claimed += entries.length;
@@ -324,8 +331,26 @@ export class OutboxRelay {
   }
 
   /**
-   * Publishes the wins; returns (wrapped, so awaiting send does not wait for it) a promise of the stream ids the broker confirmed (all, unless
-   * some came back unroutable), rejected when any was nacked or confirms do not come in time.
+   * Removes from the group the consumers that hold nothing and have been idle pruneIdleMs: every
+   * relay start adds a consumer name, and without this the group's list would only grow.
+   */
+  private async prune(stream: string): Promise<void> {
+    this.lastPruneMs.set(stream, Date.now());
+    const consumers = (await this.o.redis.xinfo('CONSUMERS', stream, this.o.group)) as unknown[][];
+    for (const c of consumers) {
+      const f: Record<string, unknown> = {};
+      for (let i = 0; i + 1 < c.length; i += 2) f[String(c[i])] = c[i + 1];
+      const name = String(f['name']);
+      if (name === this.o.consumer || Number(f['pending']) !== 0 || Number(f['idle']) < this.o.pruneIdleMs) continue;
+      await this.o.redis.xgroup('DELCONSUMER', stream, this.o.group, name);
+      this.o.log.info({ stream, consumer: name }, 'removed an idle consumer from the group');
+    }
+  }
+
+  /**
+   * Publishes the wins. Returns, wrapped (so that awaiting send does not wait for it), a promise
+   * of the stream ids the broker confirmed: all, unless some came back unroutable; rejected when
+   * any was nacked or the confirms do not come in time.
    */
   private async send(wins: WinEvent[]): Promise<{ confirmed: Promise<string[]> }> {
     if (wins.length === 0) return { confirmed: Promise.resolve([]) };
