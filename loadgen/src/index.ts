@@ -31,6 +31,8 @@ export interface LoadOptions {
   rps?: number;
   /** Count replies by the value of this varint field number (e.g. 1 = the grab outcome). */
   replyKey?: number;
+  /** Keep each request's last reply message (LoadReport.replyMessages), e.g. to read every answer. */
+  keepReplies?: boolean;
 }
 
 export interface LoadReport {
@@ -45,6 +47,13 @@ export interface LoadReport {
   statusCounts: Record<string, number>;
   errors: Record<string, number>;
   replies: Record<string, number>;
+  /** Every latency in ms, sorted ascending (for histograms and merged percentiles). */
+  latenciesMs: Float64Array;
+  /**
+   * keepReplies only: the reply message of each request, in the order of `requests`
+   * (the last one when requests were cycled); undefined where the call failed.
+   */
+  replyMessages?: (Uint8Array | undefined)[];
 }
 
 export const PERCENTILES = [10, 25, 50, 75, 90, 95, 99, 99.9];
@@ -67,6 +76,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
         durationMs: opts.durationMs ?? 0,
         rps: (opts.rps ?? 0) / workers,
         replyKey: opts.replyKey ?? 0,
+        keepReplies: opts.keepReplies ?? false,
       };
       return new Promise<WorkerResult>((resolve, reject) => {
         const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: input });
@@ -80,7 +90,12 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
     }),
   );
   const totalMs = performance.now() - t0;
-  return summarize(results, totalMs);
+  const report = summarize(results, totalMs);
+  if (opts.keepReplies) {
+    // request i went to worker i % workers, at position floor(i / workers) of its slice
+    report.replyMessages = opts.requests.map((_, i) => results[i % workers]?.messages?.[Math.floor(i / workers)]);
+  }
+  return report;
 }
 
 function merge(into: Record<string, number>, from: Record<string, number>): void {
@@ -117,6 +132,7 @@ function summarize(results: WorkerResult[], totalMs: number): LoadReport {
     statusCounts,
     errors,
     replies,
+    latenciesMs: all,
   };
 }
 

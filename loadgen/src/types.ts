@@ -15,6 +15,7 @@ export interface WorkerInput {
   durationMs: number;
   rps: number;
   replyKey: number;
+  keepReplies: boolean;
 }
 
 export interface WorkerResult {
@@ -23,4 +24,6 @@ export interface WorkerResult {
   errors: Record<string, number>;
   replies: Record<string, number>;
   elapsedMs: number;
+  /** keepReplies only: the last reply message of each request of this worker's slice. */
+  messages?: (Uint8Array | undefined)[];
 }

@@ -1,6 +1,7 @@
 /** One load worker thread: keeps `concurrency` streams in flight over its own HTTP/2 sessions. */
 import { connect, constants, type ClientHttp2Session } from 'node:http2';
 import { parentPort, workerData } from 'node:worker_threads';
+import { firstMessage } from './frame.js';
 import type { WorkerInput, WorkerResult } from './types.js';
 
 const input = workerData as WorkerInput;
@@ -18,6 +19,9 @@ let recorded = 0;
 const statusCounts: Record<string, number> = {};
 const errors: Record<string, number> = {};
 const replies: Record<string, number> = {};
+const messages: (Uint8Array | undefined)[] | undefined = input.keepReplies
+  ? new Array<Uint8Array | undefined>(input.requests.length)
+  : undefined;
 let next = 0;
 let done = 0;
 const startedAt = performance.now();
@@ -33,6 +37,7 @@ function finish(): void {
     errors,
     replies,
     elapsedMs: performance.now() - startedAt,
+    messages,
   };
   for (const s of sessions) s.close();
   parentPort?.postMessage(result, [result.latenciesMs.buffer as ArrayBuffer]);
@@ -65,12 +70,13 @@ function issue(): void {
   let grpcStatus = '';
   let grpcMessage = '';
   stream.on('response', (h) => {
-    // trailers-only responses carry the status in the headers
+    // trailers-only responses carry the status (and its message) in the headers
     if (h['grpc-status'] !== undefined) grpcStatus = String(h['grpc-status']);
+    if (h['grpc-message'] !== undefined) grpcMessage = String(h['grpc-message']);
   });
   stream.on('trailers', (t) => {
     grpcStatus = String(t['grpc-status'] ?? grpcStatus);
-    grpcMessage = String(t['grpc-message'] ?? '');
+    grpcMessage = String(t['grpc-message'] ?? grpcMessage);
   });
   stream.on('data', (c: Buffer) => chunks.push(c));
   stream.on('error', (e: Error) => {
@@ -84,11 +90,18 @@ function issue(): void {
     if (code !== '0') {
       const key = `${code}: ${decodeURIComponent(grpcMessage)}`;
       errors[key] = (errors[key] ?? 0) + 1;
-    } else if (input.replyKey > 0) {
-      // bucket replies by the value of one varint field (e.g. the grab outcome)
+    } else if (input.replyKey > 0 || messages) {
       const body = Buffer.concat(chunks);
-      const v = body.length > 6 && body[5] === input.replyKey << 3 ? String(body[6]) : 'default';
-      replies[v] = (replies[v] ?? 0) + 1;
+      if (input.replyKey > 0) {
+        // bucket replies by the value of one varint field (e.g. the grab outcome)
+        const v = body.length > 6 && body[5] === input.replyKey << 3 ? String(body[6]) : 'default';
+        replies[v] = (replies[v] ?? 0) + 1;
+      }
+      if (messages) {
+        // a copy: the body may be a view into a shared pool that postMessage would clone whole
+        const m = firstMessage(body);
+        messages[k % messages.length] = m && new Uint8Array(m);
+      }
     }
     done++;
     schedule();

@@ -1,0 +1,140 @@
+/** `redpacket users import|block|unblock`, against account-svc. */
+import { Command } from 'commander';
+import { SingleBar, Presets } from 'cli-progress';
+import type { Account, ImportUsersRequest, ImportUsersResponse } from '@redpacket/proto';
+import { action, examples } from '../action.js';
+import type { CliContext } from '../context.js';
+import { fromGrpc } from '../errors.js';
+import { keyValueTable, num, plain, when, yuan } from '../format.js';
+import { asInt } from '../parse.js';
+import { fileSize, readUserBatches } from '../users-csv.js';
+
+function accountRows(a: Account): [string, string][] {
+  return [
+    ['user', a.userId],
+    ['name', a.displayName],
+    ['blocked', a.blocked ? `yes, ${when(a.blockedAt)}${a.blockReason ? ` (${a.blockReason})` : ''}` : 'no'],
+    ['risk score', String(a.riskScore)],
+    ['balance', `${yuan(a.balanceCents)} from ${num(a.awardsCount)} awards`],
+    ['opened', when(a.createdAt)],
+  ];
+}
+
+async function importUsers(ctx: CliContext, file: string, o: { batchSize: number }): Promise<void> {
+  const total = fileSize(file);
+  const account = ctx.account();
+  const md = await ctx.adminMetadata();
+  const bar = new SingleBar(
+    { format: 'importing {bar} {percentage}% | {users} users sent | {eta_formatted} left', stream: process.stderr },
+    Presets.shades_classic,
+  );
+  const showBar = process.stderr.isTTY && !ctx.json;
+  if (showBar) bar.start(total, 0, { users: 0 });
+  const t0 = performance.now();
+  let sent = 0;
+  const localRejected: string[] = [];
+  // read the first batch before calling, so a bad file is reported as such, server up or not
+  const batches = readUserBatches(file, o.batchSize);
+  const first = await batches.next();
+  let response: ImportUsersResponse;
+  try {
+    response = await new Promise<ImportUsersResponse>((resolve, reject) => {
+      const stream = account.client.importUsers(md, { deadline: Date.now() + 3_600_000 }, (err, res) =>
+        err ? reject(fromGrpc(err, account.name, account.address)) : resolve(res),
+      );
+      const pump = async (): Promise<void> => {
+        for (let next = first; !next.done; next = await batches.next()) {
+          const batch = next.value;
+          localRejected.push(...batch.rejected);
+          if (batch.users.length) {
+            const req: ImportUsersRequest = { users: batch.users };
+            // respect back-pressure: wait for the stream to drain before the next batch
+            if (!stream.write(req)) await new Promise((r) => stream.once('drain', r));
+            sent += batch.users.length;
+          }
+          if (showBar) bar.update(batch.bytesRead, { users: num(sent) });
+        }
+        stream.end();
+      };
+      pump().catch((err: unknown) => {
+        stream.cancel();
+        reject(err);
+      });
+    });
+  } finally {
+    if (showBar) bar.stop();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const summary = {
+    file,
+    sent,
+    ...(plain(response) as Record<string, unknown>),
+    rejectedLocally: localRejected.length,
+    localErrors: localRejected.slice(0, 20),
+    seconds: Number(seconds.toFixed(2)),
+    usersPerSecond: Math.round(sent / Math.max(seconds, 0.001)),
+  };
+  ctx.print(summary, () =>
+    keyValueTable([
+      ['file', file],
+      ['sent', num(sent)],
+      ['received by account-svc', num(response.received)],
+      ['created', num(response.created)],
+      ['duplicates', num(response.duplicates)],
+      ['rejected by account-svc', num(response.rejected)],
+      ['rejected before sending', num(localRejected.length)],
+      ['time', `${seconds.toFixed(1)} s (${num(summary.usersPerSecond)} users/s)`],
+      ...[...localRejected.slice(0, 10), ...response.errors.slice(0, 10)].map((e): [string, string] => ['problem', e]),
+    ]),
+  );
+}
+
+async function block(ctx: CliContext, user: string, o: { reason: string }): Promise<void> {
+  const account = ctx.account();
+  const a = await account.call(account.client.blockUser, { userId: user, reason: o.reason });
+  ctx.print(plain(a), () => `blocked ${a.userId}\n${keyValueTable(accountRows(a))}`);
+}
+
+async function unblock(ctx: CliContext, user: string): Promise<void> {
+  const account = ctx.account();
+  const a = await account.call(account.client.unblockUser, { userId: user });
+  ctx.print(plain(a), () => `unblocked ${a.userId}\n${keyValueTable(accountRows(a))}`);
+}
+
+async function show(ctx: CliContext, user: string): Promise<void> {
+  const account = ctx.account();
+  const a = await account.call(account.client.getAccount, { userId: user });
+  ctx.print(plain(a), () => keyValueTable(accountRows(a)));
+}
+
+export function usersCommand(): Command {
+  const cmd = examples(
+    new Command('users').description('pre-open, inspect, block and unblock accounts (account-svc)'),
+    ['redpacket users import crowd.csv', 'redpacket users block mallory --reason "scripted clicks"'],
+  );
+  examples(
+    cmd
+      .command('import')
+      .argument('<file>', 'CSV with a header: user_id[,display_name][,password][,risk_score]')
+      .description('pre-open accounts in bulk, streamed to account-svc, with a progress bar and a summary')
+      .option('--batch-size <n>', 'users per streamed message', asInt('--batch-size', 1, 10_000), 500)
+      .action(action(importUsers)),
+    ['redpacket users import crowd.csv', 'redpacket --json users import crowd.csv | jq .created'],
+  );
+  examples(cmd.command('show').argument('<user-id>').description('one account').action(action(show)), [
+    'redpacket users show alice',
+  ]);
+  examples(
+    cmd
+      .command('block')
+      .argument('<user-id>')
+      .description('block a user: every grab answers FORBIDDEN within a second')
+      .option('--reason <text>', 'recorded with the block', 'blocked by operator')
+      .action(action(block)),
+    ['redpacket users block mallory --reason "scripted clicks"'],
+  );
+  examples(cmd.command('unblock').argument('<user-id>').description('lift a block').action(action(unblock)), [
+    'redpacket users unblock mallory',
+  ]);
+  return cmd;
+}

@@ -1,0 +1,127 @@
+/** What every command needs: addresses, the admin token, typed clients and the output mode. */
+import { credentials, Metadata, type CallOptions, type Client, type ServiceError } from '@grpc/grpc-js';
+import { signToken } from '@redpacket/lib';
+import { AccountServiceClient, AdminServiceClient, GiftServiceClient, GrabServiceClient } from '@redpacket/proto';
+import { fromGrpc } from './errors.js';
+
+/** The environment the CLI reads (only main.ts touches process.env). */
+export interface CliEnv {
+  GRAB_ADDR?: string;
+  ACCOUNT_ADDR?: string;
+  GIFT_ADDR?: string;
+  REDPACKET_TOKEN?: string;
+  JWT_SECRET?: string;
+  REDIS_URL?: string;
+  MYSQL_URL?: string;
+  AMQP_URL?: string;
+  DEMO_PACKETS?: string;
+  DEMO_USERS?: string;
+  DEMO_TOTAL_YUAN?: string;
+}
+
+/** The secret every service falls back to when JWT_SECRET is unset (development only). */
+export const DEV_JWT_SECRET = 'dev-secret-change-me-0123456789';
+
+/** The options every command accepts (defined once on the root program). */
+export interface GlobalOptions {
+  grabAddr: string;
+  accountAddr: string;
+  giftAddr: string;
+  token?: string;
+  jwtSecret?: string;
+  json: boolean;
+  timeout: number;
+}
+
+/** The last overload of a generated grpc-js unary client method. */
+export type UnaryMethod<Req, Res> = (
+  req: Req,
+  md: Metadata,
+  options: Partial<CallOptions>,
+  cb: (err: ServiceError | null, res: Res) => void,
+) => unknown;
+
+/** One service's client with its address, for calls that turn errors into CliErrors. */
+export class ServiceHandle<C extends Client> {
+  constructor(
+    readonly name: string,
+    readonly address: string,
+    readonly client: C,
+    private readonly metadata: () => Promise<Metadata>,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** One unary call with the admin token; `timeoutMs` shortens the default deadline. */
+  async call<Req, Res>(method: UnaryMethod<Req, Res>, req: Req, timeoutMs = this.timeoutMs): Promise<Res> {
+    const md = await this.metadata();
+    return new Promise((resolve, reject) => {
+      method.call(this.client, req, md, { deadline: Date.now() + Math.min(timeoutMs, this.timeoutMs) }, (err, res) =>
+        err ? reject(fromGrpc(err, this.name, this.address)) : resolve(res),
+      );
+    });
+  }
+}
+
+export class CliContext {
+  private adminMd: Promise<Metadata> | undefined;
+  private readonly open: Client[] = [];
+
+  constructor(readonly opts: GlobalOptions) {}
+
+  get json(): boolean {
+    return this.opts.json;
+  }
+
+  /** The JWT secret for signing, falling back to the services' development default. */
+  get secret(): string {
+    return this.opts.jwtSecret ?? DEV_JWT_SECRET;
+  }
+
+  /** `authorization: Bearer <admin token>`: REDPACKET_TOKEN/--token, else signed with the secret. */
+  adminMetadata(): Promise<Metadata> {
+    this.adminMd ??= (async () => {
+      const token =
+        this.opts.token ??
+        (await signToken({ secret: this.secret, userId: 'redpacket-cli', role: 'admin', ttlSeconds: 3600 }));
+      const md = new Metadata();
+      md.set('authorization', `Bearer ${token}`);
+      return md;
+    })();
+    return this.adminMd;
+  }
+
+  private handle<C extends Client>(name: string, address: string, make: (addr: string) => C): ServiceHandle<C> {
+    const client = make(address);
+    this.open.push(client);
+    return new ServiceHandle(name, address, client, () => this.adminMetadata(), this.opts.timeout);
+  }
+
+  admin(): ServiceHandle<AdminServiceClient> {
+    return this.handle('grab-svc', this.opts.grabAddr, (a) => new AdminServiceClient(a, credentials.createInsecure()));
+  }
+
+  grab(): ServiceHandle<GrabServiceClient> {
+    return this.handle('grab-svc', this.opts.grabAddr, (a) => new GrabServiceClient(a, credentials.createInsecure()));
+  }
+
+  account(): ServiceHandle<AccountServiceClient> {
+    return this.handle(
+      'account-svc',
+      this.opts.accountAddr,
+      (a) => new AccountServiceClient(a, credentials.createInsecure()),
+    );
+  }
+
+  gift(): ServiceHandle<GiftServiceClient> {
+    return this.handle('gift-svc', this.opts.giftAddr, (a) => new GiftServiceClient(a, credentials.createInsecure()));
+  }
+
+  /** Writes the result: JSON (one document) with --json, the human form otherwise. */
+  print(json: unknown, human: () => string): void {
+    process.stdout.write(this.json ? `${JSON.stringify(json, null, 2)}\n` : `${human()}\n`);
+  }
+
+  close(): void {
+    for (const c of this.open.splice(0)) c.close();
+  }
+}

@@ -1,0 +1,54 @@
+/** The demo's child processes: every service workspace that is built in this checkout. */
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { freePort, spawnNode, type Child } from '@redpacket/loadgen';
+
+/** The repository root, from admin-cli/dist/demo/. */
+const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+export type ServiceName = 'grab-svc' | 'account-svc' | 'gift-svc';
+export const SERVICE_NAMES: ServiceName[] = ['grab-svc', 'account-svc', 'gift-svc'];
+
+/** The entry point of a service workspace, if this checkout has it (built). */
+/** The entry point a workspace's `npm start` runs (`node <script>`), if it is built. */
+export function serviceScript(name: ServiceName): string | undefined {
+  const manifest = `${REPO_ROOT}${name}/package.json`;
+  if (!existsSync(manifest)) return undefined;
+  const start = (JSON.parse(readFileSync(manifest, 'utf8')) as { scripts?: { start?: string } }).scripts?.start ?? '';
+  const m = /^node (\S+\.js)$/.exec(start.trim());
+  const script = m ? `${REPO_ROOT}${name}/${m[1]}` : undefined;
+  return script && existsSync(script) ? script : undefined;
+}
+
+export interface RunningService {
+  name: ServiceName;
+  port: number;
+  address: string;
+  pid: number | undefined;
+  child: Child;
+}
+
+/**
+ * Starts a service on a free port and waits until it serves (lib's startServer logs
+ * "gRPC server listening"). Its output is kept in memory and shown only if it fails.
+ */
+export async function startService(
+  name: ServiceName,
+  env: Record<string, string>,
+  /** Called with the child as soon as it exists, so a Ctrl-C during start-up stops it too. */
+  spawned: (child: Child) => void,
+  timeoutMs = 30_000,
+): Promise<RunningService> {
+  const script = serviceScript(name);
+  if (!script) throw new Error(`${name} is not built in this checkout`);
+  const port = await freePort();
+  const child = spawnNode(script, [], { ...env, GRPC_PORT: String(port), LOG_LEVEL: 'info' });
+  spawned(child);
+  try {
+    await child.waitFor(/gRPC server listening/, timeoutMs);
+  } catch (err) {
+    await child.stop();
+    throw err;
+  }
+  return { name, port, address: `127.0.0.1:${port}`, pid: child.proc.pid, child };
+}

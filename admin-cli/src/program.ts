@@ -1,0 +1,60 @@
+/** The `redpacket` command tree; main.ts runs it with the process environment. */
+import { Command, Option } from 'commander';
+import { benchCommand } from './commands/bench.js';
+import { campaignCommand } from './commands/campaign.js';
+import { demoCommand } from './commands/demo.js';
+import { tokenCommand } from './commands/token.js';
+import { usersCommand } from './commands/users.js';
+import type { CliEnv } from './context.js';
+import { asDuration } from './parse.js';
+
+export function buildProgram(env: CliEnv): Command {
+  const program = new Command('redpacket')
+    .description("The red packet mesh's operator tool: campaigns, users, tokens, load tests and the demo.")
+    .version('0.1.0')
+    .option('--grab-addr <host:port>', 'grab-svc (env GRAB_ADDR)', env.GRAB_ADDR ?? '127.0.0.1:50051')
+    .option('--account-addr <host:port>', 'account-svc (env ACCOUNT_ADDR)', env.ACCOUNT_ADDR ?? '127.0.0.1:50052')
+    .option('--gift-addr <host:port>', 'gift-svc (env GIFT_ADDR)', env.GIFT_ADDR ?? '127.0.0.1:50053')
+    .addOption(
+      new Option('--token <jwt>', 'admin bearer token (env REDPACKET_TOKEN)').default(
+        env.REDPACKET_TOKEN || undefined,
+        env.REDPACKET_TOKEN ? 'from REDPACKET_TOKEN' : undefined,
+      ),
+    )
+    .addOption(
+      new Option(
+        '--jwt-secret <secret>',
+        "signs an admin token when no token is given (env JWT_SECRET; else the services' development secret)",
+      ).default(env.JWT_SECRET || undefined, env.JWT_SECRET ? 'from JWT_SECRET' : undefined),
+    )
+    .option('--json', 'print JSON for scripts instead of tables', false)
+    .option('--timeout <duration>', 'deadline of each call', asDuration('--timeout'), 10_000)
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 ok, 1 failure, 2 bad usage or invalid request, 3 server down or unreachable,
+4 not found, 5 not allowed (token missing, invalid or not admin), 6 not possible now
+(e.g. settle before delivery), 7 reconcile found differences.
+
+Examples:
+  $ npm start                                   # the demo: a whole campaign end to end
+  $ redpacket campaign create --name Gala --total 10000 --packets 10000 --batches 3 --interval 2s
+  $ redpacket campaign watch <id>
+  $ redpacket bench --call redpacket.v1.GrabService.Grab -n 20000 -c 200 --token-per-user 20000 \\
+      -d '{"campaign_id":"<id>","request_id":"r{{.RequestNumber}}"}' --baseline
+`,
+    );
+  program.addCommand(campaignCommand());
+  program.addCommand(usersCommand());
+  program.addCommand(tokenCommand());
+  program.addCommand(benchCommand());
+  program.addCommand(demoCommand(env));
+  // addCommand does not pass settings down: every command throws instead of exiting, so
+  // main.ts picks the exit code (2 for usage) in one place
+  const inherit = (cmd: Command): void => {
+    cmd.exitOverride().showHelpAfterError('(add --help for usage and examples)');
+    cmd.commands.forEach(inherit);
+  };
+  inherit(program);
+  return program;
+}

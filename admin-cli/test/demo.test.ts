@@ -1,0 +1,111 @@
+import { keys } from '@redpacket/lib';
+import { deleteKeys, requireRedis } from '@redpacket/lib/testing';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '@redpacket/loadgen';
+import { cli, gone, pollUntil, startCli } from './helpers.js';
+
+interface DemoReport {
+  ok: boolean;
+  campaignId: string;
+  services: { name: string; port: number; pid: number }[];
+  calls: number;
+  outcomes: Record<string, number>;
+  money: { totalCents: string; claimedCents: string; remainingCents: string; winners: number; wonAnswersCents: string };
+  stats: { packetsClaimed: number; packetsTotal: number; state: string };
+  checks: { what: string; ok: boolean }[];
+  waves: { name: string; calls: number }[];
+}
+
+let redis: Redis;
+const campaigns: string[] = [];
+beforeAll(async () => {
+  redis = await requireRedis();
+});
+afterAll(async () => {
+  for (const id of campaigns) {
+    await deleteKeys(redis, `rp:{${id}}:*`);
+    await redis.zrem(keys.campaigns, id);
+  }
+  await redis?.quit();
+});
+
+describe('redpacket demo (the main job) at a small size', () => {
+  it('runs a whole campaign, checks the money to the cent and stops what it started', async () => {
+    const r = await cli(
+      ['--json', 'demo', '--packets', '500', '--total', '888.88', '--users', '2000', '--interval', '1s', '-c', '50'],
+      {},
+      120_000,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as DemoReport;
+    campaigns.push(report.campaignId);
+    expect(report.ok).toBe(true);
+    expect(report.checks.map((c) => c.what)).toEqual(
+      expect.arrayContaining([
+        'claimed + remaining = total (GetCampaignStats)',
+        "users' own WON answers = claimed",
+        'one packet per user, no packet twice, retries answered the same',
+        'outcome counters = the answers the crowd got',
+      ]),
+    );
+    expect(report.checks.every((c) => c.ok)).toBe(true);
+
+    // the money line: claimed + remaining = total, and the users' own WON answers add up to claimed
+    const m = report.money;
+    expect(m.totalCents).toBe('88888');
+    expect(BigInt(m.claimedCents) + BigInt(m.remainingCents)).toBe(88888n);
+    expect(m.wonAnswersCents).toBe(m.claimedCents);
+    // 2,000 users for 500 packets: every packet goes, one per winner
+    expect(report.stats.packetsClaimed).toBe(500);
+    expect(m.winners).toBe(500);
+    expect(m.claimedCents).toBe('88888');
+    expect(report.outcomes['WON']).toBeGreaterThanOrEqual(500);
+    expect(report.outcomes['SOLD_OUT']).toBeGreaterThan(0);
+    expect(report.outcomes['NOT_STARTED']).toBeGreaterThan(0);
+    expect(report.outcomes['ALREADY_GRABBED']).toBeGreaterThan(0);
+    expect(report.waves.reduce((s, w) => s + w.calls, 0)).toBe(report.calls);
+    expect(report.stats.state).not.toBe('CAMPAIGN_STATE_OPEN');
+
+    // everything it started is stopped; without gift-svc its Redis keys are gone too
+    expect(report.services.map((s) => s.name)).toContain('grab-svc');
+    for (const s of report.services) expect(gone(s.pid), s.name).toBe(true);
+    if (!report.services.some((s) => s.name === 'gift-svc')) {
+      expect(await redis.exists(keys.meta(report.campaignId))).toBe(0);
+      expect(await redis.zscore(keys.campaigns, report.campaignId)).toBeNull();
+    }
+  });
+
+  it('on Ctrl-C stops the services it started and removes its campaign', async () => {
+    const p = startCli(['demo', '--packets', '300', '--users', '1000', '--interval', '3s', '-c', '20']);
+    const pid = Number(
+      await pollUntil('grab-svc started', () => /grab-svc serves on \S+ \(pid (\d+)\)/.exec(p.out.stderr)?.[1], 30_000),
+    );
+    const id = await pollUntil('the campaign', () => /campaign (\S+): /.exec(p.out.stderr)?.[1], 30_000);
+    campaigns.push(id);
+    await pollUntil('the first wave', () => p.out.stderr.includes('early birds'), 30_000);
+    p.kill('SIGINT');
+    const code = await pollUntil('the demo to exit', () => p.exitCode ?? undefined, 15_000);
+    expect(code).toBe(130);
+    expect(p.out.stderr).toContain('stopping the services the demo started');
+    expect(gone(pid)).toBe(true);
+    expect(await redis.exists(keys.meta(id))).toBe(0);
+  });
+
+  it('exits 3 with a clear message when Redis or MySQL is down, before starting anything', async () => {
+    const port = await freePort();
+    const redisDown = await cli(['demo', '--users', '10', '--packets', '5'], {
+      REDIS_URL: `redis://127.0.0.1:${port}`,
+    });
+    expect(redisDown.code).toBe(3);
+    expect(redisDown.stderr).toContain(`Redis is not reachable at redis://127.0.0.1:${port}`);
+    expect(redisDown.stderr).not.toContain('grab-svc serves');
+
+    const mysqlDown = await cli(['demo', '--users', '10', '--packets', '5'], {
+      MYSQL_URL: `mysql://root@127.0.0.1:${port}/redpacket`,
+    });
+    expect(mysqlDown.code).toBe(3);
+    expect(mysqlDown.stderr).toContain('migrations failed (is MySQL up at');
+    expect(mysqlDown.stderr).not.toContain('grab-svc serves');
+  });
+});
