@@ -40,6 +40,9 @@ redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
 await migrate(env.MYSQL_URL, (m) => log.info(m));
 const pool = createPool(env.MYSQL_URL);
 
+const createdHere = new Set<string>();
+const scope = env.RELAY_SCOPE === 'created-here' ? async () => [...createdHere] : undefined;
+
 // The relay gets connections of its own, so it never queues behind (or slows) a grab.
 const relayRedis = env.RELAY_ENABLED === '1' ? redis.duplicate() : undefined;
 const relay = relayRedis
@@ -51,13 +54,22 @@ const relay = relayRedis
       log: log.child({ part: 'relay' }),
       batchSize: env.RELAY_BATCH,
       claimIdleMs: env.RELAY_CLAIM_IDLE_MS,
+      campaigns: scope,
     })
   : undefined;
 relay?.start();
 const stopSettling =
-  env.SETTLE_EVERY_MS > 0 ? startSettleTimer({ redis, pool, log, everyMs: env.SETTLE_EVERY_MS }) : undefined;
+  env.SETTLE_EVERY_MS > 0
+    ? startSettleTimer({ redis, pool, log, everyMs: env.SETTLE_EVERY_MS, campaigns: scope })
+    : undefined;
 
-const services = createGrabServer({ redis, tokens: new TokenVerifier({ secret: env.JWT_SECRET }), log, pool });
+const services = createGrabServer({
+  redis,
+  tokens: new TokenVerifier({ secret: env.JWT_SECRET }),
+  log,
+  pool,
+  onCampaignCreated: (id) => createdHere.add(id),
+});
 const running = await startServer({ services, port: env.GRPC_PORT, log });
 
 onShutdownSignal(log, async () => {

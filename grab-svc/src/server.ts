@@ -27,6 +27,8 @@ export interface GrabServerDeps {
   log: Logger;
   /** MySQL (campaign rows, settlements, awards); without it settle and reconcile are refused. */
   pool?: Pool;
+  /** Told each campaign this server creates (main's relay can be scoped to those). */
+  onCampaignCreated?: (campaignId: string) => void;
 }
 
 const NO_PIPELINE = 'needs the win pipeline (gift-svc and MySQL), not configured in this server';
@@ -59,6 +61,7 @@ export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
         // The MySQL row first: a campaign never exists in Redis without its record of truth.
         if (pool) await insertCampaignRow(pool, meta);
         await writeCampaign(redis, meta);
+        deps.onCampaignCreated?.(meta.id);
         log.info(
           { campaignId: meta.id, by: admin.userId, count: meta.count, total: meta.totalCents },
           'campaign created',

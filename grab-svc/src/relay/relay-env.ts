@@ -13,6 +13,12 @@ export const RelayEnv = z.object({
     .string()
     .regex(/^[A-Za-z0-9_.-]*$/)
     .default(''),
+  /**
+   * Which campaigns the relay (and grab-svc's settle timer) act on: "all" in rp:campaigns, or
+   * only those created through this process ("created-here": a demo or test sharing its Redis
+   * with others must not drain or settle their campaigns).
+   */
+  RELAY_SCOPE: z.enum(['all', 'created-here']).default('all'),
   RELAY_CONNECTION_NAME: z.string().default(`relay@${hostname()}/${process.pid}`),
 });
 export type RelayEnv = z.infer<typeof RelayEnv>;
