@@ -1,5 +1,5 @@
 import { keys } from '@redpacket/lib';
-import { deleteKeys, requireRedis } from '@redpacket/lib/testing';
+import { deleteKeys, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '@redpacket/loadgen';
@@ -17,10 +17,15 @@ interface DemoReport {
   waves: { name: string; calls: number }[];
 }
 
+// The demo runs the mesh's relay, which reads every campaign's outbox in its Redis database:
+// a database of its own keeps it away from the other tests' campaigns.
+const DEMO_REDIS_URL = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/1`;
+const DEMO_ENV = { REDIS_URL: DEMO_REDIS_URL };
+
 let redis: Redis;
 const campaigns: string[] = [];
 beforeAll(async () => {
-  redis = await requireRedis();
+  redis = await requireRedis(DEMO_REDIS_URL);
 });
 afterAll(async () => {
   for (const id of campaigns) {
@@ -34,7 +39,7 @@ describe('redpacket demo (the main job) at a small size', () => {
   it('runs a whole campaign, checks the money to the cent and stops what it started', async () => {
     const r = await cli(
       ['--json', 'demo', '--packets', '500', '--total', '888.88', '--users', '2000', '--interval', '1s', '-c', '50'],
-      {},
+      DEMO_ENV,
       120_000,
     );
     expect(r.code, r.stderr).toBe(0);
@@ -77,7 +82,7 @@ describe('redpacket demo (the main job) at a small size', () => {
   });
 
   it('on Ctrl-C stops the services it started and removes its campaign', async () => {
-    const p = startCli(['demo', '--packets', '300', '--users', '1000', '--interval', '3s', '-c', '20']);
+    const p = startCli(['demo', '--packets', '300', '--users', '1000', '--interval', '3s', '-c', '20'], DEMO_ENV);
     const pid = Number(
       await pollUntil('grab-svc started', () => /grab-svc serves on \S+ \(pid (\d+)\)/.exec(p.out.stderr)?.[1], 30_000),
     );
