@@ -6,6 +6,7 @@ export * from './gen/redpacket/v1/grab.js';
 export * from './gen/redpacket/v1/admin.js';
 export * from './gen/redpacket/v1/account.js';
 export * from './gen/redpacket/v1/gift.js';
+export * from './gen/redpacket/v1/pipeline.js';
 
 /** Path of the descriptor set (with imports) that Envoy's grpc_json_transcoder loads. */
 export const descriptorSetPath = fileURLToPath(new URL('../descriptors/redpacket.pb', import.meta.url));

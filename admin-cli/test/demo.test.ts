@@ -94,7 +94,8 @@ describe('redpacket demo (the main job) at a small size', () => {
     expect(code).toBe(130);
     expect(p.out.stderr).toContain('stopping the services the demo started');
     expect(gone(pid)).toBe(true);
-    expect(await redis.exists(keys.meta(id))).toBe(0);
+    // as in the test above: the demo keeps its campaign's keys when gift-svc ran (afterAll removes them)
+    if (!p.out.stderr.includes('gift-svc serves')) expect(await redis.exists(keys.meta(id))).toBe(0);
   });
 
   it('exits 3 with a clear message when Redis or MySQL is down, before starting anything', async () => {

@@ -79,8 +79,10 @@ export async function startGrabSvc(): Promise<GrabServer> {
     JWT_SECRET: TEST_JWT_SECRET,
     REDIS_URL: TEST_REDIS_URL,
     LOG_LEVEL: 'info',
-    // A relay would read every campaign's outbox in this shared Redis, other tests' included.
+    // A relay would read every campaign's outbox in this shared Redis, other tests' included;
+    // the settle timer would settle their ended campaigns.
     RELAY_ENABLED: '0',
+    SETTLE_EVERY_MS: '0',
   });
   await child.waitFor(/gRPC server listening/);
   const created = new Set<string>();

@@ -35,6 +35,12 @@ export interface EligibilityView {
   verdict(userId: string): Verdict;
 }
 
+/** The verdict for a user with no block and no risk score. */
+export const ELIGIBLE: Verdict = Object.freeze({ blocked: false, riskScore: 0 });
+
+/** For tools and tests that grab without account-svc's blocklist: nobody is blocked or risky. */
+export const everyoneEligible: EligibilityView = { verdict: () => ELIGIBLE };
+
 export interface MirrorOptions {
   /** Full resync period (ms); 0 disables the timer. */
   resyncMs?: number;

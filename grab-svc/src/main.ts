@@ -1,12 +1,17 @@
 /** grab-svc entry point: reads the environment, connects, serves, and shuts down on SIGTERM. */
 import { createLogger, createRedis, onShutdownSignal, startServer, TokenVerifier } from '@redpacket/lib';
+import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
+import { DEFAULT_TOPOLOGY, topologyWithSuffix } from '@redpacket/wins';
 import { z } from 'zod';
 import { EligibilityMirror } from './eligibility-mirror.js';
+import { OutboxRelay } from './relay/outbox-relay.js';
+import { RelayEnv } from './relay/relay-env.js';
 import { registerScripts } from './scripts.js';
 import { createGrabServer } from './server.js';
+import { startSettleTimer } from './settle-timer.js';
 import { superviseWorkers } from './workers.js';
 
-const Env = z.object({
+const Env = RelayEnv.extend({
   GRPC_PORT: z.coerce.number().int().min(0).max(65535).default(50051),
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   REDIS_CLUSTER_NODES: z.string().optional(),
@@ -17,6 +22,9 @@ const Env = z.object({
   ELIGIBILITY_RESYNC_MS: z.coerce.number().int().min(0).default(60_000),
   /** Processes sharing the port (node:cluster); 1 serves in this process. */
   WORKERS: z.coerce.number().int().min(1).max(64).default(1),
+  MYSQL_URL: z.string().url().default(DEFAULT_MYSQL_URL),
+  /** How often ended campaigns are settled automatically; 0 = never. */
+  SETTLE_EVERY_MS: z.coerce.number().int().min(0).default(10_000),
 });
 
 const parsed = Env.safeParse(process.env);
@@ -41,16 +49,48 @@ const eligibility = new EligibilityMirror(redis, log, { resyncMs: env.ELIGIBILIT
 await eligibility.start();
 log.info(eligibility.size, 'eligibility mirror loaded');
 
+await migrate(env.MYSQL_URL, (m) => log.info(m));
+const pool = createPool(env.MYSQL_URL);
+
+const createdHere = new Set<string>();
+const scope = env.RELAY_SCOPE === 'created-here' ? async () => [...createdHere] : undefined;
+
+// The relay gets connections of its own, so it never queues behind (or slows) a grab.
+const relayRedis = env.RELAY_ENABLED === '1' ? redis.duplicate() : undefined;
+const relay = relayRedis
+  ? new OutboxRelay({
+      redis: relayRedis,
+      amqpUrl: env.AMQP_URL,
+      topology: env.WINS_TOPOLOGY_SUFFIX ? topologyWithSuffix(env.WINS_TOPOLOGY_SUFFIX) : DEFAULT_TOPOLOGY,
+      connectionName: env.RELAY_CONNECTION_NAME,
+      log: log.child({ part: 'relay' }),
+      batchSize: env.RELAY_BATCH,
+      claimIdleMs: env.RELAY_CLAIM_IDLE_MS,
+      campaigns: scope,
+    })
+  : undefined;
+relay?.start();
+const stopSettling =
+  env.SETTLE_EVERY_MS > 0
+    ? startSettleTimer({ redis, pool, log, everyMs: env.SETTLE_EVERY_MS, campaigns: scope })
+    : undefined;
+
 const services = createGrabServer({
   redis,
   eligibility,
   tokens: new TokenVerifier({ secret: env.JWT_SECRET }),
   log,
+  pool,
+  onCampaignCreated: (id) => createdHere.add(id),
 });
 const running = await startServer({ services, port: env.GRPC_PORT, log });
 
 onShutdownSignal(log, async () => {
   await running.shutdown();
   eligibility.stop();
+  await stopSettling?.();
+  await relay?.stop();
+  await pool.end();
+  await relayRedis?.quit();
   await redis.quit();
 });

@@ -7,6 +7,7 @@ import {
   type GrabServiceServer,
 } from '@redpacket/proto';
 import { failedPrecondition } from '@redpacket/lib';
+import type { Pool } from '@redpacket/db';
 import {
   checkCampaignId,
   closeCampaign,
@@ -19,6 +20,7 @@ import {
 } from './campaigns.js';
 import type { EligibilityView } from './eligibility-mirror.js';
 import { grab } from './grab.js';
+import { insertCampaignRow, recordClose, reconcileCampaign, settleCampaign } from './settle.js';
 import { PoolCounts } from './sub-pools.js';
 
 export interface GrabServerDeps {
@@ -27,10 +29,16 @@ export interface GrabServerDeps {
   eligibility: EligibilityView;
   tokens: TokenVerifier;
   log: Logger;
+  /** MySQL (campaign rows, settlements, awards); without it settle and reconcile are refused. */
+  pool?: Pool;
+  /** Told each campaign this server creates (main's relay can be scoped to those). */
+  onCampaignCreated?: (campaignId: string) => void;
 }
 
+const NO_PIPELINE = 'needs the win pipeline (gift-svc and MySQL), not configured in this server';
+
 export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
-  const { redis, eligibility, tokens, log } = deps;
+  const { redis, eligibility, tokens, log, pool } = deps;
   const poolCounts = new PoolCounts(redis);
 
   const grabService = implement<GrabServiceServer>(
@@ -55,7 +63,10 @@ export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
         const admin = await tokens.admin(call.metadata);
         const valid = validateCreate(req, Date.now());
         const meta = { ...valid, id: newCampaignId() };
+        // The MySQL row first: a campaign never exists in Redis without its record of truth.
+        if (pool) await insertCampaignRow(pool, meta);
         await writeCampaign(redis, meta);
+        deps.onCampaignCreated?.(meta.id);
         log.info(
           { campaignId: meta.id, by: admin.userId, count: meta.count, total: meta.totalCents },
           'campaign created',
@@ -73,20 +84,29 @@ export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
       async closeCampaign(req, call) {
         const admin = await tokens.admin(call.metadata);
         const c = await closeCampaign(redis, checkCampaignId(req.campaignId), req.reason);
+        if (pool) await recordClose(pool, c.campaignId, c.closeReason);
         log.info({ campaignId: c.campaignId, by: admin.userId }, 'campaign closed');
         return c;
       },
       async settleCampaign(req, call) {
-        await tokens.admin(call.metadata);
-        await getCampaign(redis, checkCampaignId(req.campaignId));
-        throw failedPrecondition('settlement needs the win pipeline (gift-svc and MySQL), not deployed in this build');
+        const admin = await tokens.admin(call.metadata);
+        const id = checkCampaignId(req.campaignId);
+        if (!pool) {
+          await getCampaign(redis, id);
+          throw failedPrecondition(`settlement ${NO_PIPELINE}`);
+        }
+        const s = await settleCampaign(redis, pool, id);
+        if (!s.alreadySettled) log.info({ campaignId: id, by: admin.userId, refund: String(s.refundCents) }, 'settled');
+        return s;
       },
       async reconcileCampaign(req, call) {
         await tokens.admin(call.metadata);
-        await getCampaign(redis, checkCampaignId(req.campaignId));
-        throw failedPrecondition(
-          'reconciliation needs the win pipeline (gift-svc and MySQL), not deployed in this build',
-        );
+        const id = checkCampaignId(req.campaignId);
+        if (!pool) {
+          await getCampaign(redis, id);
+          throw failedPrecondition(`reconciliation ${NO_PIPELINE}`);
+        }
+        return reconcileCampaign(redis, pool, id);
       },
     },
     log,

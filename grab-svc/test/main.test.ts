@@ -18,12 +18,14 @@ it('refuses to start with a bad environment variable, naming it', async () => {
 it('SIGTERM: in-flight grabs finish, every WON is recorded, the process exits 0', async () => {
   const redis = await requireRedis();
   const port = await freePort();
-  // no relay: this test counts the outbox, and a relay would also drain other tests' outboxes
+  // no relay: this test counts the outbox, and a relay would also drain other tests' outboxes;
+  // no settle timer: it would settle other tests' ended campaigns
   const child = spawnNode(mainScript, [], {
     GRPC_PORT: String(port),
     JWT_SECRET: TEST_JWT_SECRET,
     LOG_LEVEL: 'info',
     RELAY_ENABLED: '0',
+    SETTLE_EVERY_MS: '0',
   });
   let campaignId = '';
   try {

@@ -20,6 +20,9 @@ beforeAll(async () => {
     REDIS_CLUSTER_NODES: cluster.nodes,
     JWT_SECRET: TEST_JWT_SECRET,
     LOG_LEVEL: 'info',
+    // the race proof counts the outboxes: no relay draining them, no settle timer
+    RELAY_ENABLED: '0',
+    SETTLE_EVERY_MS: '0',
   });
   // The primary logs each worker once its server is bound.
   for (let n = 1; n <= 4; n++) {

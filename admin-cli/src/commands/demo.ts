@@ -104,6 +104,9 @@ async function demo(ctx: CliContext, o: DemoOptions, env: CliEnv): Promise<void>
       MYSQL_URL: mysqlUrl,
       AMQP_URL: env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
       JWT_SECRET: secret,
+      // grab-svc's relay and settle timer act on the demo's campaign only, not on every campaign
+      // of a Redis it may share with others.
+      RELAY_SCOPE: 'created-here',
     };
     for (const name of wanted) {
       const svc = await startService(name, childEnv, (c) => children.push(c));

@@ -1,0 +1,115 @@
+/** Crediting wins into MySQL: one transaction a batch, idempotent by the awards' unique keys. */
+import type { Pool, PoolConnection } from '@redpacket/db';
+import type { WinEvent } from '@redpacket/wins';
+import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise';
+
+/** MySQL error codes after which the same statement may well succeed on a fresh connection. */
+const TRANSIENT_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'PROTOCOL_CONNECTION_LOST',
+  'PROTOCOL_SEQUENCE_TIMEOUT',
+  'ER_CONNECTION_KILLED',
+  'ER_QUERY_INTERRUPTED',
+  'ER_SERVER_SHUTDOWN',
+  'ER_LOCK_DEADLOCK',
+  'ER_LOCK_WAIT_TIMEOUT',
+  'ER_CON_COUNT_ERROR',
+  'ER_TOO_MANY_USER_CONNECTIONS',
+]);
+
+/** True for failures of the database (retry the same batch), false for failures of the data. */
+export function isTransient(err: unknown): boolean {
+  const e = err as { code?: string; fatal?: boolean };
+  return e.fatal === true || (e.code !== undefined && TRANSIENT_CODES.has(e.code));
+}
+
+/**
+ * Writes the awards and their ledger entries in one transaction and returns how many awards
+ * were new. A win already credited (same packet id, or same campaign and user) changes
+ * nothing; ON DUPLICATE KEY (rather than INSERT IGNORE) keeps every other error an error.
+ * Ledger rows are derived from the award rows, so the two can never disagree.
+ */
+export async function writeAwards(pool: Pool, wins: WinEvent[]): Promise<number> {
+  if (wins.length === 0) return 0;
+  const conn = await pool.getConnection();
+  let broken = false;
+  try {
+    await conn.beginTransaction();
+    // Only for the statistics: a single row's insert does not say whether it was new (a locking
+    // read, so a concurrent uncommitted insert of the same win is waited for, not missed).
+    let existed: number | undefined;
+    if (wins.length === 1) {
+      const w = wins[0] as WinEvent;
+      const [found] = await conn.query<RowDataPacket[]>(
+        'SELECT COUNT(*) AS n FROM awards WHERE packet_id = ? OR (campaign_id = ? AND user_id = ?) FOR UPDATE',
+        [w.packetId, w.campaignId, w.userId],
+      );
+      existed = Number(found[0]?.['n'] ?? 0) > 0 ? 1 : 0;
+    }
+    const rows = wins.map((w) => [
+      w.packetId,
+      w.campaignId,
+      w.userId,
+      w.amountCents.toString(),
+      w.requestId,
+      new Date(Number(w.wonAtMs)),
+    ]);
+    const [res] = await conn.query<ResultSetHeader>(
+      'INSERT INTO awards (packet_id, campaign_id, user_id, amount_cents, request_id, won_at) VALUES ? ' +
+        'ON DUPLICATE KEY UPDATE packet_id = packet_id',
+      [rows],
+    );
+    await conn.query(
+      "INSERT INTO ledger (account_id, campaign_id, kind, ref, amount_cents) SELECT user_id, campaign_id, 'award', " +
+        'packet_id, amount_cents FROM awards WHERE packet_id IN (?) ON DUPLICATE KEY UPDATE ref = ledger.ref',
+      [wins.map((w) => w.packetId)],
+    );
+    await conn.commit();
+    return newRows(res, rows.length) ?? rows.length - (existed ?? 0);
+  } catch (err) {
+    broken = isTransient(err);
+    if (!broken) await conn.rollback().catch(() => undefined);
+    throw err;
+  } finally {
+    release(conn, broken);
+  }
+}
+
+/**
+ * Rows really inserted by an INSERT ... ON DUPLICATE KEY UPDATE of `sent` rows, or undefined
+ * when the server did not say. affectedRows cannot tell (with CLIENT_FOUND_ROWS, mysql2's
+ * default, an untouched duplicate counts 1 like a new row), but a multi-row insert's info line
+ * can: "Records: 200  Duplicates: 74  Warnings: 0". A single-row insert has no such line.
+ */
+export function newRows(res: ResultSetHeader, sent: number): number | undefined {
+  const m = /Duplicates:\s*(\d+)/.exec(res.info ?? '');
+  return m ? sent - Number(m[1]) : undefined;
+}
+
+/** A connection that saw a connection-level failure is destroyed, not returned to the pool. */
+export function release(conn: PoolConnection, broken: boolean): void {
+  if (broken) conn.destroy();
+  else conn.release();
+}
+
+export interface DeadLetter {
+  campaignId: string;
+  packetId: string;
+  reason: string;
+  attempts: number;
+  body: Buffer;
+}
+
+/** Records a dead-lettered message so delivery stats can count it per campaign. */
+export async function recordDeadLetter(pool: Pool, d: DeadLetter): Promise<void> {
+  await pool.query('INSERT INTO dead_letters (campaign_id, packet_id, reason, attempts, body) VALUES (?, ?, ?, ?, ?)', [
+    d.campaignId.slice(0, 64),
+    d.packetId.slice(0, 32),
+    d.reason.slice(0, 512),
+    d.attempts,
+    d.body.subarray(0, 4096),
+  ]);
+}

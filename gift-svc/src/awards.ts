@@ -1,0 +1,112 @@
+/** Award queries behind GiftService: a user's awards, a campaign's winners, delivery stats. */
+import { CAMPAIGN_ID_PATTERN, invalidArgument, keys, type RedisClient } from '@redpacket/lib';
+import type { Pool } from '@redpacket/db';
+import type { Award, DeliveryStats, ListAwardsResponse } from '@redpacket/proto';
+import type { RowDataPacket } from 'mysql2/promise';
+
+const AWARD_COLUMNS = 'packet_id, campaign_id, user_id, amount_cents, won_at, credited_at';
+
+function toAward(r: RowDataPacket): Award {
+  return {
+    packetId: String(r['packet_id']),
+    campaignId: String(r['campaign_id']),
+    userId: String(r['user_id']),
+    amountCents: BigInt(r['amount_cents'] as string),
+    wonAt: r['won_at'] as Date,
+    creditedAt: r['credited_at'] as Date,
+  };
+}
+
+export function checkCampaignId(id: string, field = 'campaign_id'): string {
+  if (!CAMPAIGN_ID_PATTERN.test(id)) throw invalidArgument(field, 'must be 1-64 characters of [A-Za-z0-9_-]');
+  return id;
+}
+
+/** Page size (0 = 50, at most 500) and offset from an opaque page token. */
+export function page(pageSize: number, pageToken: string): { size: number; offset: number } {
+  if (!Number.isInteger(pageSize) || pageSize < 0 || pageSize > 500)
+    throw invalidArgument('page_size', 'must be 0-500');
+  if (pageToken !== '' && !/^\d{1,9}$/.test(pageToken)) throw invalidArgument('page_token', 'malformed');
+  return { size: pageSize || 50, offset: pageToken === '' ? 0 : Number(pageToken) };
+}
+
+const nextToken = (offset: number, size: number, total: number): string =>
+  offset + size < total ? String(offset + size) : '';
+
+/** The user's awards, newest first, optionally of one campaign. */
+export async function listMyAwards(
+  pool: Pool,
+  userId: string,
+  req: { pageSize: number; pageToken: string; campaignId: string },
+): Promise<ListAwardsResponse> {
+  const { size, offset } = page(req.pageSize, req.pageToken);
+  const where = req.campaignId ? 'user_id = ? AND campaign_id = ?' : 'user_id = ?';
+  const args = req.campaignId ? [userId, checkCampaignId(req.campaignId)] : [userId];
+  const [[count], [rows]] = await Promise.all([
+    pool.query<RowDataPacket[]>(`SELECT COUNT(*) AS n FROM awards WHERE ${where}`, args),
+    pool.query<RowDataPacket[]>(
+      `SELECT ${AWARD_COLUMNS} FROM awards WHERE ${where} ORDER BY won_at DESC, packet_id LIMIT ? OFFSET ?`,
+      [...args, size, offset],
+    ),
+  ]);
+  const total = Number(count[0]?.['n'] ?? 0);
+  return {
+    awards: rows.map(toAward),
+    nextPageToken: nextToken(offset, size, total),
+    bestLuck: undefined,
+    totalCount: BigInt(total),
+  };
+}
+
+/** A campaign's winners in the order they won, and its best-luck winner (largest, earliest). */
+export async function listCampaignAwards(
+  pool: Pool,
+  req: { campaignId: string; pageSize: number; pageToken: string },
+): Promise<ListAwardsResponse> {
+  const campaignId = checkCampaignId(req.campaignId);
+  const { size, offset } = page(req.pageSize, req.pageToken);
+  const [[count], [rows], [best]] = await Promise.all([
+    pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM awards WHERE campaign_id = ?', [campaignId]),
+    pool.query<RowDataPacket[]>(
+      `SELECT ${AWARD_COLUMNS} FROM awards WHERE campaign_id = ? ORDER BY won_at, packet_id LIMIT ? OFFSET ?`,
+      [campaignId, size, offset],
+    ),
+    pool.query<RowDataPacket[]>(
+      `SELECT ${AWARD_COLUMNS} FROM awards WHERE campaign_id = ? ORDER BY amount_cents DESC, won_at, packet_id LIMIT 1`,
+      [campaignId],
+    ),
+  ]);
+  const total = Number(count[0]?.['n'] ?? 0);
+  return {
+    awards: rows.map(toAward),
+    nextPageToken: nextToken(offset, size, total),
+    bestLuck: best[0] ? toAward(best[0]) : undefined,
+    totalCount: BigInt(total),
+  };
+}
+
+/** Delivered and dead-lettered from MySQL; in flight = claimed in Redis minus delivered. */
+export async function deliveryStats(
+  pool: Pool,
+  redis: RedisClient | undefined,
+  campaignIdIn: string,
+): Promise<DeliveryStats> {
+  const campaignId = checkCampaignId(campaignIdIn);
+  const [[agg], [dead], claimed] = await Promise.all([
+    pool.query<RowDataPacket[]>(
+      'SELECT COUNT(*) AS n, COALESCE(SUM(amount_cents), 0) AS cents, MAX(credited_at) AS last FROM awards WHERE campaign_id = ?',
+      [campaignId],
+    ),
+    pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM dead_letters WHERE campaign_id = ?', [campaignId]),
+    redis ? redis.hget(keys.stats(campaignId), 'claimed') : Promise.resolve(null),
+  ]);
+  const delivered = Number(agg[0]?.['n'] ?? 0);
+  return {
+    campaignId,
+    delivered: BigInt(delivered),
+    deliveredCents: BigInt(String(agg[0]?.['cents'] ?? '0')),
+    inFlight: BigInt(Math.max(0, Number(claimed ?? 0) - delivered)),
+    deadLettered: BigInt(Number(dead[0]?.['n'] ?? 0)),
+    lastDeliveredAt: (agg[0]?.['last'] as Date | null) ?? undefined,
+  };
+}

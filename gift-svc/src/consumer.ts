@@ -1,0 +1,360 @@
+/**
+ * The gift consumer: takes wins from the gift queue at most `rate` a second (a token bucket),
+ * credits them into MySQL in batched transactions, and acks each message only after its
+ * batch committed. A redelivery is harmless (the writer is idempotent). Database outages are
+ * retried with back-off for as long as they last; a message that cannot be decoded, or whose
+ * write fails `maxAttempts` times for a reason of its own, goes to the dead-letter queue.
+ */
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
+import { backOff } from 'exponential-backoff';
+import { TokenBucket } from 'limiter';
+import type { Logger } from '@redpacket/lib';
+import type { Pool } from '@redpacket/db';
+import {
+  assertTopology,
+  connectAmqp,
+  decodeWin,
+  peekIds,
+  withReconnect,
+  type Topology,
+  type WinEvent,
+} from '@redpacket/wins';
+import { isTransient, recordDeadLetter, writeAwards } from './awards-writer.js';
+
+export interface GiftConsumerOptions {
+  pool: Pool;
+  amqpUrl: string;
+  topology: Topology;
+  /** Shown by `rabbitmqctl list_connections`; fault tests close connections by it. */
+  connectionName: string;
+  log: Logger;
+  /** Deliveries credited per second at most; 0 = unlimited. */
+  rate: number;
+  /** Most wins in one INSERT / transaction. */
+  batchSize?: number;
+  /** Transactions in flight at once (each on its own pool connection). */
+  writers?: number;
+  /** Unacked deliveries the broker may push ahead (default (writers + 1) x a full batch). */
+  prefetch?: number;
+  /** Writes of one message failing for a reason of its own before it is dead-lettered. */
+  maxAttempts?: number;
+  /** Longest back-off between retries of a database outage or a reconnect. */
+  maxBackoffMs?: number;
+  /** The batch writer; default writeAwards (tests wrap it to make one win fail). */
+  write?: (pool: Pool, wins: WinEvent[]) => Promise<number>;
+}
+
+export interface GiftConsumerStats {
+  received: number;
+  credited: number;
+  duplicates: number;
+  deadLettered: number;
+  retried: number;
+  batches: number;
+  reconnects: number;
+}
+
+const ATTEMPTS_HEADER = 'x-redpacket-attempts';
+
+interface Pending {
+  msg: ConsumeMessage;
+  ch: ConfirmChannel;
+}
+
+/** One batch in delivery order, for ordered multiple-acks. */
+interface Slot {
+  ch: ConfirmChannel;
+  ackable: ConsumeMessage | undefined;
+  done: boolean;
+}
+
+export class GiftConsumer {
+  readonly stats: GiftConsumerStats = {
+    received: 0,
+    credited: 0,
+    duplicates: 0,
+    deadLettered: 0,
+    retried: 0,
+    batches: 0,
+    reconnects: 0,
+  };
+  private readonly o: Required<GiftConsumerOptions>;
+  private readonly bucket: TokenBucket | undefined;
+  private readonly bucketSize: number;
+  /** Deliveries in a full batch. */
+  private readonly full: number;
+  private conn: ChannelModel | undefined;
+  private ch: ConfirmChannel | undefined;
+  private buffer: Pending[] = [];
+  private slots: Slot[] = [];
+  /** Wakes the drain loop when a full batch has arrived. */
+  private kick: (() => void) | undefined;
+  private running = false;
+  private working = false;
+  private idle: Promise<void> = Promise.resolve();
+  private reconnecting: Promise<void> | undefined;
+
+  constructor(opts: GiftConsumerOptions) {
+    const batchSize = opts.batchSize ?? 500;
+    const writers = opts.writers ?? 4;
+    if (opts.rate > 0) {
+      // A tenth of a second of burst: enough to batch, too little to overshoot the rate.
+      this.bucketSize = Math.max(1, Math.ceil(opts.rate / 10));
+      this.bucket = new TokenBucket({ bucketSize: this.bucketSize, tokensPerInterval: opts.rate, interval: 'second' });
+    } else {
+      this.bucketSize = batchSize;
+    }
+    this.full = Math.min(batchSize, this.bucketSize);
+    this.o = {
+      // No more unacked deliveries than this instance can write soon: a throttled instance
+      // holding thousands would starve the other instances on the same queue.
+      prefetch: (writers + 1) * this.full,
+      maxAttempts: 5,
+      maxBackoffMs: 5000,
+      write: writeAwards,
+      ...opts,
+      batchSize,
+      writers,
+    };
+  }
+
+  /** Connects (retrying with back-off until RabbitMQ answers) and starts consuming. */
+  async start(): Promise<void> {
+    this.running = true;
+    await this.connect().catch((err: unknown) => {
+      if (this.running) throw err; // stopped while still connecting: nothing went wrong
+    });
+  }
+
+  /** Stops taking deliveries, finishes the batch in progress, closes the connection. */
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.idle;
+    await this.reconnecting?.catch(() => undefined);
+    const conn = this.conn;
+    this.conn = undefined;
+    this.ch = undefined;
+    this.buffer = [];
+    await conn?.close().catch(() => undefined);
+  }
+
+  private connect(): Promise<void> {
+    this.reconnecting ??= withReconnect(() => this.open(), {
+      log: this.o.log,
+      maxDelayMs: this.o.maxBackoffMs,
+      running: () => this.running,
+    }).finally(() => {
+      this.reconnecting = undefined;
+    });
+    return this.reconnecting;
+  }
+
+  private async open(): Promise<void> {
+    const conn = await connectAmqp(this.o.amqpUrl, this.o.connectionName);
+    try {
+      conn.on('error', (err: Error) => this.o.log.warn({ err: err.message }, 'amqp connection error'));
+      const ch = await conn.createConfirmChannel();
+      ch.on('error', (err: Error) => this.o.log.warn({ err: err.message }, 'amqp channel error'));
+      ch.on('close', () => this.onChannelClosed(ch));
+      await assertTopology(ch, this.o.topology);
+      await ch.prefetch(this.o.prefetch);
+      this.conn = conn;
+      this.ch = ch;
+      await ch.consume(this.o.topology.queue, (msg) => msg && this.onDelivery(ch, msg), { noAck: false });
+      this.stats.reconnects++;
+      this.o.log.info({ queue: this.o.topology.queue, rate: this.o.rate }, 'consuming wins');
+    } catch (err) {
+      await conn.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Unacked deliveries of a closed channel come back from the broker: drop our copies. */
+  private onChannelClosed(ch: Channel): void {
+    this.buffer = this.buffer.filter((p) => p.ch !== ch);
+    this.slots = this.slots.filter((s) => s.ch !== ch);
+    if (this.ch !== ch) return;
+    this.ch = undefined;
+    const conn = this.conn;
+    this.conn = undefined;
+    void conn?.close().catch(() => undefined);
+    if (this.running) {
+      this.o.log.warn('amqp channel closed; reconnecting');
+      this.connect().catch((err: Error) => this.o.log.error({ err: err.message }, 'gave up reconnecting'));
+    }
+  }
+
+  private onDelivery(ch: ConfirmChannel, msg: ConsumeMessage): void {
+    this.stats.received++;
+    this.buffer.push({ msg, ch });
+    if (this.buffer.length >= this.full) this.kick?.();
+    if (!this.working) {
+      this.working = true;
+      this.idle = this.drain().finally(() => {
+        this.working = false;
+      });
+    }
+  }
+
+  /** Writes batches, up to `writers` transactions at once, while deliveries are buffered. */
+  private async drain(): Promise<void> {
+    const inflight = new Set<Promise<void>>();
+    const full = this.full;
+    while (this.running) {
+      // A partial batch goes only when nothing is being written: small batches when idle (low
+      // latency), full ones under load (each commit is an fsync; fewer, larger ones win).
+      const ready = this.buffer.length >= full || (this.buffer.length > 0 && inflight.size === 0);
+      if (!ready || inflight.size >= this.o.writers) {
+        if (inflight.size === 0) break;
+        await Promise.race([...inflight, new Promise<void>((r) => (this.kick = r))]);
+        this.kick = undefined;
+        continue;
+      }
+      const n = Math.min(this.buffer.length, full);
+      if (this.bucket) await this.bucket.removeTokens(n);
+      const batch = this.buffer.splice(0, n);
+      const first = batch[0];
+      if (!first) continue;
+      const slot: Slot = { ch: first.ch, ackable: undefined, done: false };
+      this.slots.push(slot);
+      const p: Promise<void> = this.process(batch)
+        .then((last) => {
+          slot.ackable = last;
+        })
+        .catch((err: Error) => {
+          // Close the channel so that every unacked delivery (this batch's too) is redelivered:
+          // a later batch's multiple-ack must never cover a batch that was not written.
+          this.o.log.warn({ err: err.message }, 'batch abandoned; broker will redeliver');
+          void slot.ch.close().catch(() => undefined);
+        })
+        .finally(() => {
+          slot.done = true;
+          this.flushAcks();
+          inflight.delete(p);
+        });
+      inflight.add(p);
+    }
+    await Promise.all(inflight);
+  }
+
+  /**
+   * Acks, with one multiple-ack, every batch written so far in delivery order: a batch that
+   * commits early waits for the older ones, so an ack never covers an unwritten win.
+   */
+  private flushAcks(): void {
+    let last: Slot | undefined;
+    while (this.slots[0]?.done) {
+      const s = this.slots.shift() as Slot;
+      if (s.ackable && s.ch === this.ch) last = s;
+    }
+    if (last?.ackable) {
+      try {
+        last.ch.ack(last.ackable, true);
+      } catch (err) {
+        this.o.log.warn({ err: (err as Error).message }, 'ack failed; broker will redeliver');
+      }
+    }
+  }
+
+  /** Writes a batch; returns its last delivery still to be acked (the others are settled). */
+  private async process(batch: Pending[]): Promise<ConsumeMessage | undefined> {
+    const good: { p: Pending; win: WinEvent }[] = [];
+    for (const p of batch) {
+      try {
+        good.push({ p, win: decodeWin(p.msg.content) });
+      } catch (err) {
+        await this.deadLetter(p, (err as Error).message, attemptsOf(p.msg) + 1, peekIds(p.msg.content));
+      }
+    }
+    if (good.length === 0) return undefined;
+    let added: number;
+    try {
+      added = await this.retryOutages(() => this.o.write(this.o.pool, dedupe(good.map((g) => g.win))));
+    } catch (err) {
+      if (!this.running) throw err;
+      // A failure of the data, not of the database: find the culprit(s) one by one.
+      for (const g of good) await this.processOne(g.p, g.win);
+      return undefined;
+    }
+    this.stats.batches++;
+    this.stats.credited += added;
+    this.stats.duplicates += good.length - added;
+    return good[good.length - 1]?.p.msg;
+  }
+
+  private async processOne(p: Pending, win: WinEvent): Promise<void> {
+    let added: number;
+    try {
+      added = await this.retryOutages(() => this.o.write(this.o.pool, [win]));
+    } catch (err) {
+      if (!this.running) throw err;
+      return this.failedOnce(p, win, (err as Error).message);
+    }
+    this.stats.credited += added;
+    this.stats.duplicates += 1 - added;
+    p.ch.ack(p.msg);
+  }
+
+  private async failedOnce(p: Pending, win: WinEvent, reason: string): Promise<void> {
+    const attempts = attemptsOf(p.msg) + 1;
+    if (attempts >= this.o.maxAttempts) return this.deadLetter(p, reason, attempts, win);
+    // Back to the end of the queue with its attempt count, so it never blocks the others.
+    this.stats.retried++;
+    p.ch.sendToQueue(this.o.topology.queue, p.msg.content, {
+      ...p.msg.properties,
+      persistent: true,
+      headers: { ...p.msg.properties.headers, [ATTEMPTS_HEADER]: attempts },
+    });
+    await p.ch.waitForConfirms();
+    p.ch.ack(p.msg);
+    this.o.log.warn({ packetId: win.packetId, attempts, err: reason }, 'win write failed; requeued');
+  }
+
+  private async deadLetter(
+    p: Pending,
+    reason: string,
+    attempts: number,
+    win: { campaignId: string; packetId: string },
+  ): Promise<void> {
+    await this.retryOutages(() =>
+      recordDeadLetter(this.o.pool, {
+        campaignId: win.campaignId,
+        packetId: win.packetId,
+        reason,
+        attempts,
+        body: p.msg.content,
+      }),
+    );
+    this.stats.deadLettered++;
+    // Rejected without requeue: the queue's dead-letter exchange takes it.
+    p.ch.nack(p.msg, false, false);
+    this.o.log.error({ packetId: win.packetId, attempts, reason }, 'win dead-lettered');
+  }
+
+  /** Runs `fn`, retrying with back-off while the database is unreachable (and we run). */
+  private retryOutages<T>(fn: () => Promise<T>): Promise<T> {
+    return backOff(fn, {
+      numOfAttempts: Number.MAX_SAFE_INTEGER,
+      startingDelay: 50,
+      maxDelay: this.o.maxBackoffMs,
+      jitter: 'full',
+      retry: (err: unknown, attempt) => {
+        if (!isTransient(err) || !this.running) return false;
+        if (attempt % 10 === 2) this.o.log.warn({ err: (err as Error).message, attempt }, 'MySQL failing; retrying');
+        return true;
+      },
+    });
+  }
+}
+
+function attemptsOf(msg: ConsumeMessage): number {
+  const v = Number(msg.properties.headers?.[ATTEMPTS_HEADER] ?? 0);
+  return Number.isInteger(v) && v > 0 ? v : 0;
+}
+
+/** The same packet twice in one batch (a redelivery overtaking itself) is written once. */
+function dedupe(wins: WinEvent[]): WinEvent[] {
+  const seen = new Map<string, WinEvent>();
+  for (const w of wins) seen.set(w.packetId, w);
+  return [...seen.values()];
+}

@@ -1,0 +1,69 @@
+/** gift-svc entry point: migrates, consumes wins into MySQL, serves GiftService, stops on SIGTERM. */
+import { hostname } from 'node:os';
+import { createLogger, createRedis, onShutdownSignal, startServer, TokenVerifier } from '@redpacket/lib';
+import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
+import { DEFAULT_AMQP_URL, DEFAULT_TOPOLOGY, topologyWithSuffix } from '@redpacket/wins';
+import { z } from 'zod';
+import { GiftConsumer } from './consumer.js';
+import { createGiftServer } from './server.js';
+
+const Env = z.object({
+  GRPC_PORT: z.coerce.number().int().min(0).max(65535).default(50053),
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  REDIS_CLUSTER_NODES: z.string().optional(),
+  MYSQL_URL: z.string().url().default(DEFAULT_MYSQL_URL),
+  AMQP_URL: z.string().url().default(DEFAULT_AMQP_URL),
+  JWT_SECRET: z.string().min(16).default('dev-secret-change-me-0123456789'),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** Wins credited per second by this instance; 0 = unlimited. */
+  GIFT_RATE: z.coerce.number().min(0).default(0),
+  GIFT_BATCH: z.coerce.number().int().min(1).max(5000).default(500),
+  /** Batches written at once, each in its own transaction and pool connection. */
+  GIFT_WRITERS: z.coerce.number().int().min(1).max(64).default(4),
+  GIFT_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(5),
+  MYSQL_POOL: z.coerce.number().int().min(1).default(10),
+  /** Suffix of the exchange and queue names (tests run side by side); empty = the defaults. */
+  WINS_TOPOLOGY_SUFFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]*$/)
+    .default(''),
+  AMQP_CONNECTION_NAME: z.string().default(`gift-svc@${hostname()}/${process.pid}`),
+});
+
+const parsed = Env.safeParse(process.env);
+if (!parsed.success) {
+  for (const issue of parsed.error.issues)
+    console.error(`gift-svc: bad environment variable ${issue.path.join('.')}: ${issue.message}`);
+  process.exit(2);
+}
+const env = parsed.data;
+const log = createLogger('gift-svc', env.LOG_LEVEL);
+
+await migrate(env.MYSQL_URL, (m) => log.info(m));
+const pool = createPool(env.MYSQL_URL, env.MYSQL_POOL);
+const redis = createRedis({ url: env.REDIS_URL, clusterNodes: env.REDIS_CLUSTER_NODES });
+redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
+
+const consumer = new GiftConsumer({
+  pool,
+  amqpUrl: env.AMQP_URL,
+  topology: env.WINS_TOPOLOGY_SUFFIX ? topologyWithSuffix(env.WINS_TOPOLOGY_SUFFIX) : DEFAULT_TOPOLOGY,
+  connectionName: env.AMQP_CONNECTION_NAME,
+  log,
+  rate: env.GIFT_RATE,
+  batchSize: env.GIFT_BATCH,
+  writers: env.GIFT_WRITERS,
+  maxAttempts: env.GIFT_MAX_ATTEMPTS,
+});
+// Not awaited: the award queries are served even while RabbitMQ is unreachable.
+consumer.start().catch((err: Error) => log.error({ err: err.message }, 'consumer stopped'));
+
+const services = createGiftServer({ pool, redis, tokens: new TokenVerifier({ secret: env.JWT_SECRET }), log });
+const running = await startServer({ services, port: env.GRPC_PORT, log });
+
+onShutdownSignal(log, async () => {
+  await running.shutdown();
+  await consumer.stop();
+  await pool.end();
+  await redis.quit();
+});

@@ -1,0 +1,256 @@
+/**
+ * Settlement and reconciliation: the two places where Redis (claims) and MySQL (awards,
+ * settlements) are held against each other and against the campaign's total.
+ */
+import { failedPrecondition, keys, poolId, type RedisClient } from '@redpacket/lib';
+import type { Pool } from '@redpacket/db';
+import type { Reconciliation, Settlement } from '@redpacket/proto';
+import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise';
+import { loadMeta, loadStats, type CampaignMeta } from './campaigns.js';
+
+/** The ids of a campaign's sub-pools (just the campaign's own id without sub-pools). */
+const poolIds = (m: CampaignMeta): string[] => Array.from({ length: m.subPools }, (_, p) => poolId(m.id, p));
+
+/** Redis's clock: the one the grab script decides expiry by. */
+async function redisNowMs(redis: RedisClient): Promise<number> {
+  const [s, us] = await redis.time();
+  return Number(s) * 1000 + Math.floor(Number(us) / 1000);
+}
+
+/** Inserts the campaign's row, the record of truth in MySQL (a repeat changes nothing). */
+export async function insertCampaignRow(pool: Pool, m: CampaignMeta): Promise<void> {
+  await pool.query(
+    'INSERT INTO campaigns (campaign_id, name, owner_id, total_cents, packet_count, split, batches, ' +
+      'batch_interval_ms, starts_at, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ' +
+      'ON DUPLICATE KEY UPDATE campaign_id = campaign_id',
+    [
+      m.id,
+      m.name,
+      m.ownerId,
+      m.totalCents,
+      m.count,
+      m.split,
+      m.batches,
+      m.intervalMs,
+      new Date(m.startMs),
+      new Date(m.expiresMs),
+      new Date(m.createdMs),
+    ],
+  );
+}
+
+/** Records the first close of a campaign on its MySQL row (a repeat keeps the first). */
+export async function recordClose(pool: Pool, id: string, reason: string, atMs = Date.now()): Promise<void> {
+  await pool.query('UPDATE campaigns SET closed_at = ?, close_reason = ? WHERE campaign_id = ? AND closed_at IS NULL', [
+    new Date(atMs),
+    reason,
+    id,
+  ]);
+}
+
+async function awardTotals(pool: Pool, id: string): Promise<{ n: number; cents: number }> {
+  const [rows] = await pool.query<RowDataPacket[]>(
+    'SELECT COUNT(*) AS n, COALESCE(SUM(amount_cents), 0) AS cents FROM awards WHERE campaign_id = ?',
+    [id],
+  );
+  return { n: Number(rows[0]?.['n'] ?? 0), cents: Number(rows[0]?.['cents'] ?? 0) };
+}
+
+async function loadSettlement(pool: Pool, id: string): Promise<Settlement | undefined> {
+  const [rows] = await pool.query<RowDataPacket[]>('SELECT * FROM settlements WHERE campaign_id = ?', [id]);
+  const r = rows[0];
+  if (!r) return undefined;
+  return {
+    campaignId: id,
+    ownerId: String(r['owner_id']),
+    amountTotalCents: BigInt(r['amount_total_cents'] as string),
+    amountAwardedCents: BigInt(r['amount_awarded_cents'] as string),
+    packetsAwarded: Number(r['packets_awarded']),
+    refundCents: BigInt(r['refund_cents'] as string),
+    settledAt: r['settled_at'] as Date,
+    alreadySettled: true,
+  };
+}
+
+/**
+ * Refunds the unclaimed remainder to the owner, once. Needs the campaign closed or expired
+ * and every win claimed in Redis credited in MySQL; otherwise FAILED_PRECONDITION saying how
+ * many are still in flight. A second call returns the first settlement and changes nothing.
+ */
+export async function settleCampaign(redis: RedisClient, pool: Pool, id: string): Promise<Settlement> {
+  const meta = await loadMeta(redis, id);
+  const earlier = await loadSettlement(pool, id);
+  if (earlier) {
+    await redis.hset(keys.meta(id), 'settled', '1');
+    return earlier;
+  }
+  const now = await redisNowMs(redis);
+  if (!meta.closed && now < meta.expiresMs) {
+    throw failedPrecondition('campaign is still open: close it or wait until it expires');
+  }
+  // Closed or expired by Redis's clock, so no grab can win any more: these counts are final.
+  const [stats, outboxes] = await Promise.all([
+    loadStats(redis, id, meta.subPools),
+    Promise.all(poolIds(meta).map((p) => redis.xlen(keys.outbox(p)))),
+  ]);
+  const outbox = outboxes.reduce((a, b) => a + b, 0);
+  const claimed = Number(stats['claimed'] ?? 0);
+  const claimedCents = Number(stats['claimed_cents'] ?? 0);
+  const awarded = await awardTotals(pool, id);
+  if (awarded.n < claimed) {
+    throw failedPrecondition(
+      `${claimed - awarded.n} win(s) still in flight (${outbox} not yet relayed); settle again once they are ` +
+        'credited (GiftService.GetDeliveryStats shows any dead-lettered)',
+    );
+  }
+  if (awarded.n !== claimed || awarded.cents !== claimedCents) {
+    throw failedPrecondition(
+      `MySQL has ${awarded.n} award(s) / ${awarded.cents} cents, Redis ${claimed} / ${claimedCents}: run ReconcileCampaign`,
+    );
+  }
+  const refund = meta.totalCents - awarded.cents;
+  const conn = await pool.getConnection();
+  let created: boolean;
+  try {
+    await conn.beginTransaction();
+    const [res] = await conn.query<ResultSetHeader>(
+      'INSERT INTO settlements (campaign_id, owner_id, amount_total_cents, amount_awarded_cents, packets_awarded, ' +
+        'refund_cents) VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE campaign_id = campaign_id',
+      [id, meta.ownerId, meta.totalCents, awarded.cents, awarded.n, refund],
+    );
+    created = res.affectedRows === 1;
+    if (created && refund > 0) {
+      await conn.query(
+        "INSERT INTO ledger (account_id, campaign_id, kind, ref, amount_cents) VALUES (?, ?, 'refund', 'refund', ?)",
+        [meta.ownerId, id, refund],
+      );
+    }
+    await conn.commit();
+  } catch (err) {
+    await conn.rollback().catch(() => undefined);
+    throw err;
+  } finally {
+    conn.release();
+  }
+  await redis.hset(keys.meta(id), 'settled', '1');
+  const s = await loadSettlement(pool, id);
+  if (!s) throw new Error(`settlement of ${id} vanished after commit`);
+  return { ...s, alreadySettled: !created };
+}
+
+interface Claim {
+  userId: string;
+  amount: number;
+}
+
+/** Every claim in the claims hashes of the campaign's pools, by packet id (HSCAN, never one huge reply). */
+async function loadClaims(redis: RedisClient, m: CampaignMeta): Promise<Map<string, Claim>> {
+  const out = new Map<string, Claim>();
+  for (const p of poolIds(m)) await scanClaims(redis, p, out);
+  return out;
+}
+
+async function scanClaims(redis: RedisClient, id: string, out: Map<string, Claim>): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, flat] = await redis.hscan(keys.claims(id), cursor, 'COUNT', 5000);
+    cursor = next;
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const [packetId, amount] = (flat[i + 1] as string).split('|');
+      out.set(packetId ?? '', { userId: flat[i] as string, amount: Number(amount) });
+    }
+  } while (cursor !== '0');
+}
+
+/** Packets and cents still in the batch lists of every pool. */
+async function remainingInRedis(redis: RedisClient, m: CampaignMeta): Promise<{ n: number; cents: number }> {
+  let n = 0;
+  let cents = 0;
+  const CHUNK = 10_000;
+  for (const p of poolIds(m)) {
+    for (let b = 0; b < m.batches; b++) {
+      for (let from = 0; ; from += CHUNK) {
+        const items = await redis.lrange(keys.batch(p, b), from, from + CHUNK - 1);
+        for (const item of items) cents += Number(item.slice(item.indexOf('|') + 1));
+        n += items.length;
+        if (items.length < CHUNK) break;
+      }
+    }
+  }
+  return { n, cents };
+}
+
+const CAP = 1000;
+
+/** Redis claims vs MySQL awards vs the total: equal, or exactly which packets differ where. */
+export async function reconcileCampaign(redis: RedisClient, pool: Pool, id: string): Promise<Reconciliation> {
+  const meta = await loadMeta(redis, id);
+  const [claims, remaining, stats, [rows], settlement] = await Promise.all([
+    loadClaims(redis, meta),
+    remainingInRedis(redis, meta),
+    loadStats(redis, id, meta.subPools),
+    pool.query<RowDataPacket[]>('SELECT packet_id, user_id, amount_cents FROM awards WHERE campaign_id = ?', [id]),
+    loadSettlement(pool, id),
+  ]);
+  const differences: string[] = [];
+  const missing: string[] = [];
+  const unknown: string[] = [];
+  const mismatched: string[] = [];
+  let claimedCents = 0;
+  for (const c of claims.values()) claimedCents += c.amount;
+  let deliveredCents = 0;
+  const seen = new Set<string>();
+  for (const r of rows) {
+    const pid = String(r['packet_id']);
+    const amount = Number(r['amount_cents']);
+    deliveredCents += amount;
+    seen.add(pid);
+    const c = claims.get(pid);
+    if (!c) unknown.push(pid);
+    else if (c.userId !== String(r['user_id']) || c.amount !== amount) mismatched.push(pid);
+  }
+  for (const pid of claims.keys()) if (!seen.has(pid)) missing.push(pid);
+
+  if (missing.length) differences.push(`${missing.length} packet(s) claimed in Redis are missing from MySQL`);
+  if (unknown.length) differences.push(`${unknown.length} packet(s) in MySQL were never claimed in Redis`);
+  if (mismatched.length) differences.push(`${mismatched.length} packet(s) differ in user or amount`);
+  if (claims.size + remaining.n !== meta.count) {
+    differences.push(`Redis: ${claims.size} claimed + ${remaining.n} remaining != ${meta.count} packets`);
+  }
+  if (claimedCents + remaining.cents !== meta.totalCents) {
+    differences.push(`Redis: ${claimedCents} claimed + ${remaining.cents} remaining != ${meta.totalCents} cents`);
+  }
+  const statClaimed = Number(stats['claimed'] ?? 0);
+  const statCents = Number(stats['claimed_cents'] ?? 0);
+  if (statClaimed !== claims.size || statCents !== claimedCents) {
+    differences.push(
+      `Redis counters say ${statClaimed} / ${statCents} cents, claims hash ${claims.size} / ${claimedCents}`,
+    );
+  }
+  if (settlement && settlement.amountAwardedCents + settlement.refundCents !== BigInt(meta.totalCents)) {
+    differences.push(
+      `settlement: ${settlement.amountAwardedCents} awarded + ${settlement.refundCents} refunded != ${meta.totalCents}`,
+    );
+  }
+  if (settlement && settlement.amountAwardedCents !== BigInt(deliveredCents)) {
+    differences.push(
+      `settlement counted ${settlement.amountAwardedCents} cents awarded, MySQL now has ${deliveredCents}`,
+    );
+  }
+  return {
+    campaignId: id,
+    consistent: differences.length === 0,
+    packetsTotal: meta.count,
+    packetsClaimedRedis: claims.size,
+    packetsRemainingRedis: remaining.n,
+    packetsDeliveredMysql: rows.length,
+    amountTotalCents: BigInt(meta.totalCents),
+    amountClaimedRedisCents: BigInt(claimedCents),
+    amountRemainingRedisCents: BigInt(remaining.cents),
+    amountDeliveredMysqlCents: BigInt(deliveredCents),
+    missingInMysql: missing.slice(0, CAP),
+    unknownInMysql: unknown.slice(0, CAP),
+    mismatched: mismatched.slice(0, CAP),
+    differences,
+  };
+}

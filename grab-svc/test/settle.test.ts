@@ -1,0 +1,206 @@
+/**
+ * AdminService.SettleCampaign and ReconcileCampaign over gRPC, against the real Redis, MySQL
+ * and RabbitMQ, with the relay and the gift consumer doing the delivery in between.
+ */
+import { credentials, status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import type { RowDataPacket } from 'mysql2/promise';
+import type { Pool } from '@redpacket/db';
+import { keys, signToken, startServer, TokenVerifier, type RunningServer } from '@redpacket/lib';
+import { bearer, call, grpcError, pollUntil, requireRedis, TEST_JWT_SECRET } from '@redpacket/lib/testing';
+import { AdminServiceClient, Split, type Reconciliation } from '@redpacket/proto';
+import { writeAwards } from '@redpacket/gift-svc/awards-writer';
+import {
+  awardCount,
+  dropCampaign,
+  dropTopology,
+  grabMany,
+  makeCampaign,
+  requireMysql,
+  requireTopology,
+  silent,
+  testGift,
+  testRelay,
+  uid,
+} from '../../gift-svc/test/harness.js';
+import { registerScripts } from '../src/scripts.js';
+import { everyoneEligible } from '../src/eligibility-mirror.js';
+import { createGrabServer } from '../src/server.js';
+import { settleEnded } from '../src/settle-timer.js';
+
+let redis: Redis;
+let pool: Pool;
+let server: RunningServer;
+let admin: InstanceType<typeof AdminServiceClient>;
+let adminMd: ReturnType<typeof bearer>;
+const cleanups: (() => Promise<unknown>)[] = [];
+
+beforeAll(async () => {
+  redis = await requireRedis();
+  registerScripts(redis);
+  pool = await requireMysql();
+  const tokens = new TokenVerifier({ secret: TEST_JWT_SECRET });
+  server = await startServer({
+    services: createGrabServer({ redis, eligibility: everyoneEligible, tokens, log: silent, pool }),
+    host: '127.0.0.1',
+    port: 0,
+    log: silent,
+  });
+  admin = new AdminServiceClient(`127.0.0.1:${server.port}`, credentials.createInsecure());
+  adminMd = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: `admin-${uid()}`, role: 'admin' }));
+});
+
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c();
+  admin.close();
+  await server.shutdown(1000);
+  await pool.end();
+  redis.disconnect();
+});
+
+const settle = (campaignId: string) => call(admin.settleCampaign, admin, { campaignId }, adminMd);
+const reconcile = (campaignId: string): Promise<Reconciliation> =>
+  call(admin.reconcileCampaign, admin, { campaignId }, adminMd);
+
+describe('SettleCampaign and ReconcileCampaign', () => {
+  it('settles once, only after every win is credited, and reconciles to the cent', async () => {
+    const total = 777_777;
+    const created = await call(
+      admin.createCampaign,
+      admin,
+      {
+        name: 'settle test',
+        totalCents: BigInt(total),
+        packetCount: 500,
+        split: Split.RANDOM,
+        batches: 1,
+        batchIntervalMs: 0n,
+        startsAt: undefined,
+        expiresAt: new Date(Date.now() + 600_000),
+        ownerId: `owner-${uid()}`,
+        eligibility: undefined,
+      },
+      adminMd,
+    );
+    const id = created.campaignId;
+    cleanups.push(() => dropCampaign(redis, pool, id));
+    const [row] = await pool.query<RowDataPacket[]>(
+      'SELECT total_cents, owner_id FROM campaigns WHERE campaign_id = ?',
+      [id],
+    );
+    expect(row[0]).toEqual({ total_cents: String(total), owner_id: created.ownerId });
+
+    const won = await grabMany(redis, id, 320);
+    expect(won).toBe(320);
+
+    let err = await grpcError(settle(id));
+    expect(err.code).toBe(status.FAILED_PRECONDITION);
+    expect(err.details).toMatch(/still open/);
+    await call(admin.closeCampaign, admin, { campaignId: id, reason: 'done' }, adminMd);
+    const [closedRow] = await pool.query<RowDataPacket[]>(
+      'SELECT close_reason, closed_at IS NOT NULL AS closed FROM campaigns WHERE campaign_id = ?',
+      [id],
+    );
+    expect(closedRow[0]).toEqual({ close_reason: 'done', closed: 1 });
+    err = await grpcError(settle(id));
+    expect(err.code).toBe(status.FAILED_PRECONDITION);
+    expect(err.details).toMatch(/^320 win\(s\) still in flight/);
+
+    const before = await reconcile(id);
+    expect(before.consistent).toBe(false);
+    expect(before.missingInMysql).toHaveLength(320);
+    expect(before.packetsClaimedRedis + before.packetsRemainingRedis).toBe(500);
+    expect(before.amountClaimedRedisCents + before.amountRemainingRedisCents).toBe(BigInt(total));
+
+    // Deliver: relay and gift consumer on a topology of this test's own.
+    const t = await requireTopology();
+    cleanups.push(() => dropTopology(t));
+    const { stop } = await testRelay(t, [id]);
+    const gift = await testGift(t, pool);
+    try {
+      await pollUntil('all credited', async () => (await awardCount(pool, id)).n === 320, 30_000, 50);
+    } finally {
+      await stop();
+      await gift.stop();
+    }
+
+    const after = await reconcile(id);
+    expect(after.differences).toEqual([]);
+    expect(after.consistent).toBe(true);
+    const first = await settle(id);
+    expect(first.alreadySettled).toBe(false);
+    expect(first.packetsAwarded).toBe(320);
+    expect(first.amountAwardedCents).toBe(after.amountDeliveredMysqlCents);
+    expect(first.amountAwardedCents + first.refundCents).toBe(BigInt(total));
+    expect(first.refundCents).toBe(after.amountRemainingRedisCents);
+    const second = await settle(id);
+    expect(second).toEqual({ ...first, alreadySettled: true });
+    const [refunds] = await pool.query<RowDataPacket[]>(
+      "SELECT account_id, amount_cents FROM ledger WHERE campaign_id = ? AND kind = 'refund'",
+      [id],
+    );
+    expect(refunds).toEqual([{ account_id: created.ownerId, amount_cents: String(first.refundCents) }]);
+    expect((await reconcile(id)).consistent).toBe(true);
+
+    // Tampering shows up on the right side, by packet.
+    const [some] = await pool.query<RowDataPacket[]>(
+      'SELECT packet_id FROM awards WHERE campaign_id = ? ORDER BY packet_id LIMIT 2',
+      [id],
+    );
+    const [gone, changed] = some.map((r) => String(r['packet_id']));
+    await pool.query('DELETE FROM awards WHERE packet_id = ?', [gone]);
+    await pool.query('UPDATE awards SET amount_cents = amount_cents + 1 WHERE packet_id = ?', [changed]);
+    await pool.query(
+      "INSERT INTO awards (packet_id, campaign_id, user_id, amount_cents, won_at) VALUES (?, ?, 'intruder', 5, NOW())",
+      [`x${uid()}`, id],
+    );
+    const bad = await reconcile(id);
+    expect(bad.consistent).toBe(false);
+    expect(bad.missingInMysql).toEqual([gone]);
+    expect(bad.mismatched).toEqual([changed]);
+    expect(bad.unknownInMysql).toHaveLength(1);
+    expect(bad.differences.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('refuses bad input and non-admins before touching anything', async () => {
+    expect((await grpcError(settle('bad id!'))).code).toBe(status.INVALID_ARGUMENT);
+    expect((await grpcError(reconcile(`nope${uid()}`))).code).toBe(status.NOT_FOUND);
+    const user = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: `u${uid()}` }));
+    const err = await grpcError(call(admin.settleCampaign, admin, { campaignId: 'whatever' }, user));
+    expect(err.code).toBe(status.PERMISSION_DENIED);
+  });
+});
+
+describe('the settle timer', () => {
+  it('settles an expired campaign by itself once its wins are credited, and only then', async () => {
+    const meta = await makeCampaign(redis, pool, { count: 50, totalCents: 5000, expiresInMs: 1500 });
+    cleanups.push(() => dropCampaign(redis, pool, meta.id));
+    expect(await grabMany(redis, meta.id, 20)).toBe(20);
+    const o = { redis, pool, log: silent, campaigns: async () => [meta.id] };
+    expect(await settleEnded(o)).toEqual([]); // still open
+    await pollUntil('expiry', () => Date.now() > meta.expiresMs + 50, 5000);
+    expect(await settleEnded(o)).toEqual([]); // expired, but 20 wins in flight
+    // Credit them the way gift-svc does, straight from the claims.
+    const claims = await redis.hgetall(keys.claims(meta.id));
+    await writeAwards(
+      pool,
+      Object.entries(claims).map(([userId, v]) => {
+        const [packetId, amount, requestId, wonAt] = v.split('|');
+        return {
+          campaignId: meta.id,
+          packetId: packetId ?? '',
+          userId,
+          amountCents: BigInt(amount ?? 0),
+          requestId: requestId ?? '',
+          wonAtMs: BigInt(wonAt ?? 0),
+          streamId: '',
+        };
+      }),
+    );
+    expect(await settleEnded(o)).toEqual([meta.id]);
+    expect(await settleEnded(o)).toEqual([]);
+    const rec = await reconcile(meta.id);
+    expect(rec.consistent).toBe(true);
+  });
+});
