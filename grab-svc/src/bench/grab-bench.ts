@@ -52,6 +52,10 @@ async function main(): Promise<void> {
     REDIS_URL,
     JWT_SECRET: SECRET,
     LOG_LEVEL: 'info',
+    // The grab path alone: the outbox relay has its own benchmark (bench:relay), and here it
+    // would publish every win of every round to the shared broker with nobody consuming them.
+    RELAY_ENABLED: '0',
+    SETTLE_EVERY_MS: '0',
   });
   const created: string[] = [];
   try {

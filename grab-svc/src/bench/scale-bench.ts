@@ -43,6 +43,9 @@ async function measure(nodes: string, workers: number, scenarios: Scenario[], to
     JWT_SECRET: SECRET,
     WORKERS: String(workers),
     LOG_LEVEL: 'warn',
+    // grabs only: no relay publishing the wins to the shared broker, no settle timer
+    RELAY_ENABLED: '0',
+    SETTLE_EVERY_MS: '0',
   });
   const admin = new AdminServiceClient(`127.0.0.1:${PORT}`, credentials.createInsecure());
   try {
