@@ -131,5 +131,21 @@ async function failover(redis: RedisClient, g: PooledGrab, home: number): Promis
     }
   }
   await routeScript(redis, g.campaignId, home, g.userId, g.requestId, 'sold_out');
+  await flagIfSoldOut(redis, g);
   return [SOLD_OUT, '', '0', 0];
+}
+
+/**
+ * No single pool knows when all of them are dry, so the failover that found every pool empty
+ * checks the total and sets gateway's sold-out flag, as the one-pool script does itself.
+ * Only this (already slow) path pays for it, and only until gateway sees the flag.
+ */
+async function flagIfSoldOut(redis: RedisClient, g: PooledGrab): Promise<void> {
+  const ids = Array.from({ length: g.pools }, (_, p) => poolId(g.campaignId, p));
+  const [count, ...claimed] = await Promise.all([
+    redis.hget(keys.meta(g.campaignId), 'count'),
+    ...ids.map((id) => redis.hget(keys.stats(id), 'claimed')),
+  ]);
+  const total = claimed.reduce((sum, c) => sum + Number(c ?? 0), 0);
+  if (count && total >= Number(count)) await redis.set(keys.state(g.campaignId), 'sold_out');
 }

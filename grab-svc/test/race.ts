@@ -118,6 +118,8 @@ export async function raceProof(h: Harness, opts: RaceOptions = {}): Promise<voi
   }
   const outboxes = await Promise.all(pools.map((p) => h.redis.xlen(keys.outbox(p))));
   expect(outboxes.reduce((a, b) => a + b, 0)).toBe(PACKETS);
+  // gateway's short-circuit: set once every packet of every pool is gone
+  expect(await h.redis.get(keys.state(c.campaignId))).toBe('sold_out');
   if (S > 1) {
     console.log(`race at S=${S}: ${failedOver} of ${PACKETS} wins came from a pool other than the winner's home`);
     // every pool gave out packets, and some went to users from other home pools
