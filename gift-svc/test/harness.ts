@@ -102,7 +102,7 @@ export async function closeRabbitConnections(connectionName: string): Promise<nu
 export async function makeCampaign(
   redis: Redis,
   pool: Pool | undefined,
-  opts: { count: number; totalCents: number; expiresInMs?: number },
+  opts: { count: number; totalCents: number; expiresInMs?: number; subPools?: number },
 ): Promise<CampaignMeta> {
   registerScripts(redis);
   const now = Date.now();
@@ -118,6 +118,7 @@ export async function makeCampaign(
       expiresAt: new Date(now + (opts.expiresInMs ?? 600_000)),
       ownerId: `owner-${uid()}`,
       eligibility: undefined,
+      subPools: opts.subPools,
     },
     now,
   );

@@ -8,12 +8,14 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import type { Pool } from '@redpacket/db';
-import { keys } from '@redpacket/lib';
+import { keys, poolId } from '@redpacket/lib';
 import { pollUntil, requireRedis, TEST_AMQP_URL, TEST_MYSQL_URL, TEST_REDIS_URL } from '@redpacket/lib/testing';
 import type { Topology } from '@redpacket/wins';
 import type { OutboxRelay } from '@redpacket/grab-svc/relay/outbox-relay';
 import { closeCampaign } from '@redpacket/grab-svc/campaigns';
 import { reconcileCampaign, settleCampaign } from '@redpacket/grab-svc/settle';
+import { ELIGIBLE } from '@redpacket/grab-svc/eligibility-mirror';
+import { grabPooled } from '@redpacket/grab-svc/sub-pools';
 import type { GiftConsumer } from '../src/consumer.js';
 import {
   awardCount,
@@ -81,6 +83,62 @@ async function finish(id: string, won: number, totalCents: number): Promise<void
   expect(s.amountAwardedCents + s.refundCents).toBe(BigInt(totalCents));
   expect(s.amountAwardedCents).toBe(rec.amountDeliveredMysqlCents);
 }
+
+describe('a hot campaign with sub-pools', () => {
+  it("relays every pool's outbox, reconciles over all pools and settles to the cent", async () => {
+    const S = 4;
+    const t = await requireTopology();
+    const meta = await makeCampaign(redis, pool, { count: 600, totalCents: 300_000, subPools: S });
+    cleanups.push(
+      () => dropTopology(t),
+      async () => {
+        for (let p = 1; p < S; p++) await dropCampaign(redis, pool, poolId(meta.id, p));
+        await dropCampaign(redis, pool, meta.id);
+      },
+    );
+    await relayFor(t, meta.id);
+    await giftFor(t);
+    // 900 users for 600 packets: home pools run dry, so wins also come from the other pools
+    const replies = await Promise.all(
+      Array.from({ length: 900 }, (_, i) =>
+        grabPooled(redis, {
+          campaignId: meta.id,
+          pools: S,
+          userId: `hot${i}`,
+          requestId: `r${i}`,
+          openedAtMs: undefined,
+          verdict: ELIGIBLE,
+        }),
+      ),
+    );
+    const won = replies.filter((r) => r[0] === 1).length;
+    expect(won).toBe(600);
+    const perPool = await Promise.all(Array.from({ length: S }, (_, p) => redis.hlen(keys.claims(poolId(meta.id, p)))));
+    expect(perPool.every((n) => n > 0)).toBe(true);
+    await pollUntil('every win credited', async () => (await awardCount(pool, meta.id)).n === won, 60_000, 50);
+    for (let p = 0; p < S; p++) {
+      await pollUntil(
+        `pool ${p}'s outbox drained`,
+        async () => (await redis.xlen(keys.outbox(poolId(meta.id, p)))) === 0,
+        20_000,
+        50,
+      );
+    }
+    const rec = await reconcileCampaign(redis, pool, meta.id);
+    expect(rec.differences).toEqual([]);
+    expect(rec).toMatchObject({
+      consistent: true,
+      packetsClaimedRedis: 600,
+      packetsDeliveredMysql: 600,
+      packetsRemainingRedis: 0,
+    });
+    await closeCampaign(redis, meta.id, 'test over');
+    const s = await settleCampaign(redis, pool, meta.id);
+    expect(s.packetsAwarded).toBe(600);
+    expect(s.amountAwardedCents + s.refundCents).toBe(300_000n);
+    expect(s.refundCents).toBe(0n);
+  });
+});
 
 describe('win pipeline under faults', () => {
   it('(a) loses and doubles nothing while its RabbitMQ connections are force-closed mid-stream', async () => {

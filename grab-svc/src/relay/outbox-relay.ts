@@ -91,6 +91,17 @@ export function entryToWin(id: string, fields: string[]): WinEvent {
   };
 }
 
+/**
+ * A campaign with sub-pools has an outbox per pool, each on its own slot: campaign ids become the
+ * ids of all their pools (pool ids, which contain a '.', are kept as they are).
+ */
+export async function withSubPools(redis: RedisClient, ids: string[]): Promise<string[]> {
+  const pools = await Promise.all(ids.map((id) => (id.includes('.') ? '1' : redis.hget(keys.meta(id), 'pools'))));
+  return ids.flatMap((id, i) =>
+    id.includes('.') ? [id] : Array.from({ length: Number(pools[i] ?? 1) || 1 }, (_, p) => poolId(id, p)),
+  );
+}
+
 /** Every campaign not yet settled, newest first (bounded). */
 export async function unsettledCampaigns(redis: RedisClient): Promise<string[]> {
   const ids = await redis.zrevrange(keys.campaigns, 0, DISCOVERY_LIMIT - 1);
@@ -105,10 +116,7 @@ export async function unsettledCampaigns(redis: RedisClient): Promise<string[]> 
  * confirm and XACK: publishing those again is harmless). The newest DISCOVERY_LIMIT only.
  */
 export async function activeOutboxes(redis: RedisClient, nowMs = Date.now()): Promise<string[]> {
-  const campaigns = await redis.zrevrange(keys.campaigns, 0, DISCOVERY_LIMIT - 1);
-  // A campaign with sub-pools has an outbox per pool, each on its own slot.
-  const pools = await Promise.all(campaigns.map((id) => redis.hget(keys.meta(id), 'pools')));
-  const ids = campaigns.flatMap((id, i) => Array.from({ length: Number(pools[i] ?? 1) || 1 }, (_, p) => poolId(id, p)));
+  const ids = await withSubPools(redis, await redis.zrevrange(keys.campaigns, 0, DISCOVERY_LIMIT - 1));
   const active = await Promise.all(
     ids.map(async (id) => {
       const [[settled, closed, expires], len] = await Promise.all([
@@ -205,7 +213,9 @@ export class OutboxRelay {
   private async campaigns(): Promise<string[]> {
     const now = Date.now();
     if (now - this.campaignListAt >= CAMPAIGN_REFRESH_MS) {
-      this.campaignList = await (this.o.campaigns ? this.o.campaigns() : activeOutboxes(this.o.redis));
+      this.campaignList = this.o.campaigns
+        ? await withSubPools(this.o.redis, await this.o.campaigns())
+        : await activeOutboxes(this.o.redis);
       this.campaignListAt = now;
     }
     return this.campaignList;
