@@ -1,6 +1,14 @@
 /** account-svc entry point: reads the environment, migrates, resyncs the mirror, serves. */
 import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
-import { createLogger, createRedis, onShutdownSignal, parseEnv, startServer, TokenVerifier } from '@redpacket/lib';
+import {
+  createLogger,
+  createRedis,
+  onShutdownSignal,
+  parseEnv,
+  startServer,
+  TokenVerifier,
+  serveMetrics,
+} from '@redpacket/lib';
 import { z } from 'zod';
 import { keepMirrorInSync } from './eligibility-mirror.js';
 import { startJwksServer, JWKS_PATH } from './jwks-http.js';
@@ -13,6 +21,8 @@ const Env = z.object({
   MYSQL_URL: z.string().url().default(DEFAULT_MYSQL_URL),
   JWT_SECRET: z.string().min(16).default('dev-secret-change-me-0123456789'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** Prometheus text at http://0.0.0.0:METRICS_PORT/metrics; 0 (the default) = off. */
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(0),
   /** Where Envoy fetches the JWKS; "off" serves none. It holds the secret: keep it internal. */
   JWKS_PORT: z.union([z.literal('off'), z.coerce.number().int().min(0).max(65535)]).default(50062),
   JWKS_HOST: z.string().default('127.0.0.1'),
@@ -47,6 +57,7 @@ const services = createAccountServer({
   import: { batchSize: env.IMPORT_BATCH_SIZE, concurrency: env.IMPORT_CONCURRENCY },
 });
 const running = await startServer({ services, port: env.GRPC_PORT, log });
+const metrics = env.METRICS_PORT > 0 ? await serveMetrics(env.METRICS_PORT) : undefined;
 const jwks =
   env.JWKS_PORT === 'off'
     ? undefined
@@ -57,6 +68,7 @@ onShutdownSignal(log, async () => {
   mirror.stop();
   await running.shutdown();
   await jwks?.close();
+  await metrics?.close();
   await pool.end();
   await redis.quit();
 });

@@ -1,6 +1,6 @@
 /** gift-svc entry point: migrates, consumes wins into MySQL, serves GiftService, stops on SIGTERM. */
 import { hostname } from 'node:os';
-import { createLogger, createRedis, onShutdownSignal, startServer, TokenVerifier } from '@redpacket/lib';
+import { createLogger, createRedis, onShutdownSignal, startServer, TokenVerifier, serveMetrics } from '@redpacket/lib';
 import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
 import { DEFAULT_AMQP_URL, DEFAULT_TOPOLOGY, topologyWithSuffix } from '@redpacket/wins';
 import { z } from 'zod';
@@ -15,6 +15,8 @@ const Env = z.object({
   AMQP_URL: z.string().url().default(DEFAULT_AMQP_URL),
   JWT_SECRET: z.string().min(16).default('dev-secret-change-me-0123456789'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** Prometheus text at http://0.0.0.0:METRICS_PORT/metrics; 0 (the default) = off. */
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(0),
   /** Wins credited per second by this instance; 0 = unlimited. */
   GIFT_RATE: z.coerce.number().min(0).default(0),
   GIFT_BATCH: z.coerce.number().int().min(1).max(5000).default(500),
@@ -60,9 +62,11 @@ consumer.start().catch((err: Error) => log.error({ err: err.message }, 'consumer
 
 const services = createGiftServer({ pool, redis, tokens: new TokenVerifier({ secret: env.JWT_SECRET }), log });
 const running = await startServer({ services, port: env.GRPC_PORT, log });
+const metrics = env.METRICS_PORT > 0 ? await serveMetrics(env.METRICS_PORT) : undefined;
 
 onShutdownSignal(log, async () => {
   await running.shutdown();
+  await metrics?.close();
   await consumer.stop();
   await pool.end();
   await redis.quit();

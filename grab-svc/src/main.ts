@@ -1,5 +1,5 @@
 /** grab-svc entry point: reads the environment, connects, serves, and shuts down on SIGTERM. */
-import { createLogger, createRedis, onShutdownSignal, startServer, TokenVerifier } from '@redpacket/lib';
+import { createLogger, createRedis, onShutdownSignal, startServer, TokenVerifier, serveMetrics } from '@redpacket/lib';
 import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
 import { DEFAULT_TOPOLOGY, topologyWithSuffix } from '@redpacket/wins';
 import { z } from 'zod';
@@ -17,6 +17,8 @@ const Env = RelayEnv.extend({
   REDIS_CLUSTER_NODES: z.string().optional(),
   JWT_SECRET: z.string().min(16).default('dev-secret-change-me-0123456789'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** Prometheus text at http://0.0.0.0:METRICS_PORT/metrics; 0 (the default) = off. */
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(0),
   REDIS_AUTOPIPELINE: z.enum(['0', '1']).default('1'),
   /** Full reload of the blocklist copy; changes arrive by pub/sub in between. */
   ELIGIBILITY_RESYNC_MS: z.coerce.number().int().min(0).default(60_000),
@@ -84,9 +86,11 @@ const services = createGrabServer({
   onCampaignCreated: (id) => createdHere.add(id),
 });
 const running = await startServer({ services, port: env.GRPC_PORT, log });
+const metrics = env.METRICS_PORT > 0 ? await serveMetrics(env.METRICS_PORT) : undefined;
 
 onShutdownSignal(log, async () => {
   await running.shutdown();
+  await metrics?.close();
   eligibility.stop();
   await stopSettling?.();
   await relay?.stop();

@@ -91,3 +91,31 @@ it('SIGTERM: in-flight grabs finish, every WON is recorded, the process exits 0'
     await redis.quit();
   }
 });
+
+it('METRICS_PORT: the real process serves Prometheus metrics that count its calls', async () => {
+  const [port, metricsPort] = [await freePort(), await freePort()];
+  const child = spawnNode(mainScript, [], {
+    GRPC_PORT: String(port),
+    METRICS_PORT: String(metricsPort),
+    JWT_SECRET: TEST_JWT_SECRET,
+    LOG_LEVEL: 'info',
+    RELAY_ENABLED: '0',
+    SETTLE_EVERY_MS: '0',
+  });
+  try {
+    await child.waitFor(/gRPC server listening/);
+    const grab = new GrabServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+    const token = await signToken({ secret: TEST_JWT_SECRET, userId: 'metrics-user' });
+    for (let i = 0; i < 3; i++) {
+      const err = await grpcError(
+        call(grab.grab, grab, { campaignId: 'no-such-campaign', requestId: '' }, bearer(token)),
+      );
+      expect(err.code).toBe(status.NOT_FOUND);
+    }
+    grab.close();
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    expect(text).toContain('redpacket_rpc_total{method="/redpacket.v1.GrabService/Grab",code="NOT_FOUND"} 3');
+  } finally {
+    await child.stop();
+  }
+});

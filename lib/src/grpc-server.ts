@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import {
   Server,
   ServerCredentials,
+  status,
   type handleUnaryCall,
   type ServerUnaryCall,
   type ServiceDefinition,
@@ -14,6 +15,7 @@ import { descriptorSetPath } from '@redpacket/proto';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { toGrpcError } from './errors.js';
+import { rpcSeconds, rpcTotal } from './metrics.js';
 
 /** A unary handler as plain async code: return the response or throw. */
 export type AsyncUnary<Req, Res> = (request: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>;
@@ -43,10 +45,22 @@ export function implement<S extends UntypedServiceImplementation>(
       continue;
     }
     const handler = fn as AsyncUnary<unknown, unknown>;
+    const latency = rpcSeconds.labels(method.path);
+    const ok = rpcTotal.labels(method.path, 'OK');
     out[name] = (call: ServerUnaryCall<unknown, unknown>, callback: (e: unknown, r?: unknown) => void) => {
+      const done = latency.startTimer();
       handler(call.request, call).then(
-        (res) => callback(null, res),
-        (err: unknown) => callback(toGrpcError(err, log, method.path)),
+        (res) => {
+          done();
+          ok.inc();
+          callback(null, res);
+        },
+        (err: unknown) => {
+          done();
+          const e = toGrpcError(err, log, method.path);
+          rpcTotal.inc({ method: method.path, code: status[e.code ?? status.UNKNOWN] });
+          callback(e);
+        },
       );
     };
   }

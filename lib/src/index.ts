@@ -6,3 +6,4 @@ export * from './keys.js';
 export * from './logger.js';
 export * from './redis.js';
 export * from './eligibility.js';
+export * from './metrics.js';
