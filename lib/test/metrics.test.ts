@@ -1,9 +1,9 @@
-import { credentials, status } from '@grpc/grpc-js';
-import { GrabServiceClient, GrabServiceService, Outcome, type GrabServiceServer } from '@redpacket/proto';
+import { status } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { expect, it } from 'vitest';
-import { implement, invalidArgument, serveMetrics, startServer } from '../src/index.js';
+import { serveMetrics } from '../src/index.js';
 import { bearer, call, grpcError } from '../src/testing.js';
+import { startFakeGrab } from './fake-grab.js';
 
 const GRAB = '/redpacket.v1.GrabService/Grab';
 
@@ -20,33 +20,8 @@ function sample(text: string, name: string, labels: Record<string, string>): num
 
 it('serves /metrics in Prometheus text, and every unary call moves its counter and latency histogram', async () => {
   const log = pino({ level: 'silent' });
-  const impl = implement<GrabServiceServer>(
-    GrabServiceService,
-    {
-      async grab(req) {
-        if (req.campaignId === 'bad') throw invalidArgument('campaign_id', 'is bad');
-        return {
-          outcome: Outcome.WON,
-          packetId: 'p',
-          amountCents: 1n,
-          nextBatchAt: undefined,
-          campaignId: req.campaignId,
-        };
-      },
-      async getCampaign() {
-        throw new Error('not used');
-      },
-    },
-    log,
-  );
-  const server = await startServer({
-    services: [{ name: 'redpacket.v1.GrabService', definition: GrabServiceService, implementation: impl }],
-    host: '127.0.0.1',
-    port: 0,
-    log,
-  });
+  const { client, stop } = await startFakeGrab(log);
   const metrics = await serveMetrics(0, '127.0.0.1');
-  const client = new GrabServiceClient(`127.0.0.1:${server.port}`, credentials.createInsecure());
   const scrape = async (): Promise<string> => {
     const res = await fetch(`http://127.0.0.1:${metrics.port}/metrics`);
     expect(res.status).toBe(200);
@@ -70,8 +45,7 @@ it('serves /metrics in Prometheus text, and every unary call moves its counter a
     expect(after).toMatch(/^process_cpu_user_seconds_total \d/m);
     expect((await fetch(`http://127.0.0.1:${metrics.port}/other`)).status).toBe(404);
   } finally {
-    client.close();
-    await server.shutdown(1000);
+    await stop();
     await metrics.close();
   }
 });
