@@ -46,6 +46,26 @@ describe('AccountService over gRPC', () => {
     expect(other.code).toBe(status.PERMISSION_DENIED);
   });
 
+  it('reports the balance as the sum of the awards gift-svc credited', async () => {
+    const id = `${h.prefix}rich`;
+    await register(id);
+    const packets = [`${h.prefix}p1`, `${h.prefix}p2`].map((p) => p.slice(-32));
+    try {
+      // two awards as gift-svc writes them (db/migrations/0200_awards.sql), in two campaigns
+      for (const [i, packetId] of packets.entries()) {
+        await h.pool.query(
+          'INSERT INTO awards (packet_id, campaign_id, user_id, amount_cents, request_id, won_at) VALUES (?, ?, ?, ?, ?, NOW(3))',
+          [packetId, `${h.prefix}c${i}`, id, 1234 + i, `r${i}`],
+        );
+      }
+      const acc = await api.getAccount({ userId: id }, h.adminMd);
+      expect(acc.balanceCents).toBe(2469n);
+      expect(acc.awardsCount).toBe(2n);
+    } finally {
+      await h.pool.query('DELETE FROM awards WHERE packet_id IN (?, ?)', packets);
+    }
+  });
+
   it('refuses bad credentials alike for unknown users and wrong passwords', async () => {
     const id = `${h.prefix}bob`;
     await register(id, { password: 'bob-password' });
