@@ -56,7 +56,12 @@ const services = createAccountServer({
   maxTokenTtlSeconds: env.TOKEN_MAX_TTL_SECONDS,
   import: { batchSize: env.IMPORT_BATCH_SIZE, concurrency: env.IMPORT_CONCURRENCY },
 });
-const running = await startServer({ services, port: env.GRPC_PORT, log });
+const running = await startServer({
+  services,
+  port: env.GRPC_PORT,
+  log,
+  ready: async () => (await redis.ping()) === 'PONG' && (await pool.query('SELECT 1')).length > 0,
+});
 const metrics = env.METRICS_PORT > 0 ? await serveMetrics(env.METRICS_PORT) : undefined;
 const jwks =
   env.JWKS_PORT === 'off'

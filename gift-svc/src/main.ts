@@ -61,7 +61,13 @@ const consumer = new GiftConsumer({
 consumer.start().catch((err: Error) => log.error({ err: err.message }, 'consumer stopped'));
 
 const services = createGiftServer({ pool, redis, tokens: new TokenVerifier({ secret: env.JWT_SECRET }), log });
-const running = await startServer({ services, port: env.GRPC_PORT, log });
+// the queries need MySQL; deliveries wait out a broker outage by themselves (reconnect)
+const running = await startServer({
+  services,
+  port: env.GRPC_PORT,
+  log,
+  ready: async () => (await pool.query('SELECT 1')).length > 0,
+});
 const metrics = env.METRICS_PORT > 0 ? await serveMetrics(env.METRICS_PORT) : undefined;
 
 onShutdownSignal(log, async () => {

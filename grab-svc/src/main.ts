@@ -85,7 +85,13 @@ const services = createGrabServer({
   pool,
   onCampaignCreated: (id) => createdHere.add(id),
 });
-const running = await startServer({ services, port: env.GRPC_PORT, log });
+// SERVING only while Redis answers: grabs need nothing else (the relay retries on its own)
+const running = await startServer({
+  services,
+  port: env.GRPC_PORT,
+  log,
+  ready: async () => (await redis.ping()) === 'PONG',
+});
 const metrics = env.METRICS_PORT > 0 ? await serveMetrics(env.METRICS_PORT) : undefined;
 
 onShutdownSignal(log, async () => {

@@ -84,6 +84,23 @@ export interface RunningServer {
   shutdown(deadlineMs?: number): Promise<void>;
 }
 
+/** Resolves false when `p` has not settled within `ms`. */
+function withTimeout(p: Promise<boolean>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      () => {
+        clearTimeout(t);
+        resolve(false);
+      },
+    );
+  });
+}
+
 let reflectionPackage: ReturnType<typeof loadFileDescriptorSetFromBuffer> | undefined;
 
 /** Binds the services plus grpc.health.v1 and server reflection on host:port (port 0 = any). */
@@ -92,6 +109,12 @@ export async function startServer(opts: {
   host?: string;
   port: number;
   log: Logger;
+  /**
+   * Whether the service's dependencies answer (Redis, MySQL, RabbitMQ): polled every
+   * `readyEveryMs`; health is SERVING only while it says true, and NOT_SERVING while draining.
+   */
+  ready?: () => Promise<boolean>;
+  readyEveryMs?: number;
 }): Promise<RunningServer> {
   const server = new Server({
     'grpc.max_receive_message_length': 16 * 1024 * 1024,
@@ -113,10 +136,26 @@ export async function startServer(opts: {
     ),
   );
   const setServing = (st: ServingStatus): void => names.forEach((n) => health.setStatus(n, st));
+  let draining = false;
+  let serving: ServingStatus = 'SERVING';
+  const probe = async (): Promise<void> => {
+    if (!opts.ready) return;
+    const ok = await withTimeout(opts.ready(), opts.readyEveryMs ?? 1000).catch(() => false);
+    const next: ServingStatus = ok ? 'SERVING' : 'NOT_SERVING';
+    if (draining || next === serving) return;
+    serving = next;
+    setServing(next);
+    opts.log[ok ? 'info' : 'warn']({ health: next }, ok ? 'dependencies answer again' : 'a dependency does not answer');
+  };
   setServing('SERVING');
+  await probe();
+  const poller = opts.ready ? setInterval(() => void probe(), opts.readyEveryMs ?? 1000) : undefined;
+  poller?.unref();
   opts.log.info({ port }, 'gRPC server listening');
 
   const shutdown = async (deadlineMs = 10_000): Promise<void> => {
+    draining = true;
+    if (poller) clearInterval(poller);
     setServing('NOT_SERVING');
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
