@@ -47,6 +47,11 @@ const redis = createRedis({
 registerScripts(redis);
 redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
 
+// Registered before anything starts: a SIGTERM during start-up (a worker replaced and stopped at
+// once, say) must still end in a clean exit, not in Node's default death by signal.
+let stop: () => Promise<void> = async () => undefined;
+onShutdownSignal(log, () => stop());
+
 const eligibility = new EligibilityMirror(redis, log, { resyncMs: env.ELIGIBILITY_RESYNC_MS });
 await eligibility.start();
 log.info(eligibility.size, 'eligibility mirror loaded');
@@ -94,7 +99,7 @@ const running = await startServer({
 });
 const metrics = env.METRICS_PORT > 0 ? await serveMetrics(env.METRICS_PORT) : undefined;
 
-onShutdownSignal(log, async () => {
+stop = async () => {
   await running.shutdown();
   await metrics?.close();
   eligibility.stop();
@@ -103,4 +108,4 @@ onShutdownSignal(log, async () => {
   await pool.end();
   await relayRedis?.quit();
   await redis.quit();
-});
+};
