@@ -1,5 +1,13 @@
 /** grab-svc entry point: reads the environment, connects, serves, and shuts down on SIGTERM. */
-import { createLogger, createRedis, onShutdownSignal, startServer, TokenVerifier, serveMetrics } from '@redpacket/lib';
+import {
+  createLogger,
+  createRedis,
+  onShutdownSignal,
+  startServer,
+  Switches,
+  TokenVerifier,
+  serveMetrics,
+} from '@redpacket/lib';
 import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
 import { DEFAULT_TOPOLOGY, topologyWithSuffix } from '@redpacket/wins';
 import { z } from 'zod';
@@ -50,6 +58,8 @@ redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
 const eligibility = new EligibilityMirror(redis, log, { resyncMs: env.ELIGIBILITY_RESYNC_MS });
 await eligibility.start();
 log.info(eligibility.size, 'eligibility mirror loaded');
+const switches = new Switches(redis, log);
+await switches.start();
 
 await migrate(env.MYSQL_URL, (m) => log.info(m));
 const pool = createPool(env.MYSQL_URL);
@@ -84,6 +94,7 @@ const services = createGrabServer({
   log,
   pool,
   onCampaignCreated: (id) => createdHere.add(id),
+  switches,
 });
 const running = await startServer({ services, port: env.GRPC_PORT, log });
 const metrics = env.METRICS_PORT > 0 ? await serveMetrics(env.METRICS_PORT) : undefined;
@@ -92,6 +103,7 @@ onShutdownSignal(log, async () => {
   await running.shutdown();
   await metrics?.close();
   eligibility.stop();
+  switches.stop();
   await stopSettling?.();
   await relay?.stop();
   await pool.end();
