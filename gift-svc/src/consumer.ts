@@ -42,6 +42,13 @@ export interface GiftConsumerOptions {
   maxBackoffMs?: number;
   /** The batch writer; default writeAwards (tests wrap it to make one win fail). */
   write?: (pool: Pool, wins: WinEvent[]) => Promise<number>;
+  /**
+   * While it returns true (the gift.paused switch), no deliveries are taken: the consumer is
+   * cancelled, so wins stay ready in the queue; those already received are still written.
+   */
+  paused?: () => boolean;
+  /** How often `paused` is looked at (default 250 ms). */
+  pauseCheckMs?: number;
 }
 
 export interface GiftConsumerStats {
@@ -93,6 +100,11 @@ export class GiftConsumer {
   private working = false;
   private idle: Promise<void> = Promise.resolve();
   private reconnecting: Promise<void> | undefined;
+  /** The consumer on `ch`; undefined while paused (or not connected). */
+  private consumerTag: string | undefined;
+  /** Consume/cancel calls, one at a time, so a channel never gets two consumers. */
+  private pauseSync: Promise<void> = Promise.resolve();
+  private pauseTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: GiftConsumerOptions) {
     const batchSize = opts.batchSize ?? 500;
@@ -112,6 +124,8 @@ export class GiftConsumer {
       maxAttempts: 5,
       maxBackoffMs: 5000,
       write: writeAwards,
+      paused: () => false,
+      pauseCheckMs: 250,
       ...opts,
       batchSize,
       writers,
@@ -121,6 +135,9 @@ export class GiftConsumer {
   /** Connects (retrying with back-off until RabbitMQ answers) and starts consuming. */
   async start(): Promise<void> {
     this.running = true;
+    this.pauseTimer ??= setInterval(() => {
+      this.syncPause().catch((err: Error) => this.o.log.warn({ err: err.message }, 'pause/resume failed; retrying'));
+    }, this.o.pauseCheckMs);
     await this.connect().catch((err: unknown) => {
       if (this.running) throw err; // stopped while still connecting: nothing went wrong
     });
@@ -129,11 +146,15 @@ export class GiftConsumer {
   /** Stops taking deliveries, finishes the batch in progress, closes the connection. */
   async stop(): Promise<void> {
     this.running = false;
+    clearInterval(this.pauseTimer);
+    this.pauseTimer = undefined;
+    await this.pauseSync;
     await this.idle;
     await this.reconnecting?.catch(() => undefined);
     const conn = this.conn;
     this.conn = undefined;
     this.ch = undefined;
+    this.consumerTag = undefined;
     this.buffer = [];
     await conn?.close().catch(() => undefined);
   }
@@ -160,13 +181,43 @@ export class GiftConsumer {
       await ch.prefetch(this.o.prefetch);
       this.conn = conn;
       this.ch = ch;
-      await ch.consume(this.o.topology.queue, (msg) => msg && this.onDelivery(ch, msg), { noAck: false });
+      this.consumerTag = undefined;
+      await this.syncPause(); // consumes unless paused
       this.stats.reconnects++;
-      this.o.log.info({ queue: this.o.topology.queue, rate: this.o.rate }, 'consuming wins');
+      this.o.log.info({ queue: this.o.topology.queue, rate: this.o.rate, paused: this.isPaused }, 'connected');
     } catch (err) {
       await conn.close().catch(() => undefined);
       throw err;
     }
+  }
+
+  /** True while connected but not taking deliveries because `paused` said so. */
+  get isPaused(): boolean {
+    return this.ch !== undefined && this.consumerTag === undefined;
+  }
+
+  /** Cancels or (re)starts the consumer to match `paused`; serialized, so never two consumers. */
+  private syncPause(): Promise<void> {
+    const next = this.pauseSync.then(async () => {
+      const ch = this.ch;
+      if (!ch || !this.running) return;
+      const paused = this.o.paused();
+      if (paused && this.consumerTag !== undefined) {
+        const tag = this.consumerTag;
+        this.consumerTag = undefined;
+        // Unacked deliveries survive a cancel: the buffered ones are written and acked as usual.
+        await ch.cancel(tag);
+        this.o.log.warn({ queue: this.o.topology.queue }, 'gift.paused: stopped taking wins; they keep queueing');
+      } else if (!paused && this.consumerTag === undefined) {
+        const { consumerTag } = await ch.consume(this.o.topology.queue, (msg) => msg && this.onDelivery(ch, msg), {
+          noAck: false,
+        });
+        if (this.ch === ch) this.consumerTag = consumerTag;
+        this.o.log.info({ queue: this.o.topology.queue, rate: this.o.rate }, 'consuming wins');
+      }
+    });
+    this.pauseSync = next.catch(() => undefined);
+    return next;
   }
 
   /** Unacked deliveries of a closed channel come back from the broker: drop our copies. */
@@ -175,6 +226,7 @@ export class GiftConsumer {
     this.slots = this.slots.filter((s) => s.ch !== ch);
     if (this.ch !== ch) return;
     this.ch = undefined;
+    this.consumerTag = undefined;
     const conn = this.conn;
     this.conn = undefined;
     void conn?.close().catch(() => undefined);

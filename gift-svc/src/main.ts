@@ -1,6 +1,14 @@
 /** gift-svc entry point: migrates, consumes wins into MySQL, serves GiftService, stops on SIGTERM. */
 import { hostname } from 'node:os';
-import { createLogger, createRedis, onShutdownSignal, startServer, TokenVerifier, serveMetrics } from '@redpacket/lib';
+import {
+  createLogger,
+  createRedis,
+  onShutdownSignal,
+  startServer,
+  Switches,
+  TokenVerifier,
+  serveMetrics,
+} from '@redpacket/lib';
 import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
 import { DEFAULT_AMQP_URL, DEFAULT_TOPOLOGY, topologyWithSuffix } from '@redpacket/wins';
 import { z } from 'zod';
@@ -45,6 +53,8 @@ await migrate(env.MYSQL_URL, (m) => log.info(m));
 const pool = createPool(env.MYSQL_URL, env.MYSQL_POOL);
 const redis = createRedis({ url: env.REDIS_URL, clusterNodes: env.REDIS_CLUSTER_NODES });
 redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
+const switches = new Switches(redis, log);
+await switches.start();
 
 const consumer = new GiftConsumer({
   pool,
@@ -56,11 +66,18 @@ const consumer = new GiftConsumer({
   batchSize: env.GIFT_BATCH,
   writers: env.GIFT_WRITERS,
   maxAttempts: env.GIFT_MAX_ATTEMPTS,
+  paused: () => switches.isOn('gift.paused'),
 });
 // Not awaited: the award queries are served even while RabbitMQ is unreachable.
 consumer.start().catch((err: Error) => log.error({ err: err.message }, 'consumer stopped'));
 
-const services = createGiftServer({ pool, redis, tokens: new TokenVerifier({ secret: env.JWT_SECRET }), log });
+const services = createGiftServer({
+  pool,
+  redis,
+  tokens: new TokenVerifier({ secret: env.JWT_SECRET }),
+  log,
+  switches,
+});
 // the queries need MySQL; deliveries wait out a broker outage by themselves (reconnect)
 const running = await startServer({
   services,
@@ -74,6 +91,7 @@ onShutdownSignal(log, async () => {
   await running.shutdown();
   await metrics?.close();
   await consumer.stop();
+  switches.stop();
   await pool.end();
   await redis.quit();
 });

@@ -1,5 +1,13 @@
 /** grab-svc entry point: reads the environment, connects, serves, and shuts down on SIGTERM. */
-import { createLogger, createRedis, onShutdownSignal, startServer, TokenVerifier, serveMetrics } from '@redpacket/lib';
+import {
+  createLogger,
+  createRedis,
+  onShutdownSignal,
+  startServer,
+  Switches,
+  TokenVerifier,
+  serveMetrics,
+} from '@redpacket/lib';
 import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
 import { DEFAULT_TOPOLOGY, topologyWithSuffix } from '@redpacket/wins';
 import { z } from 'zod';
@@ -55,6 +63,8 @@ onShutdownSignal(log, () => stop());
 const eligibility = new EligibilityMirror(redis, log, { resyncMs: env.ELIGIBILITY_RESYNC_MS });
 await eligibility.start();
 log.info(eligibility.size, 'eligibility mirror loaded');
+const switches = new Switches(redis, log);
+await switches.start();
 
 await migrate(env.MYSQL_URL, (m) => log.info(m));
 const pool = createPool(env.MYSQL_URL);
@@ -89,6 +99,7 @@ const services = createGrabServer({
   log,
   pool,
   onCampaignCreated: (id) => createdHere.add(id),
+  switches,
 });
 // SERVING only while Redis answers: grabs need nothing else (the relay retries on its own)
 const running = await startServer({
@@ -103,6 +114,7 @@ stop = async () => {
   await running.shutdown();
   await metrics?.close();
   eligibility.stop();
+  switches.stop();
   await stopSettling?.();
   await relay?.stop();
   await pool.end();

@@ -1,6 +1,14 @@
 /** createGrabServer: wires GrabService and AdminService handlers to their dependencies. */
-import { implement, type Logger, type RedisClient, type ServiceEntry, type TokenVerifier } from '@redpacket/lib';
 import {
+  implement,
+  type Logger,
+  type RedisClient,
+  type ServiceEntry,
+  type Switches,
+  type TokenVerifier,
+} from '@redpacket/lib';
+import {
+  Outcome,
   AdminServiceService,
   GrabServiceService,
   type AdminServiceServer,
@@ -33,6 +41,8 @@ export interface GrabServerDeps {
   pool?: Pool;
   /** Told each campaign this server creates (main's relay can be scoped to those). */
   onCampaignCreated?: (campaignId: string) => void;
+  /** Degrade switches (grab.paused, grab.paused:<campaignId>); without them grabs are never paused. */
+  switches?: Switches;
 }
 
 const NO_PIPELINE = 'needs the win pipeline (gift-svc and MySQL), not configured in this server';
@@ -46,6 +56,18 @@ export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
     {
       async grab(req, call) {
         const who = await tokens.fromMetadata(call.metadata);
+        // Paused by an operator: the cached switches only, no Redis call. NOT_STARTED with no
+        // packet and no start time is what clients already handle as "not yet, try later",
+        // and the campaign (its counters included) stays untouched.
+        if (deps.switches?.grabPaused(checkCampaignId(req.campaignId))) {
+          return {
+            outcome: Outcome.NOT_STARTED,
+            packetId: '',
+            amountCents: 0n,
+            nextBatchAt: undefined,
+            campaignId: req.campaignId,
+          };
+        }
         return grab(redis, eligibility, who, req, poolCounts);
       },
       async getCampaign(req, call) {

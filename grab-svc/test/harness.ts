@@ -9,6 +9,7 @@ import {
   type EligibilityState,
   type RedisClient,
   startServer,
+  type Switches,
   TokenVerifier,
   type RunningServer,
 } from '@redpacket/lib';
@@ -40,6 +41,8 @@ export interface HarnessOptions {
   address?: string;
   /** Separate connections to it (grabClients), so several worker processes get traffic. */
   connections?: number;
+  /** Degrade switches handed to the in-process server. */
+  switches?: Switches;
 }
 
 export interface Harness {
@@ -93,6 +96,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     eligibility,
     tokens: new TokenVerifier({ secret: TEST_JWT_SECRET }),
     log,
+    switches: opts.switches,
   });
   const server = opts.address ? undefined : await startServer({ services, host: '127.0.0.1', port: 0, log });
   const addr = opts.address ?? `127.0.0.1:${server!.port}`;

@@ -7,3 +7,4 @@ export * from './logger.js';
 export * from './redis.js';
 export * from './eligibility.js';
 export * from './metrics.js';
+export * from './switches.js';

@@ -37,6 +37,8 @@ export const keys = {
   blocked: 'rp:blocked',
   /** Hash user -> risk score (account-svc keeps it). */
   risk: 'rp:risk',
+  /** Hash switch name -> "on": the degrade switches (see switches.ts); off = no field. */
+  switches: 'rp:switches',
 } as const;
 
 /** Campaign ids: short, URL- and key-safe. */
