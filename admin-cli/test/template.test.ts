@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { histogram, percentile } from '../src/bench/report.js';
+import { percentile } from '@redpacket/loadgen';
+import { histogram } from '../src/bench/report.js';
 import { compile } from '../src/bench/template.js';
 
 const VARS = ['RequestNumber', 'UserId', 'Token'];

@@ -58,6 +58,13 @@ export interface LoadReport {
 
 export const PERCENTILES = [10, 25, 50, 75, 90, 95, 99, 99.9];
 
+/** Nearest-rank percentile of latencies sorted ascending; 0 when there are none. */
+export function percentile(sorted: Float64Array, p: number): number {
+  return sorted.length
+    ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
+    : 0;
+}
+
 export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
   const workers = Math.max(1, Math.min(opts.workers ?? Math.min(2, availableParallelism()), opts.concurrency));
   const connections = Math.max(workers, opts.connections ?? workers);
@@ -119,7 +126,6 @@ function summarize(results: WorkerResult[], totalMs: number): LoadReport {
     merge(errors, r.errors);
     merge(replies, r.replies);
   }
-  const pct = (p: number): number => (count ? all[Math.min(count - 1, Math.ceil((p / 100) * count) - 1)]! : 0);
   const elapsed = Math.max(...results.map((r) => r.elapsedMs), 1);
   return {
     count,
@@ -128,7 +134,7 @@ function summarize(results: WorkerResult[], totalMs: number): LoadReport {
     averageMs: count ? all.reduce((a, b) => a + b, 0) / count : 0,
     fastestMs: count ? all[0]! : 0,
     slowestMs: count ? all[count - 1]! : 0,
-    percentilesMs: Object.fromEntries(PERCENTILES.map((p) => [p, pct(p)])),
+    percentilesMs: Object.fromEntries(PERCENTILES.map((p) => [p, percentile(all, p)])),
     statusCounts,
     errors,
     replies,

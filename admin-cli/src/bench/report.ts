@@ -1,5 +1,5 @@
 /** ghz's JSON report, from a @redpacket/loadgen LoadReport (durations in nanoseconds, as ghz). */
-import type { LoadReport } from '@redpacket/loadgen';
+import { percentile, type LoadReport } from '@redpacket/loadgen';
 
 /** Go's codes.Code names, which ghz uses as statusCodeDistribution keys. */
 const GO_CODES = [
@@ -56,13 +56,6 @@ const ns = (ms: number): number => Math.round(ms * 1e6);
 export function codeName(key: string): string {
   if (key === 'transport') return 'Unavailable';
   return GO_CODES[Number(key)] ?? 'Unknown';
-}
-
-/** Nearest-rank percentile of sorted latencies. */
-export function percentile(sorted: Float64Array, p: number): number {
-  return sorted.length
-    ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
-    : 0;
 }
 
 export function latencyDistribution(sorted: Float64Array): { percentage: number; latency: number }[] {

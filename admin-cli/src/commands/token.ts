@@ -86,7 +86,7 @@ export function tokenCommand(): Command {
       'redpacket token alice',
       'export REDPACKET_TOKEN=$(redpacket token ops --admin)',
       'redpacket token alice --password s3cret --json',
-      'redpacket token crowd- --count 10000 --ghz-metadata > /tmp/tokens.json   # ghz -M /tmp/tokens.json',
+      'redpacket token crowd- --count 10000 --ghz-metadata > tokens.json   # ghz -M tokens.json',
       'grpcurl -plaintext -H "authorization: Bearer $(redpacket token alice)" -d \'{"campaign_id":"Xy3kQ9"}\' 127.0.0.1:50051 redpacket.v1.GrabService/Grab',
     ],
   );

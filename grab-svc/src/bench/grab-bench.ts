@@ -160,23 +160,18 @@ async function main(): Promise<void> {
 
     process.stderr.write('h2load against the echo server...\n');
     const sample = requestsFor([warm.id], tokens)[0]!;
-    const h2 = await h2load({
-      url: `http://127.0.0.1:${echoPort}${ECHO_PATH}`,
-      body: sample.body,
-      headers: sample.headers ?? {},
-      requests: N,
-      clients: 4,
-      streams: Math.ceil(C / 4),
-    });
+    const h2At = (url: string) =>
+      h2load({
+        url,
+        body: sample.body,
+        headers: sample.headers ?? {},
+        requests: N,
+        clients: 4,
+        streams: Math.ceil(C / 4),
+      });
+    const h2 = await h2At(`http://127.0.0.1:${echoPort}${ECHO_PATH}`);
     // h2load against grab-svc: one user, so this is the ALREADY_GRABBED path; a reference only
-    const h2grab = await h2load({
-      url: `http://127.0.0.1:${grabPort}${GRAB_PATH}`,
-      body: sample.body,
-      headers: sample.headers ?? {},
-      requests: N,
-      clients: 4,
-      streams: Math.ceil(C / 4),
-    });
+    const h2grab = await h2At(`http://127.0.0.1:${grabPort}${GRAB_PATH}`);
 
     // the server processes' own CPU per call, over the measured rounds only (not warm-up)
     const echoCpuUs = median(cpuUs['echo']!.slice(1, 1 + ROUNDS));
