@@ -1,8 +1,6 @@
 /** gateway entry point: reads the environment, loads the rules, serves Envoy's RLS, stops on SIGTERM. */
-import { createServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
-import { createLogger, createRedis, onShutdownSignal, startServer } from '@redpacket/lib';
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import { createLogger, createRedis, onShutdownSignal, registry, serveMetrics, startServer } from '@redpacket/lib';
 import { z } from 'zod';
 import { loadConfig } from './config.js';
 import { Limiter } from './limiter.js';
@@ -51,8 +49,7 @@ redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
 // Without the offline queue, decisions before the first connection would all fail open: wait a bit.
 await waitForRedis(5000);
 
-const registry = new Registry();
-collectDefaultMetrics({ register: registry });
+// lib's registry: the decisions next to the RPC, dependency and process metrics every service has
 const limiter = new Limiter({
   redis,
   config,
@@ -65,16 +62,7 @@ const limiter = new Limiter({
 const running = await startServer({ services: createGatewayServer({ limiter, log }), port: env.GRPC_PORT, log });
 log.info({ config: env.RATELIMIT_CONFIG, domain: config.domain }, 'rate limit rules loaded');
 
-const metricsServer =
-  env.METRICS_PORT > 0
-    ? createServer((req, res) => {
-        if (req.url !== '/metrics') return void res.writeHead(404).end();
-        registry.metrics().then(
-          (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-          (err: unknown) => res.writeHead(500).end(String(err)),
-        );
-      }).listen(env.METRICS_PORT)
-    : undefined;
+const metricsServer = env.METRICS_PORT > 0 ? await serveMetrics(env.METRICS_PORT) : undefined;
 
 async function waitForRedis(ms: number): Promise<void> {
   if (redis.status === 'ready') return;
@@ -97,6 +85,6 @@ process.on('SIGHUP', () => {
 
 onShutdownSignal(log, async () => {
   await running.shutdown();
-  metricsServer?.close();
+  await metricsServer?.close();
   await redis.quit();
 });
