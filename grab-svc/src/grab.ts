@@ -1,11 +1,15 @@
 /** The grab: validate, one script call, map the script's code to a response. */
 import { randomUUID } from 'node:crypto';
-import { notFound, invalidArgument, type Identity, type RedisClient } from '@redpacket/lib';
+import { dependencyTimer, notFound, invalidArgument, type Identity, type RedisClient } from '@redpacket/lib';
 import { Outcome, type GrabRequest, type GrabResponse } from '@redpacket/proto';
 import { checkCampaignId } from './campaigns.js';
 import type { EligibilityView } from './eligibility-mirror.js';
 import { grabScript, type GrabReply } from './scripts.js';
+import { countGrab } from './metrics.js';
 import { grabPooled, type PoolCounts } from './sub-pools.js';
+
+const scriptTimer = dependencyTimer('redis', 'grab_script');
+const pooledTimer = dependencyTimer('redis', 'grab_pooled');
 
 /** The script's return codes, mirrored. */
 export enum GrabCode {
@@ -61,14 +65,18 @@ export async function grab(
   const pools = poolCounts ? await poolCounts.get(req.campaignId) : 1;
   const reply =
     pools > 1
-      ? await grabPooled(redis, {
-          campaignId: req.campaignId,
-          pools,
-          userId: who.userId,
-          requestId,
-          openedAtMs: who.openedAtMs,
-          verdict,
-        })
-      : await grabScript(redis, req.campaignId, who.userId, requestId, who.openedAtMs, verdict);
-  return toGrabResponse(req.campaignId, reply);
+      ? await pooledTimer.time(() =>
+          grabPooled(redis, {
+            campaignId: req.campaignId,
+            pools,
+            userId: who.userId,
+            requestId,
+            openedAtMs: who.openedAtMs,
+            verdict,
+          }),
+        )
+      : await scriptTimer.time(() => grabScript(redis, req.campaignId, who.userId, requestId, who.openedAtMs, verdict));
+  const res = toGrabResponse(req.campaignId, reply);
+  countGrab(req.campaignId, res.outcome);
+  return res;
 }

@@ -25,6 +25,18 @@ export const rpcSeconds = new Histogram({
   registers: [registry],
 });
 
+const singletons = new Map<string, unknown>();
+
+/**
+ * The object made by `create` under `key`, made once a process: a service module loaded twice
+ * (from src/ and from dist/, as tests do) must not register its metrics twice, and its copies
+ * must share what the metrics' collect() callbacks read.
+ */
+export function shared<T>(key: string, create: () => T): T {
+  if (!singletons.has(key)) singletons.set(key, create());
+  return singletons.get(key) as T;
+}
+
 /** The servers the services depend on, as the `dependency` label says them. */
 export type Dependency = 'redis' | 'mysql' | 'amqp';
 
