@@ -153,10 +153,16 @@ export class GiftConsumer {
     await this.idle;
     await this.reconnecting?.catch(() => undefined);
     const conn = this.conn;
+    const ch = this.ch;
     this.conn = undefined;
     this.ch = undefined;
     this.consumerTag = undefined;
     this.buffer = [];
+    // The channel first: its close goes out behind the acks just sent (of batches committed while
+    // stopping), and waits for the broker's answer. A connection close alone can overtake acks still
+    // queued in amqplib's channel stream, and the broker would deliver those wins again (harmless,
+    // but each one a second write; the SIGTERM test counts them).
+    await ch?.close().catch(() => undefined);
     await conn?.close().catch(() => undefined);
   }
 
