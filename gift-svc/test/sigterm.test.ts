@@ -25,7 +25,7 @@ import {
 } from '@redpacket/lib/testing';
 import { freePort, spawnNode, type Child } from '@redpacket/loadgen';
 import { AdminServiceClient, GrabServiceClient, Outcome, Split } from '@redpacket/proto';
-import { connectAmqp, decodeWin, type Topology } from '@redpacket/wins';
+import { connectAmqp, decodeWin } from '@redpacket/wins';
 import { closeCampaign } from '@redpacket/grab-svc/campaigns';
 import { reconcileCampaign, settleCampaign } from '@redpacket/grab-svc/settle';
 import { OutboxRelay } from '@redpacket/grab-svc/relay/outbox-relay';
