@@ -43,6 +43,47 @@ afterAll(async () => {
   redis.disconnect();
 });
 
+it("grab-svc's access lines: the grab at debug with the request id, other calls at info, never a token", async () => {
+  const lines: Line[] = [];
+  const log = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Line) });
+  const g = await startHarness({ log });
+  try {
+    const c = await g.create({ packetCount: 2, totalCents: 200n });
+    const token = await g.userToken(`${g.run}-logged`);
+    const md = bearer(token);
+    md.set(REQUEST_ID_HEADER, 'grab-req-1');
+    expect((await call(g.grab.grab, g.grab, { campaignId: c.campaignId, requestId: '' }, md)).outcome).toBe(
+      Outcome.WON,
+    );
+    const forged = bearer(`${token.slice(0, -4)}AAAA`);
+    forged.set(REQUEST_ID_HEADER, 'grab-req-2');
+    await expect(call(g.grab.grab, g.grab, { campaignId: c.campaignId, requestId: '' }, forged)).rejects.toThrow(
+      /UNAUTHENTICATED/,
+    );
+    const rpc = lines.filter((l) => l.msg === 'rpc');
+    expect(rpc).toEqual([
+      expect.objectContaining({ level: 30, method: '/redpacket.v1.AdminService/CreateCampaign', code: 'OK' }),
+      expect.objectContaining({
+        level: 20,
+        method: '/redpacket.v1.GrabService/Grab',
+        code: 'OK',
+        requestId: 'grab-req-1',
+      }),
+      expect.objectContaining({
+        level: 20,
+        method: '/redpacket.v1.GrabService/Grab',
+        code: 'UNAUTHENTICATED',
+        requestId: 'grab-req-2',
+      }),
+    ]);
+    const all = JSON.stringify(lines);
+    expect(all).not.toContain(token.split('.')[2]);
+    expect(all).not.toContain(g.adminToken.split('.')[2]);
+  } finally {
+    await g.close();
+  }
+});
+
 it('x-request-id travels from the grab call through the outbox, the relay and RabbitMQ into gift-svc logs', async () => {
   const t = await requireTopology();
   const c = await h.create({ packetCount: 10, totalCents: 1000n });
