@@ -20,6 +20,7 @@ import {
   UnknownSwitchError,
 } from '@redpacket/lib';
 import { call, deleteKeys, pollUntil, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import { freePort, spawnNode } from '@redpacket/loadgen';
 import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -169,6 +170,57 @@ describe('the ratelimit.<rule> switch', () => {
     const listed = await listSwitches(admin);
     for (const r of listRules(config)) {
       expect(listed.find((s) => s.name === rateLimitSwitch(r.id))?.description).toContain(r.limit);
+    }
+  });
+});
+
+describe("gateway's main", () => {
+  it('registers its rules at start and applies an override set while it runs', async () => {
+    await admin.del(keys.rateLimitRules);
+    const port = await freePort();
+    const child = spawnNode(new URL('../dist/main.js', import.meta.url), [], {
+      GRPC_PORT: String(port),
+      REDIS_URL: OWN_DB_URL,
+      METRICS_PORT: '0',
+      LOG_LEVEL: 'info',
+    });
+    const client = new RateLimitService(`127.0.0.1:${port}`, credentials.createInsecure()) as unknown as RlsClient;
+    // the route=tokens rule: per client address, so no other test's bucket
+    const descriptors: WireDescriptor[] = descriptorsFor('issue-token', {
+      headers: { ':method': 'POST', ':path': '/v1/tokens' },
+      remoteAddress: `10.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250)}.7`,
+    });
+    const rule = 'route_tokens.remote_address';
+    const limitNow = async (): Promise<number | undefined> => {
+      const r = await call(
+        client.ShouldRateLimit,
+        client,
+        { domain: envoyDomain(), descriptors, hits_addend: 0 } as never,
+        new Metadata(),
+      );
+      return r.statuses.find((st) => st.current_limit?.name === rule)?.current_limit?.requests_per_unit;
+    };
+    try {
+      await child.waitFor(/gRPC server listening/);
+      expect(await admin.hgetall(keys.rateLimitRules)).toEqual(
+        Object.fromEntries(listRules(config).map((r) => [r.id, r.limit])),
+      );
+      const fileValue = Number(
+        listRules(config)
+          .find((r) => r.id === rule)
+          ?.limit.split('/')[0],
+      );
+      expect(await limitNow()).toBe(fileValue);
+      await setRateLimitOverride(admin, rateLimitSwitch(rule), '4');
+      await pollUntil('the override in force', async () => (await limitNow()) === 4, 2000, 100);
+      await child.waitFor(/rate limit override set/);
+      await setRateLimitOverride(admin, rateLimitSwitch(rule), 'off');
+      await pollUntil('the file limit again', async () => (await limitNow()) === fileValue, 2000, 100);
+    } finally {
+      client.close();
+      await child.stop();
+      await admin.hdel(keys.switches, rateLimitSwitch(rule));
+      await deleteKeys(admin, 'rl:*'); // the buckets of this gateway (database 4 is this file's own)
     }
   });
 });
