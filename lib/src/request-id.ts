@@ -2,7 +2,8 @@
  * Request ids: the `x-request-id` Envoy sets at the edge, carried in gRPC metadata through every
  * service (and, for a win, through the outbox and the WinEvent to gift-svc), so one grep over the
  * logs finds a request everywhere it went. implement() assigns one to every call; handlers read it
- * with requestIdOf(call) and pass it on explicitly (cheaper on the grab path than AsyncLocalStorage).
+ * with requestIdOf(call) and pass it on explicitly: no AsyncLocalStorage, which on Node 20 turns
+ * on async hooks for every promise of the process (grpc-js's and ioredis's on the grab path too).
  */
 import { randomUUID } from 'node:crypto';
 import type { Metadata } from '@grpc/grpc-js';
