@@ -50,6 +50,8 @@ export async function grab(
   who: Identity,
   req: GrabRequest,
   poolCounts?: PoolCounts,
+  /** The edge's x-request-id, carried into the outbox entry of a win (and on to gift-svc). */
+  traceId = '',
 ): Promise<GrabResponse> {
   checkCampaignId(req.campaignId);
   if (!REQUEST_ID_PATTERN.test(req.requestId)) {
@@ -68,7 +70,8 @@ export async function grab(
           requestId,
           openedAtMs: who.openedAtMs,
           verdict,
+          traceId,
         })
-      : await grabScript(redis, req.campaignId, who.userId, requestId, who.openedAtMs, verdict);
+      : await grabScript(redis, req.campaignId, who.userId, requestId, who.openedAtMs, verdict, 0, 1, traceId);
   return toGrabResponse(req.campaignId, reply);
 }
