@@ -15,6 +15,7 @@ import {
   connectAmqp,
   decodeWin,
   peekIds,
+  traceForLog,
   withReconnect,
   type Topology,
   type WinEvent,
@@ -168,11 +169,17 @@ export class GiftConsumer implements BacklogSource {
     await this.idle;
     await this.reconnecting?.catch(() => undefined);
     const conn = this.conn;
+    const ch = this.ch;
     this.conn = undefined;
     this.ch = undefined;
     this.consumerTag = undefined;
     this.probe = undefined;
     this.buffer = [];
+    // The channel first: its close goes out behind the acks just sent (of batches committed while
+    // stopping), and waits for the broker's answer. A connection close alone can overtake acks still
+    // queued in amqplib's channel stream, and the broker would deliver those wins again (harmless,
+    // but each one a second write; the SIGTERM test counts them).
+    await ch?.close().catch(() => undefined);
     await conn?.close().catch(() => undefined);
   }
 
@@ -392,6 +399,7 @@ export class GiftConsumer implements BacklogSource {
     giftMetrics.batches.inc();
     giftMetrics.delivered.inc(added);
     giftMetrics.duplicates.inc(good.length - added);
+    if (this.o.log.isLevelEnabled('debug')) for (const g of good) this.logCredited(g.win);
     return good[good.length - 1]?.p.msg;
   }
 
@@ -408,6 +416,15 @@ export class GiftConsumer implements BacklogSource {
     giftMetrics.delivered.inc(added);
     giftMetrics.duplicates.inc(1 - added);
     timers.ack.timeSync(() => p.ch.ack(p.msg));
+    if (this.o.log.isLevelEnabled('debug')) this.logCredited(win);
+  }
+
+  /** One line per win in MySQL (new or already there), at debug: the trace's last stop. */
+  private logCredited(win: WinEvent): void {
+    this.o.log.debug(
+      { campaignId: win.campaignId, packetId: win.packetId, userId: win.userId, traceId: traceForLog(win.traceId) },
+      'win credited',
+    );
   }
 
   private async failedOnce(p: Pending, win: WinEvent, reason: string): Promise<void> {
@@ -423,14 +440,17 @@ export class GiftConsumer implements BacklogSource {
     });
     await timers.requeue.time(() => p.ch.waitForConfirms());
     timers.ack.timeSync(() => p.ch.ack(p.msg));
-    this.o.log.warn({ packetId: win.packetId, attempts, err: reason }, 'win write failed; requeued');
+    this.o.log.warn(
+      { packetId: win.packetId, traceId: traceForLog(win.traceId), attempts, err: reason },
+      'win write failed; requeued',
+    );
   }
 
   private async deadLetter(
     p: Pending,
     reason: string,
     attempts: number,
-    win: { campaignId: string; packetId: string },
+    win: { campaignId: string; packetId: string; traceId: string },
   ): Promise<void> {
     await this.retryOutages(() =>
       timers.deadLetter.time(() =>
@@ -447,7 +467,10 @@ export class GiftConsumer implements BacklogSource {
     giftMetrics.deadLettered.inc();
     // Rejected without requeue: the queue's dead-letter exchange takes it.
     p.ch.nack(p.msg, false, false);
-    this.o.log.error({ packetId: win.packetId, attempts, reason }, 'win dead-lettered');
+    this.o.log.error(
+      { campaignId: win.campaignId, packetId: win.packetId, traceId: traceForLog(win.traceId), attempts, reason },
+      'win dead-lettered',
+    );
   }
 
   /** Runs `fn`, retrying with back-off while the database is unreachable (and we run). */

@@ -92,6 +92,7 @@ it('is SERVING only while RabbitMQ answers too, and /metrics counts what it cred
       requestId: `r${i}`,
       wonAtMs: BigInt(Date.now()),
       streamId: `${i}-0`,
+      traceId: `obs-${i}`,
     }));
     const conn = await connectAmqp(TEST_AMQP_URL, `test-publisher-${t.queue}`);
     try {

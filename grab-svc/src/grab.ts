@@ -54,6 +54,8 @@ export async function grab(
   who: Identity,
   req: GrabRequest,
   poolCounts?: PoolCounts,
+  /** The edge's x-request-id, carried into the outbox entry of a win (and on to gift-svc). */
+  traceId = '',
 ): Promise<GrabResponse> {
   checkCampaignId(req.campaignId);
   if (!REQUEST_ID_PATTERN.test(req.requestId)) {
@@ -73,9 +75,12 @@ export async function grab(
             requestId,
             openedAtMs: who.openedAtMs,
             verdict,
+            traceId,
           }),
         )
-      : await scriptTimer.time(() => grabScript(redis, req.campaignId, who.userId, requestId, who.openedAtMs, verdict));
+      : await scriptTimer.time(() =>
+          grabScript(redis, req.campaignId, who.userId, requestId, who.openedAtMs, verdict, 0, 1, traceId),
+        );
   const res = toGrabResponse(req.campaignId, reply);
   countGrab(req.campaignId, res.outcome);
   return res;
