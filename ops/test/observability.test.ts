@@ -414,7 +414,8 @@ describe('the dashboard against the four real services', () => {
     expect(sampleSum(gateway.samples, 'redpacket_ratelimit_decisions_total')).toBeGreaterThanOrEqual(2);
     expect(sampleSum(gateway.samples, 'redpacket_rpc_total', { code: 'OK' })).toBe(2);
     const tx = { dependency: 'mysql', op: 'account_transaction' };
-    expect(sampleSum(account.samples, 'redpacket_dependency_duration_seconds_count', tx)).toBe(1);
+    // at least RegisterUser's (a resync after a Redis reconnect would add its own)
+    expect(sampleSum(account.samples, 'redpacket_dependency_duration_seconds_count', tx)).toBeGreaterThanOrEqual(1);
 
     const names = new Set([grabSvc, gift, gateway, account].flatMap((m) => [...m.declared]));
     const missing = expressions().flatMap(({ where, expr }) =>
