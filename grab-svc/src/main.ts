@@ -4,7 +4,9 @@ import {
   createRedis,
   onShutdownSignal,
   startServer,
+  superviseWorkers,
   Switches,
+  WorkersEnv,
   TokenVerifier,
   serveMetrics,
 } from '@redpacket/lib';
@@ -17,7 +19,6 @@ import { RelayEnv } from './relay/relay-env.js';
 import { registerScripts } from './scripts.js';
 import { createGrabServer } from './server.js';
 import { startSettleTimer } from './settle-timer.js';
-import { superviseWorkers } from './workers.js';
 
 const Env = RelayEnv.extend({
   GRPC_PORT: z.coerce.number().int().min(0).max(65535).default(50051),
@@ -31,7 +32,7 @@ const Env = RelayEnv.extend({
   /** Full reload of the blocklist copy; changes arrive by pub/sub in between. */
   ELIGIBILITY_RESYNC_MS: z.coerce.number().int().min(0).default(60_000),
   /** Processes sharing the port (node:cluster); 1 serves in this process. */
-  WORKERS: z.coerce.number().int().min(1).max(64).default(1),
+  WORKERS: WorkersEnv,
   MYSQL_URL: z.string().url().default(DEFAULT_MYSQL_URL),
   /** How often ended campaigns are settled automatically; 0 = never. */
   SETTLE_EVERY_MS: z.coerce.number().int().min(0).default(10_000),
@@ -45,8 +46,9 @@ if (!parsed.success) {
 }
 const env = parsed.data;
 const log = createLogger('grab-svc', env.LOG_LEVEL);
-// The primary of WORKERS > 1 only supervises: it never gets past this line.
-await superviseWorkers(env.WORKERS, log);
+// The primary of WORKERS > 1 only supervises (and serves the summed metrics): it never gets past
+// this line.
+const role = await superviseWorkers(env.WORKERS, log, { metricsPort: env.METRICS_PORT });
 const redis = createRedis({
   url: env.REDIS_URL,
   clusterNodes: env.REDIS_CLUSTER_NODES,
@@ -108,7 +110,7 @@ const running = await startServer({
   log,
   ready: async () => (await redis.ping()) === 'PONG',
 });
-const metrics = env.METRICS_PORT > 0 ? await serveMetrics(env.METRICS_PORT) : undefined;
+const metrics = role.metricsPort > 0 ? await serveMetrics(role.metricsPort) : undefined;
 
 stop = async () => {
   await running.shutdown();

@@ -8,3 +8,4 @@ export * from './redis.js';
 export * from './eligibility.js';
 export * from './metrics.js';
 export * from './switches.js';
+export * from './workers.js';
