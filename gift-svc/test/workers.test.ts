@@ -147,3 +147,11 @@ it('WORKERS=2 on one queue: every win credited exactly once, through a worker ki
   child.proc.kill('SIGTERM');
   expect(await exit).toBe(0);
 });
+
+it.each(['0', '65', 'two'])('refuses WORKERS=%s before starting anything, naming the variable', async (workers) => {
+  const bad = spawnNode(new URL('../dist/main.js', import.meta.url), [], { WORKERS: workers, REDIS_URL });
+  const line = await bad.waitFor(/bad environment variable/);
+  expect(line).toContain('WORKERS');
+  await new Promise((r) => (bad.proc.exitCode !== null ? r(null) : bad.proc.once('exit', r)));
+  expect(bad.proc.exitCode).toBe(2);
+});
