@@ -177,7 +177,10 @@ export function withReconnect<T>(
     maxDelay: o.maxDelayMs,
     jitter: 'full',
     retry: (err: Error, attempt) => {
-      if (attempt % 10 === 1) o.log.warn({ err: err.message, attempt }, 'RabbitMQ unreachable; retrying');
+      if (attempt % 10 !== 1) return o.running();
+      if (err instanceof QueueMismatchError)
+        o.log.error({ err: err.message, attempt }, 'wins queue not migrated; retrying');
+      else o.log.warn({ err: err.message, attempt }, 'RabbitMQ unreachable; retrying');
       return o.running();
     },
   });
