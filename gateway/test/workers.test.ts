@@ -47,6 +47,9 @@ beforeAll(async () => {
     METRICS_PORT: String(METRICS_PORT),
     REDIS_URL,
     WORKERS: '2',
+    // A decision Redis does not answer within the timeout fails open (allowed): on a loaded test
+    // machine 100 ms (the default) is not always enough, and this test is about shared buckets.
+    REDIS_TIMEOUT_MS: '2000',
     LOG_LEVEL: 'info',
   });
   for (let n = 1; n <= 2; n++) {
@@ -119,12 +122,8 @@ it('WORKERS=2: both processes answer, and N calls over the per-user limit give e
     return Number(m?.[1] ?? 0);
   };
   expect(count('ok')).toBe(users.length * USER_LIMIT);
-  expect(text).toMatch(/^rls_decisions_total\{outcome="over_limit"\} \d+/m);
-  const over = [...text.matchAll(/^rls_decisions_total\{outcome="(?!ok")[^"]+"\} (\d+)/gm)].reduce(
-    (a, m) => a + Number(m[1]),
-    0,
-  );
-  expect(over).toBe(users.length * (perUser - USER_LIMIT));
+  expect(count('over_limit')).toBe(users.length * (perUser - USER_LIMIT));
+  expect(count('fail_open')).toBe(0);
 
   // SIGHUP reaches the workers (a rules reload), and SIGTERM ends them all with exit code 0.
   child.proc.kill('SIGHUP');
