@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
+import type { RowDataPacket } from 'mysql2/promise';
 import type { Pool } from '@redpacket/db';
 import { keys } from '@redpacket/lib';
 import { pollUntil, requireRedis, TEST_AMQP_URL, TEST_MYSQL_URL, TEST_REDIS_URL } from '@redpacket/lib/testing';
@@ -154,4 +155,36 @@ it.each(['0', '65', 'two'])('refuses WORKERS=%s before starting anything, naming
   expect(line).toContain('WORKERS');
   await new Promise((r) => (bad.proc.exitCode !== null ? r(null) : bad.proc.once('exit', r)));
   expect(bad.proc.exitCode).toBe(2);
+});
+
+it("GIFT_RATE is the instance's: two workers together credit no faster than it", async () => {
+  const t = await requireTopology();
+  const meta = await makeCampaign(redis, pool, { count: 1600, totalCents: 500_000 });
+  cleanups.push(
+    () => dropTopology(t),
+    () => dropCampaign(redis, pool, meta.id),
+  );
+  const won = await grabMany(redis, meta.id, 1600);
+  const rated = spawnNode(new URL('../dist/main.js', import.meta.url), [], {
+    GRPC_PORT: String(GRPC_PORT + 2),
+    REDIS_URL,
+    MYSQL_URL: TEST_MYSQL_URL,
+    AMQP_URL: TEST_AMQP_URL,
+    WINS_TOPOLOGY_SUFFIX: t.queue.slice('gift.wins.'.length),
+    WORKERS: '2',
+    GIFT_RATE: '400',
+    LOG_LEVEL: 'info',
+  });
+  cleanups.push(() => rated.stop());
+  for (let n = 1; n <= 2; n++) await rated.waitFor(new RegExp(`"worker":${n},"pid":\\d+.*worker listening`), 30_000);
+  const { stop } = await testRelay(t, [meta.id], { redis: relayRedis });
+  cleanups.push(stop);
+  await pollUntil('every win credited', async () => (await awardCount(pool, meta.id)).n === won, 60_000, 50);
+  const [rows] = await pool.query<RowDataPacket[]>(
+    'SELECT TIMESTAMPDIFF(MICROSECOND, MIN(credited_at), MAX(credited_at)) AS us FROM awards WHERE campaign_id = ?',
+    [meta.id],
+  );
+  // 1,600 wins at 400 a second take about 4 s (less a tenth of a second of burst per worker);
+  // were each worker to take the whole GIFT_RATE, 2 s.
+  expect(Number(rows[0]?.['us']) / 1e6).toBeGreaterThan(3.2);
 });
