@@ -16,6 +16,7 @@ import { z } from 'zod';
 import { EligibilityMirror } from './eligibility-mirror.js';
 import { OutboxRelay } from './relay/outbox-relay.js';
 import { RelayEnv } from './relay/relay-env.js';
+import { ReplicaAck } from './replica-ack.js';
 import { registerScripts } from './scripts.js';
 import { createGrabServer } from './server.js';
 import { startSettleTimer } from './settle-timer.js';
@@ -36,6 +37,9 @@ const Env = RelayEnv.extend({
   MYSQL_URL: z.string().url().default(DEFAULT_MYSQL_URL),
   /** How often ended campaigns are settled automatically; 0 = never. */
   SETTLE_EVERY_MS: z.coerce.number().int().min(0).default(10_000),
+  /** Replicas that must have a win before it is answered (Redis WAIT); 0 = off (docs/scale.md). */
+  REDIS_WAIT_REPLICAS: z.coerce.number().int().min(0).max(16).default(0),
+  REDIS_WAIT_TIMEOUT_MS: z.coerce.number().int().min(1).max(10_000).default(100),
 });
 
 const parsed = Env.safeParse(process.env);
@@ -94,6 +98,17 @@ const stopSettling =
     ? startSettleTimer({ redis, pool, log, everyMs: env.SETTLE_EVERY_MS, campaigns: scope })
     : undefined;
 
+// WAIT blocks the connection it is sent on: the replica barriers get connections of their own.
+const ackRedis = env.REDIS_WAIT_REPLICAS > 0 ? redis.duplicate() : undefined;
+const replicaAck = ackRedis
+  ? new ReplicaAck({
+      redis: ackRedis,
+      replicas: env.REDIS_WAIT_REPLICAS,
+      timeoutMs: env.REDIS_WAIT_TIMEOUT_MS,
+      log: log.child({ part: 'replica-ack' }),
+    })
+  : undefined;
+
 const services = createGrabServer({
   redis,
   eligibility,
@@ -102,6 +117,7 @@ const services = createGrabServer({
   pool,
   onCampaignCreated: (id) => createdHere.add(id),
   switches,
+  replicaAck,
 });
 // SERVING only while Redis answers: grabs need nothing else (the relay retries on its own)
 const running = await startServer({
@@ -121,5 +137,6 @@ stop = async () => {
   await relay?.stop();
   await pool.end();
   await relayRedis?.quit();
+  await ackRedis?.quit();
   await redis.quit();
 };
