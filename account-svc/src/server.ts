@@ -5,6 +5,7 @@ import {
   implement,
   invalidArgument,
   notFound,
+  requestIdOf,
   signToken,
   toGrpcError,
   unauthenticated,
@@ -84,7 +85,7 @@ export function createAccountServer(deps: AccountServerDeps): ServiceEntry[] {
     };
     run().then(
       (res) => callback(null, res),
-      (err: unknown) => callback(toGrpcError(err, log, '/redpacket.v1.AccountService/ImportUsers')),
+      (err: unknown) => callback(toGrpcError(err, log, '/redpacket.v1.AccountService/ImportUsers', requestIdOf(call))),
     );
   };
 

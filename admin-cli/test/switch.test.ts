@@ -3,7 +3,7 @@
  * set only in a database of this test's own (REDIS_URL .../12), so no running service sees them.
  */
 import { randomBytes } from 'node:crypto';
-import { keys, listSwitches } from '@redpacket/lib';
+import { keys, listSwitches, registerRateLimitRules } from '@redpacket/lib';
 import { requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -68,6 +68,57 @@ describe('redpacket switch', () => {
     expect(badState.stderr).toMatch(/state must be "on" or "off"/);
     expect(await redis.hexists(keys.switches, 'gift.pause')).toBe(0);
     expect(await redis.hexists(keys.switches, 'gift.paused')).toBe(0);
+  });
+
+  it('set ratelimit.<rule> N|off: checked against the rules gateway registered (own database 5)', async () => {
+    const ownUrl = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/5`;
+    const own = await requireRedis(ownUrl);
+    const ownEnv = { REDIS_URL: ownUrl };
+    const name = 'ratelimit.route_grab.user';
+    try {
+      await registerRateLimitRules(own, [
+        { id: 'route_grab.user', limit: '10/minute' },
+        { id: 'scope_global', limit: '50000/second' },
+      ]);
+      expect(await cliJson(['switch', 'set', name, '3'], ownEnv)).toEqual({ name, on: true, value: 3 });
+      expect(await own.hget(keys.switches, name)).toBe('3');
+      const listed = await cliJson<Listed>(['switch', 'list'], ownEnv);
+      expect(listed.switches.find((s) => s.name === name)).toMatchObject({ on: true, value: 3 });
+      expect(listed.switches.find((s) => s.name === 'ratelimit.scope_global')).toMatchObject({
+        on: false,
+        description: expect.stringContaining('50000/second'),
+      });
+      const human = await cli(['switch', 'list'], ownEnv);
+      expect(human.stdout).toMatch(/ratelimit\.route_grab\.user\s*│\s*3\s*│/);
+
+      for (const [bad, why] of [
+        ['0', /must be set to a whole number of requests per unit from 1/],
+        ['-1', /whole number/],
+        ['abc', /not "abc"/],
+        ['on', /not "on"/],
+      ] as const) {
+        const r = await cli(['switch', 'set', name, bad], ownEnv);
+        expect(r.code, bad).toBe(2);
+        expect(r.stderr).toMatch(why);
+      }
+      const unknown = await cli(['switch', 'set', 'ratelimit.route_grab.nobody', '5'], ownEnv);
+      expect(unknown.code).toBe(2);
+      expect(unknown.stderr).toMatch(
+        /unknown rate limit rule "route_grab\.nobody"; gateway's rules: route_grab\.user, scope_global/,
+      );
+      // nothing written by the refusals: the earlier 3 stands, no new field
+      expect(await own.hget(keys.switches, name)).toBe('3');
+      expect(await own.hexists(keys.switches, 'ratelimit.route_grab.nobody')).toBe(0);
+
+      expect(await cliJson(['switch', 'set', name, 'off'], ownEnv)).toEqual({ name, on: false });
+      expect(await own.hexists(keys.switches, name)).toBe(0);
+      const after = await cliJson<Listed>(['switch', 'list'], ownEnv);
+      expect(after.switches.find((s) => s.name === name)).toMatchObject({ on: false });
+    } finally {
+      await own.hdel(keys.switches, name, 'ratelimit.route_grab.nobody');
+      await own.del(keys.rateLimitRules);
+      own.disconnect();
+    }
   });
 
   it('exits 3 saying so when Redis is unreachable', async () => {

@@ -351,6 +351,19 @@ describe('envoy.yaml against the mesh', () => {
     expect(removed).toContain(header);
   });
 
+  test('x-request-id is made at the edge, returned to the client, and nothing strips it on the way', () => {
+    const m = hcm(j);
+    expect(m['generate_request_id']).toBe(true);
+    expect(m['preserve_external_request_id']).toBe(false);
+    expect(m['always_set_request_id_in_response']).toBe(true);
+    const early = (m['early_header_mutation_extensions'] as Json[] | undefined) ?? [];
+    const removed = early.flatMap((e) => ((e['typed_config'] as Json)['mutations'] as Json[]).map((x) => x['remove']));
+    expect(removed).not.toContain('x-request-id');
+    const text = JSON.stringify(j).toLowerCase();
+    // no request_headers_to_remove (route, virtual host or transcoder) names it
+    expect(text.match(/"request_headers_to_remove":\[[^\]]*x-request-id/)).toBeNull();
+  });
+
   test('filters run in the order of the grab: jwt_authn, ratelimit, transcoder, router', () => {
     const names = (hcm(j)['http_filters'] as Json[]).map((f) => f['name']);
     expect(names).toEqual([

@@ -162,3 +162,19 @@ export function campaignOf(config: RateLimitConfig, entry: Entry): string | unde
   if (!config.campaign || entry.key !== config.campaign.key) return undefined;
   return config.campaign.pattern.exec(entry.value)?.[1];
 }
+
+/** Every rule of a config with its limit as the file says ("10/minute" or "unlimited"), by id. */
+export function listRules(config: RateLimitConfig): { id: string; limit: string }[] {
+  const out: { id: string; limit: string }[] = [];
+  const walk = (node: Node): void => {
+    if (node.rule) {
+      const r = node.rule;
+      out.push({ id: r.id, limit: r.unlimited ? 'unlimited' : `${r.requestsPerUnit}/${r.unit}` });
+    }
+    for (const child of node.exact.values()) walk(child);
+    for (const p of node.prefixes) walk(p.node);
+    for (const child of node.anyValue.values()) walk(child);
+  };
+  walk(config.root);
+  return out.sort((a, b) => a.id.localeCompare(b.id));
+}

@@ -50,6 +50,11 @@ export interface LimiterOptions {
   overLimitCacheMs?: number;
   /** How long a campaign flag (or its absence) is answered from memory (ms). */
   flagCacheMs?: number;
+  /**
+   * An operator's requests_per_unit for a rule id, in place of the file's (the `ratelimit.<rule>`
+   * switches, read from the Switches cache: synchronous, no Redis call).
+   */
+  overrides?: (ruleId: string) => number | undefined;
 }
 
 interface Metrics {
@@ -98,6 +103,7 @@ export class Limiter {
   private readonly failOpen: boolean;
   private readonly overLimitCacheMs: number;
   private readonly flagCacheMs: number;
+  private readonly overrides: ((ruleId: string) => number | undefined) | undefined;
   /**
    * Bucket key -> until when it is known to lack `hits` tokens (any request of at least that many
    * fails). Once expired, one request asks Redis (`asking`) while the others keep being refused.
@@ -115,6 +121,7 @@ export class Limiter {
     this.failOpen = opts.failOpen ?? true;
     this.overLimitCacheMs = opts.overLimitCacheMs ?? 500;
     this.flagCacheMs = opts.flagCacheMs ?? 500;
+    this.overrides = opts.overrides;
     this.metrics = metrics(opts.registry);
   }
 
@@ -161,9 +168,13 @@ export class Limiter {
     const buckets: (BucketArg & { index: number; name: string; requestsPerUnit: number; unit: Unit })[] = [];
     const statuses: DescriptorStatus[] = descriptors.map(() => OK_NO_LIMIT);
     descriptors.forEach((d, index) => {
-      const rule = d.limit
+      let rule = d.limit
         ? { id: `override_${d.limit.unit}_${d.limit.requestsPerUnit}`, ...d.limit, unlimited: false, shadow: false }
         : matchRule(this.config, d.entries);
+      // An operator's override (even of an unlimited rule); its rate is in the bucket key below,
+      // so the new limit starts from a full bucket of its own and removing it restores the old one.
+      const n = rule && !d.limit ? this.overrides?.(rule.id) : undefined;
+      if (rule && n !== undefined) rule = { ...rule, requestsPerUnit: n, unlimited: false };
       if (!rule || rule.unlimited) return;
       // Counted per campaign, not per raw path (a query string must not open a new bucket).
       const values = d.entries.map((e) => campaignOf(this.config, e) ?? e.value);

@@ -1,10 +1,19 @@
 /** gateway entry point: reads the environment, loads the rules, serves Envoy's RLS, stops on SIGTERM. */
 import { createServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
-import { createLogger, createRedis, onShutdownSignal, startServer, superviseWorkers, WorkersEnv } from '@redpacket/lib';
+import {
+  createLogger,
+  createRedis,
+  onShutdownSignal,
+  registerRateLimitRules,
+  startServer,
+  superviseWorkers,
+  Switches,
+  WorkersEnv,
+} from '@redpacket/lib';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { z } from 'zod';
-import { loadConfig } from './config.js';
+import { listRules, loadConfig, type RateLimitConfig } from './config.js';
 import { Limiter } from './limiter.js';
 import { registerScripts } from './scripts.js';
 import { createGatewayServer } from './server.js';
@@ -61,6 +70,20 @@ redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
 // Without the offline queue, decisions before the first connection would all fail open: wait a bit.
 await waitForRedis(5000);
 
+// Operators' rate limit overrides (`redpacket switch set ratelimit.<rule> N`), seen within 500 ms.
+const switches = new Switches(redis, log);
+await switches.start();
+// The rules the switch command checks names against; written again now and then (a Redis restart
+// loses them) and on every reload.
+let rules: RateLimitConfig = config;
+const publishRules = (): Promise<void> =>
+  registerRateLimitRules(redis, listRules(rules)).catch((err: Error) =>
+    log.warn({ err: err.message }, 'could not register the rate limit rules in Redis; retrying later'),
+  );
+await publishRules();
+const republish = setInterval(() => void publishRules(), 30_000);
+republish.unref();
+
 collectDefaultMetrics({ register: registry });
 const limiter = new Limiter({
   redis,
@@ -70,6 +93,7 @@ const limiter = new Limiter({
   failOpen: env.RATELIMIT_FAIL_OPEN,
   overLimitCacheMs: env.RATELIMIT_OVER_LIMIT_CACHE_MS,
   flagCacheMs: env.RATELIMIT_FLAG_CACHE_MS,
+  overrides: (ruleId) => switches.rateLimitOverride(ruleId),
 });
 const running = await startServer({ services: createGatewayServer({ limiter, log }), port: env.GRPC_PORT, log });
 log.info({ config: env.RATELIMIT_CONFIG, domain: config.domain }, 'rate limit rules loaded');
@@ -98,6 +122,8 @@ process.on('SIGHUP', () => {
   try {
     const next = loadConfig(env.RATELIMIT_CONFIG);
     limiter.setConfig(next);
+    rules = next;
+    void publishRules();
     log.info({ config: env.RATELIMIT_CONFIG, domain: next.domain }, 'rate limit rules reloaded');
   } catch (err) {
     log.error({ err: (err as Error).message }, 'rate limit rules not reloaded: keeping the running ones');
@@ -106,6 +132,8 @@ process.on('SIGHUP', () => {
 
 onShutdownSignal(log, async () => {
   await running.shutdown();
+  clearInterval(republish);
+  switches.stop();
   metricsServer?.close();
   await redis.quit();
 });

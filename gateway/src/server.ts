@@ -109,6 +109,8 @@ export function createGatewayServer(deps: { limiter: Limiter; log: Logger }): Se
       },
     },
     log,
+    // One decision per edge request: access lines only at debug.
+    { accessLog: { ShouldRateLimit: 'debug' } },
   );
   return [{ name: RLS_SERVICE, definition: Service.service, implementation }];
 }

@@ -15,6 +15,7 @@ import {
   connectAmqp,
   decodeWin,
   peekIds,
+  traceForLog,
   withReconnect,
   type Topology,
   type WinEvent,
@@ -152,10 +153,16 @@ export class GiftConsumer {
     await this.idle;
     await this.reconnecting?.catch(() => undefined);
     const conn = this.conn;
+    const ch = this.ch;
     this.conn = undefined;
     this.ch = undefined;
     this.consumerTag = undefined;
     this.buffer = [];
+    // The channel first: its close goes out behind the acks just sent (of batches committed while
+    // stopping), and waits for the broker's answer. A connection close alone can overtake acks still
+    // queued in amqplib's channel stream, and the broker would deliver those wins again (harmless,
+    // but each one a second write; the SIGTERM test counts them).
+    await ch?.close().catch(() => undefined);
     await conn?.close().catch(() => undefined);
   }
 
@@ -331,6 +338,7 @@ export class GiftConsumer {
     this.stats.batches++;
     this.stats.credited += added;
     this.stats.duplicates += good.length - added;
+    if (this.o.log.isLevelEnabled('debug')) for (const g of good) this.logCredited(g.win);
     return good[good.length - 1]?.p.msg;
   }
 
@@ -345,6 +353,15 @@ export class GiftConsumer {
     this.stats.credited += added;
     this.stats.duplicates += 1 - added;
     p.ch.ack(p.msg);
+    if (this.o.log.isLevelEnabled('debug')) this.logCredited(win);
+  }
+
+  /** One line per win in MySQL (new or already there), at debug: the trace's last stop. */
+  private logCredited(win: WinEvent): void {
+    this.o.log.debug(
+      { campaignId: win.campaignId, packetId: win.packetId, userId: win.userId, traceId: traceForLog(win.traceId) },
+      'win credited',
+    );
   }
 
   private async failedOnce(p: Pending, win: WinEvent, reason: string): Promise<void> {
@@ -359,14 +376,17 @@ export class GiftConsumer {
     });
     await p.ch.waitForConfirms();
     p.ch.ack(p.msg);
-    this.o.log.warn({ packetId: win.packetId, attempts, err: reason }, 'win write failed; requeued');
+    this.o.log.warn(
+      { packetId: win.packetId, traceId: traceForLog(win.traceId), attempts, err: reason },
+      'win write failed; requeued',
+    );
   }
 
   private async deadLetter(
     p: Pending,
     reason: string,
     attempts: number,
-    win: { campaignId: string; packetId: string },
+    win: { campaignId: string; packetId: string; traceId: string },
   ): Promise<void> {
     await this.retryOutages(() =>
       recordDeadLetter(this.o.pool, {
@@ -380,7 +400,10 @@ export class GiftConsumer {
     this.stats.deadLettered++;
     // Rejected without requeue: the queue's dead-letter exchange takes it.
     p.ch.nack(p.msg, false, false);
-    this.o.log.error({ packetId: win.packetId, attempts, reason }, 'win dead-lettered');
+    this.o.log.error(
+      { campaignId: win.campaignId, packetId: win.packetId, traceId: traceForLog(win.traceId), attempts, reason },
+      'win dead-lettered',
+    );
   }
 
   /** Runs `fn`, retrying with back-off while the database is unreachable (and we run). */

@@ -44,6 +44,7 @@ function wins(campaignId: string, n: number): WinEvent[] {
     requestId: `req${i}`,
     wonAtMs: BigInt(Date.now()),
     streamId: `${i}-0`,
+    traceId: '',
   }));
 }
 

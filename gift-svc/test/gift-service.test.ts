@@ -41,6 +41,7 @@ beforeAll(async () => {
       requestId: `r${i}`,
       wonAtMs: BigInt(t0 + i * 1000),
       streamId: '',
+      traceId: '',
     })),
   );
   await writeAwards(pool, [
@@ -52,6 +53,7 @@ beforeAll(async () => {
       requestId: 'r',
       wonAtMs: BigInt(t0 + 9000),
       streamId: '',
+      traceId: '',
     },
   ]);
   await recordDeadLetter(pool, { campaignId: c1, packetId: 'zz', reason: 'test', attempts: 5, body: Buffer.from('x') });

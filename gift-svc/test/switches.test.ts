@@ -63,6 +63,7 @@ function wins(campaignId: string, from: number, n: number): WinEvent[] {
     requestId: `req${from + i}`,
     wonAtMs: BigInt(Date.now()),
     streamId: `${from + i}-0`,
+    traceId: '',
   }));
 }
 

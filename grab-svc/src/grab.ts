@@ -51,6 +51,8 @@ export async function grab(
   who: Identity,
   req: GrabRequest,
   poolCounts?: PoolCounts,
+  /** The edge's x-request-id, carried into the outbox entry of a win (and on to gift-svc). */
+  traceId = '',
   replicaAck?: ReplicaAck,
 ): Promise<GrabResponse> {
   checkCampaignId(req.campaignId);
@@ -70,8 +72,9 @@ export async function grab(
           requestId,
           openedAtMs: who.openedAtMs,
           verdict,
+          traceId,
         })
-      : await grabScript(redis, req.campaignId, who.userId, requestId, who.openedAtMs, verdict);
+      : await grabScript(redis, req.campaignId, who.userId, requestId, who.openedAtMs, verdict, 0, 1, traceId);
   if (replicaAck && (reply[0] === GrabCode.Won || reply[0] === GrabCode.AlreadyGrabbed)) {
     // A win (or its repetition) is answered only once a replica has it: which pool took it is not
     // reported with sub-pools, so every pool's master is waited for (one barrier each, shared).

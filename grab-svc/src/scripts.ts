@@ -24,6 +24,7 @@ declare module 'ioredis' {
       blocked: '0' | '1',
       riskScore: string,
       pooled: '' | '1',
+      traceId: string,
     ): Result<GrabReply, Context>;
     rpTake(
       meta: string,
@@ -34,6 +35,7 @@ declare module 'ioredis' {
       requestId: string,
       batchPrefix: string,
       campaignId: string,
+      traceId: string,
     ): Result<GrabReply, Context>;
     rpRoute(
       route: string,
@@ -70,6 +72,8 @@ export function grabScript(
   verdict: Verdict,
   pool = 0,
   pools = 1,
+  /** The edge's x-request-id, stored with a win for the relay to pass on; '' when none. */
+  traceId = '',
 ): Promise<GrabReply> {
   const p = poolId(campaignId, pool);
   return redis.rpGrab(
@@ -87,6 +91,7 @@ export function grabScript(
     verdict.blocked ? '1' : '0',
     String(verdict.riskScore),
     pools > 1 ? '1' : '',
+    traceId,
   );
 }
 
@@ -97,6 +102,7 @@ export function takeScript(
   pool: number,
   userId: string,
   requestId: string,
+  traceId = '',
 ): Promise<GrabReply> {
   const p = poolId(campaignId, pool);
   return redis.rpTake(
@@ -108,6 +114,7 @@ export function takeScript(
     requestId,
     keys.batchPrefix(p),
     campaignId,
+    traceId,
   );
 }
 

@@ -1,6 +1,7 @@
 /** createGrabServer: wires GrabService and AdminService handlers to their dependencies. */
 import {
   implement,
+  requestIdOf,
   type Logger,
   type RedisClient,
   type ServiceEntry,
@@ -71,7 +72,7 @@ export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
             campaignId: req.campaignId,
           };
         }
-        return grab(redis, eligibility, who, req, poolCounts, deps.replicaAck);
+        return grab(redis, eligibility, who, req, poolCounts, requestIdOf(call), deps.replicaAck);
       },
       async getCampaign(req, call) {
         await tokens.fromMetadata(call.metadata);
@@ -79,6 +80,8 @@ export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
       },
     },
     log,
+    // The hot path: its access lines only at debug (pino's level check is all they cost at info).
+    { accessLog: { grab: 'debug' } },
   );
 
   const adminService = implement<AdminServiceServer>(

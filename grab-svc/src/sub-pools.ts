@@ -72,6 +72,8 @@ export interface PooledGrab {
   requestId: string;
   openedAtMs: number | undefined;
   verdict: Verdict;
+  /** The edge's request id, recorded with the win ('' when none). */
+  traceId?: string;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -80,7 +82,17 @@ export async function grabPooled(redis: RedisClient, g: PooledGrab): Promise<Gra
   const home = homePool(g.userId, g.pools);
   const deadline = Date.now() + PENDING_DEADLINE_MS;
   for (;;) {
-    const reply = await grabScript(redis, g.campaignId, g.userId, g.requestId, g.openedAtMs, g.verdict, home, g.pools);
+    const reply = await grabScript(
+      redis,
+      g.campaignId,
+      g.userId,
+      g.requestId,
+      g.openedAtMs,
+      g.verdict,
+      home,
+      g.pools,
+      g.traceId,
+    );
     if (reply[0] === FAILOVER) return failover(redis, g, home);
     if (reply[0] !== PENDING) return reply;
     if (Date.now() - reply[3] > STALE_RESERVATION_MS) {
@@ -116,7 +128,7 @@ async function repairStale(redis: RedisClient, g: PooledGrab, home: number, hold
 async function failover(redis: RedisClient, g: PooledGrab, home: number): Promise<GrabReply> {
   for (let k = 1; k < g.pools; k++) {
     const pool = (home + k) % g.pools;
-    const r = await takeScript(redis, g.campaignId, pool, g.userId, g.requestId);
+    const r = await takeScript(redis, g.campaignId, pool, g.userId, g.requestId, g.traceId);
     if (r[0] === WON) {
       await routeScript(redis, g.campaignId, home, g.userId, g.requestId, 'won', {
         pool,

@@ -4,6 +4,7 @@ import {
   createLogger,
   createRedis,
   keys,
+  type Logger,
   signToken,
   writeEligibility,
   type EligibilityState,
@@ -43,6 +44,8 @@ export interface HarnessOptions {
   connections?: number;
   /** Degrade switches handed to the in-process server. */
   switches?: Switches;
+  /** The in-process server's logger (default silent). */
+  log?: Logger;
 }
 
 export interface Harness {
@@ -88,7 +91,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     : await requireRedis();
   const client = createRedis({ url: TEST_REDIS_URL, clusterNodes: opts.clusterNodes, autoPipelining: true });
   registerScripts(client);
-  const log = createLogger('grab-svc-test', 'silent');
+  const log = opts.log ?? createLogger('grab-svc-test', 'silent');
   const eligibility = new EligibilityMirror(client, log);
   await eligibility.start();
   const services = createGrabServer({

@@ -57,7 +57,10 @@ describe('OutboxRelay', () => {
       requestId: 'req',
       wonAtMs: 1_800_000_000_000n,
       streamId: '1-0',
+      // written before trace ids existed: relayed all the same, with none
+      traceId: '',
     });
+    expect(entryToWin('3-0', [...fields, 'x', 'edge-id-1']).traceId).toBe('edge-id-1');
     // Published anyway (nothing is dropped silently); gift-svc dead-letters it as invalid.
     expect(entryToWin('2-0', ['c', 'camp', 'a', 'lots'])).toMatchObject({ packetId: '', amountCents: 0n });
   });

@@ -93,7 +93,7 @@ async function replicaOf(campaignId: string): Promise<{ conn: Redis; pid: number
 
 const user = (id: string): Identity => ({ userId: id, role: 'user', openedAtMs: undefined });
 const grabAs = (c: string, u: string, ack: ReplicaAck) =>
-  grab(redis, everyoneEligible, user(u), { campaignId: c, requestId: `r-${u}` }, undefined, ack);
+  grab(redis, everyoneEligible, user(u), { campaignId: c, requestId: `r-${u}` }, undefined, '', ack);
 
 function stop(pid: number): void {
   process.kill(pid, 'SIGSTOP');

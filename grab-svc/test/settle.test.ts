@@ -195,6 +195,7 @@ describe('the settle timer', () => {
           requestId: requestId ?? '',
           wonAtMs: BigInt(wonAt ?? 0),
           streamId: '',
+          traceId: '',
         };
       }),
     );

@@ -24,10 +24,10 @@ export const failedPrecondition = (why: string): ServiceError => new ServiceErro
  * Turns anything thrown by a handler into what the client may see. A ServiceError keeps its
  * code and message; anything else is logged in full and becomes a bare INTERNAL.
  */
-export function toGrpcError(err: unknown, log: Logger, method: string): Partial<GrpcServiceError> {
+export function toGrpcError(err: unknown, log: Logger, method: string, requestId?: string): Partial<GrpcServiceError> {
   if (err instanceof ServiceError) {
     return { code: err.code, details: err.message, metadata: new Metadata() };
   }
-  log.error({ err, method }, 'unhandled error in handler');
+  log.error({ err, method, requestId }, 'unhandled error in handler');
   return { code: status.INTERNAL, details: 'internal error', metadata: new Metadata() };
 }

@@ -5,7 +5,10 @@ import {
   ServerCredentials,
   status,
   type handleUnaryCall,
+  type Metadata,
+  type ServerReadableStream,
   type ServerUnaryCall,
+  type ServiceError as GrpcServiceError,
   type ServiceDefinition,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
@@ -16,6 +19,7 @@ import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { toGrpcError } from './errors.js';
 import { rpcSeconds, rpcTotal } from './metrics.js';
+import { requestIdOf } from './request-id.js';
 
 /** A unary handler as plain async code: return the response or throw. */
 export type AsyncUnary<Req, Res> = (request: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>;
@@ -27,19 +31,56 @@ export type AsyncService<S> = {
     : S[K];
 };
 
+/** The pino level of a method's access log line ('silent' = none). */
+export type AccessLogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'silent';
+
+export interface ImplementOptions {
+  /**
+   * Access log level per method, by handler name (default info): e.g. `{ grab: 'debug' }` keeps
+   * the hot path's lines out of an info log, and costs only pino's level check when disabled.
+   */
+  accessLog?: Record<string, AccessLogLevel>;
+}
+
+/**
+ * Writes a call's access log line: method, status code, duration, request id, peer; never the
+ * metadata (so never the authorization header or a token).
+ */
+function accessLine(
+  log: Logger,
+  level: Exclude<AccessLogLevel, 'silent'>,
+  method: string,
+  code: string,
+  seconds: number,
+  call: { metadata: Metadata; getPeer(): string },
+): void {
+  log[level](
+    { method, code, ms: Math.round(seconds * 1e6) / 1e3, requestId: requestIdOf(call), peer: call.getPeer() },
+    'rpc',
+  );
+}
+
 /**
  * Adapts async handlers to a generated service interface: every unary result or throw
  * goes through toGrpcError, so no handler can leak a stack trace or forget a callback.
+ * Each unary call gets a request id (requestIdOf) and, when it ends, one access log line at the
+ * method's level; a client-streaming call gets its line when it answers.
  */
 export function implement<S extends UntypedServiceImplementation>(
   definition: ServiceDefinition,
   handlers: AsyncService<S>,
   log: Logger,
+  opts: ImplementOptions = {},
 ): S {
   const out: Record<string, unknown> = {};
   for (const [name, method] of Object.entries(definition)) {
     const fn = (handlers as Record<string, unknown>)[name];
     if (typeof fn !== 'function') throw new Error(`handler ${name} missing`);
+    const level = opts.accessLog?.[name] ?? 'info';
+    if (method.requestStream && !method.responseStream) {
+      out[name] = clientStreamWithAccessLog(fn as ClientStreamHandler, log, level, method.path);
+      continue;
+    }
     if (method.requestStream || method.responseStream) {
       out[name] = fn;
       continue;
@@ -48,23 +89,52 @@ export function implement<S extends UntypedServiceImplementation>(
     const latency = rpcSeconds.labels(method.path);
     const ok = rpcTotal.labels(method.path, 'OK');
     out[name] = (call: ServerUnaryCall<unknown, unknown>, callback: (e: unknown, r?: unknown) => void) => {
-      const done = latency.startTimer();
+      // The child's timer returns the seconds it observed (its typings say void; the code and the
+      // parent's typings say number), reused for the access log line.
+      const done = latency.startTimer() as () => number;
       handler(call.request, call).then(
         (res) => {
-          done();
+          const seconds = done();
           ok.inc();
+          // The level check first: a disabled level (the grab at info) builds no object.
+          if (level !== 'silent' && log.isLevelEnabled(level)) accessLine(log, level, method.path, 'OK', seconds, call);
           callback(null, res);
         },
         (err: unknown) => {
-          done();
-          const e = toGrpcError(err, log, method.path);
-          rpcTotal.inc({ method: method.path, code: status[e.code ?? status.UNKNOWN] });
+          const seconds = done();
+          const e = toGrpcError(err, log, method.path, requestIdOf(call));
+          const code = status[e.code ?? status.UNKNOWN];
+          rpcTotal.inc({ method: method.path, code });
+          if (level !== 'silent' && log.isLevelEnabled(level)) accessLine(log, level, method.path, code, seconds, call);
           callback(e);
         },
       );
     };
   }
   return out as S;
+}
+
+type ClientStreamHandler = (
+  call: ServerReadableStream<unknown, unknown>,
+  callback: (e: Partial<GrpcServiceError> | null, r?: unknown) => void,
+) => void;
+
+function clientStreamWithAccessLog(
+  fn: ClientStreamHandler,
+  log: Logger,
+  level: AccessLogLevel,
+  path: string,
+): ClientStreamHandler {
+  return (call, callback) => {
+    const started = performance.now();
+    fn(call, (err, res) => {
+      if (level !== 'silent' && log.isLevelEnabled(level)) {
+        const code = err ? status[err.code ?? status.UNKNOWN] : 'OK';
+        accessLine(log, level, path, code, (performance.now() - started) / 1000, call);
+      }
+      callback(err, res);
+    });
+  };
 }
 
 export interface ServiceEntry {

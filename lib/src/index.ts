@@ -9,3 +9,4 @@ export * from './eligibility.js';
 export * from './metrics.js';
 export * from './switches.js';
 export * from './workers.js';
+export * from './request-id.js';

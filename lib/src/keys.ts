@@ -42,8 +42,13 @@ export const keys = {
   blocked: 'rp:blocked',
   /** Hash user -> risk score (account-svc keeps it). */
   risk: 'rp:risk',
-  /** Hash switch name -> "on": the degrade switches (see switches.ts); off = no field. */
+  /**
+   * Hash switch name -> "on": the degrade switches (see switches.ts); off = no field. Rate limit
+   * overrides are here too: "ratelimit.<rule>" -> requests per unit.
+   */
   switches: 'rp:switches',
+  /** Hash rule id -> "<requests_per_unit>/<unit>" (or "unlimited"): the rules gateway runs with. */
+  rateLimitRules: 'rp:ratelimit:rules',
 } as const;
 
 /** Campaign ids: short, URL- and key-safe. */

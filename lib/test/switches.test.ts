@@ -5,7 +5,15 @@
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { grabPausedFor, keys, listSwitches, setSwitch, Switches, UnknownSwitchError } from '../src/index.js';
+import {
+  grabPausedFor,
+  keys,
+  listSwitches,
+  setRateLimitOverride,
+  setSwitch,
+  Switches,
+  UnknownSwitchError,
+} from '../src/index.js';
 import { pollUntil, requireRedis, TEST_REDIS_URL } from '../src/testing.js';
 
 const silent = pino({ level: 'silent' });
@@ -102,6 +110,42 @@ describe('Switches', () => {
     } finally {
       await setSwitch(redis, grabPausedFor(c), false);
       await setSwitch(redis, 'awards.queries_disabled', false);
+      redis.disconnect();
+    }
+  });
+
+  it('refuses a rate limit override while no gateway has registered its rules (own database)', async () => {
+    const redis = await requireRedis(OWN_DB_URL);
+    try {
+      expect(await redis.exists(keys.rateLimitRules)).toBe(0);
+      await expect(setRateLimitOverride(redis, 'ratelimit.route_grab.user', '5')).rejects.toThrow(
+        /no gateway has registered its rate limit rules in this Redis \(rp:ratelimit:rules is empty\): start gateway first/,
+      );
+      expect(await redis.hexists(keys.switches, 'ratelimit.route_grab.user')).toBe(0);
+      // a rate limit name is no on/off switch
+      await expect(setSwitch(redis, 'ratelimit.route_grab.user', true)).rejects.toThrow(UnknownSwitchError);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('reads rate limit overrides: positive integers only, per rule (own database)', async () => {
+    const redis = await requireRedis(OWN_DB_URL);
+    const switches = new Switches(redis, silent, { refreshMs: 50 });
+    const [a, b, c] = [`ratelimit.t${uid()}`, `ratelimit.t${uid()}`, `ratelimit.t${uid()}`];
+    try {
+      // written by hand, as a damaged or hand-edited hash could hold them
+      await redis.hset(keys.switches, a, '7', b, 'abc', c, '0');
+      await switches.start();
+      expect(switches.rateLimitOverride(a.slice('ratelimit.'.length))).toBe(7);
+      expect(switches.rateLimitOverride(b.slice('ratelimit.'.length))).toBeUndefined();
+      expect(switches.rateLimitOverride(c.slice('ratelimit.'.length))).toBeUndefined();
+      await redis.hdel(keys.switches, a);
+      await switches.refresh();
+      expect(switches.rateLimitOverride(a.slice('ratelimit.'.length))).toBeUndefined();
+    } finally {
+      switches.stop();
+      await redis.hdel(keys.switches, a, b, c);
       redis.disconnect();
     }
   });

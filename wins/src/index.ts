@@ -16,6 +16,12 @@ export const DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
 
 export const WIN_CONTENT_TYPE = 'application/x-protobuf; proto=redpacket.v1.WinEvent';
 
+/** AMQP header carrying a win's trace id (the edge's x-request-id), as the body's trace_id does. */
+export const TRACE_HEADER = 'x-request-id';
+
+/** A trace id as it may go into a log line: it never stops a win, so it is bounded, not refused. */
+export const traceForLog = (traceId: string): string => traceId.slice(0, 128);
+
 /** Names of the exchanges and queues; tests and benchmarks use their own. */
 export interface Topology {
   /** Durable topic exchange the relay publishes to; routing key = campaign id. */
@@ -153,13 +159,13 @@ export function decodeWin(body: Buffer): WinEvent {
   return w;
 }
 
-/** Best-effort ids of a message that failed validation, for counting it per campaign. */
-export function peekIds(body: Buffer): { campaignId: string; packetId: string } {
+/** Best-effort ids of a message that failed validation, for counting (and logging) it. */
+export function peekIds(body: Buffer): { campaignId: string; packetId: string; traceId: string } {
   try {
     const w = WinEvent.decode(body);
-    return { campaignId: w.campaignId, packetId: w.packetId };
+    return { campaignId: w.campaignId, packetId: w.packetId, traceId: traceForLog(w.traceId) };
   } catch {
-    return { campaignId: '', packetId: '' };
+    return { campaignId: '', packetId: '', traceId: '' };
   }
 }
 

@@ -10,6 +10,7 @@ const win: WinEvent = {
   requestId: 'req-1',
   wonAtMs: 1_800_000_000_000n,
   streamId: '1800000000000-0',
+  traceId: 'edge-req-1',
 };
 
 describe('WinEvent codec', () => {
@@ -35,7 +36,19 @@ describe('WinEvent codec', () => {
 
   it('refuses bytes that are not a WinEvent, and still names what it can', () => {
     expect(() => decodeWin(Buffer.from([0xff, 0xff, 0xff, 0xff]))).toThrow(/not a WinEvent/);
-    expect(peekIds(Buffer.from([0xff, 0xff]))).toEqual({ campaignId: '', packetId: '' });
-    expect(peekIds(encodeWin({ ...win, amountCents: -5n }))).toEqual({ campaignId: 'c1', packetId: win.packetId });
+    expect(peekIds(Buffer.from([0xff, 0xff]))).toEqual({ campaignId: '', packetId: '', traceId: '' });
+    expect(peekIds(encodeWin({ ...win, amountCents: -5n }))).toEqual({
+      campaignId: 'c1',
+      packetId: win.packetId,
+      traceId: 'edge-req-1',
+    });
+  });
+
+  it('never refuses a win for its trace id: a long one is accepted, and bounded when logged', () => {
+    const long = 't'.repeat(5000);
+    expect(decodeWin(encodeWin({ ...win, traceId: long })).traceId).toBe(long);
+    expect(peekIds(encodeWin({ ...win, amountCents: 0n, traceId: long })).traceId).toHaveLength(128);
+    // a win relayed before trace ids existed
+    expect(decodeWin(encodeWin({ ...win, traceId: '' })).traceId).toBe('');
   });
 });

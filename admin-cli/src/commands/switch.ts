@@ -1,7 +1,15 @@
 /** `redpacket switch list|set`: the degrade switches, read and written in Redis directly. */
 import { Command } from 'commander';
 import { Redis } from 'ioredis';
-import { checkSwitchName, listSwitches, setSwitch, UnknownSwitchError } from '@redpacket/lib';
+import {
+  BadSwitchValueError,
+  checkSwitchName,
+  listSwitches,
+  RATE_LIMIT_PREFIX,
+  setRateLimitOverride,
+  setSwitch,
+  UnknownSwitchError,
+} from '@redpacket/lib';
 import { action, examples } from '../action.js';
 import type { CliContext, CliEnv } from '../context.js';
 import { CliError, Exit, usageError } from '../errors.js';
@@ -48,12 +56,30 @@ async function list(ctx: CliContext, url: string): Promise<void> {
   ctx.print({ switches: all }, () =>
     table(
       ['switch', 'state', 'effect'],
-      all.map((s) => [s.name, s.on ? 'ON' : 'off', s.description]),
+      all.map((s) => [s.name, s.value !== undefined ? String(s.value) : s.on ? 'ON' : 'off', s.description]),
     ),
   );
 }
 
+/** `switch set ratelimit.<rule> N|off`: checked against the rules gateway registered in Redis. */
+async function setRateLimit(ctx: CliContext, url: string, name: string, value: string): Promise<void> {
+  const n = await withRedis(ctx, url, async (redis) => {
+    try {
+      return await setRateLimitOverride(redis, name, value);
+    } catch (err) {
+      if (err instanceof UnknownSwitchError || err instanceof BadSwitchValueError) throw usageError(err.message);
+      throw err;
+    }
+  });
+  ctx.print(n === undefined ? { name, on: false } : { name, on: true, value: n }, () =>
+    n === undefined
+      ? `rate limit ${name.slice(RATE_LIMIT_PREFIX.length)} is back to the rules file's (gateway sees it within 2 s)`
+      : `rate limit ${name.slice(RATE_LIMIT_PREFIX.length)} is now ${n} requests per unit (gateway sees it within 2 s)`,
+  );
+}
+
 async function set(ctx: CliContext, url: string, name: string, state: string): Promise<void> {
+  if (name.startsWith(RATE_LIMIT_PREFIX)) return setRateLimit(ctx, url, name, state);
   if (state !== 'on' && state !== 'off') throw usageError(`state must be "on" or "off", not "${state}"`);
   try {
     checkSwitchName(name);
@@ -69,7 +95,7 @@ async function set(ctx: CliContext, url: string, name: string, state: string): P
 export function switchCommand(env: CliEnv): Command {
   const url = env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   const cmd = new Command('switch').description(
-    'degrade switches: pause grabs or gift delivery, disable award queries; live within 2 s (REDIS_URL)',
+    'degrade switches: pause grabs or gift delivery, disable award queries, change a rate limit; live within 2 s (REDIS_URL)',
   );
   cmd.addCommand(
     examples(
@@ -82,14 +108,19 @@ export function switchCommand(env: CliEnv): Command {
   cmd.addCommand(
     examples(
       new Command('set')
-        .argument('<name>', 'grab.paused, grab.paused:<campaignId>, gift.paused or awards.queries_disabled')
-        .argument('<state>', 'on or off')
-        .description('turn a switch on or off')
+        .argument(
+          '<name>',
+          'grab.paused, grab.paused:<campaignId>, gift.paused, awards.queries_disabled or ratelimit.<rule>',
+        )
+        .argument('<state>', 'on or off; for ratelimit.<rule>: requests per unit (1 or more) or off')
+        .description("turn a switch on or off, or override a gateway rate limit rule's requests_per_unit")
         .action(action((ctx, name: string, state: string) => set(ctx, url, name, state))),
       [
         'redpacket switch set gift.paused on        # wins keep queueing in RabbitMQ',
         'redpacket switch set grab.paused:Xy3kQ9 on  # grabs on one campaign answer NOT_STARTED',
         'redpacket switch set gift.paused off',
+        "redpacket switch set ratelimit.route_grab.user 3   # 3 grabs a minute per user (the rule's unit)",
+        "redpacket switch set ratelimit.route_grab.user off # the rules file's limit again",
       ],
     ),
   );

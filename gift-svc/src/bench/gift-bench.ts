@@ -48,6 +48,7 @@ function wins(n: number, label: string): WinEvent[] {
     requestId: `r${i}`,
     wonAtMs: now,
     streamId: '',
+    traceId: '',
   }));
 }
 

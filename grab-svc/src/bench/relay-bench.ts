@@ -79,6 +79,8 @@ async function rawPublish(campaignId: string): Promise<number> {
     requestId: 'r12345',
     wonAtMs: BigInt(Date.now()),
     streamId: '1700000000000-0',
+    // a UUID, as Envoy's x-request-id: the size the relay's messages have
+    traceId: '0b6f3c1e-8f2d-4c52-9a57-3c1d2e4f5a6b',
   });
   // Connecting is inside the timing on both sides: the relay's figure includes its own.
   const start = performance.now();

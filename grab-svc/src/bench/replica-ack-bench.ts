@@ -63,7 +63,7 @@ async function round(ack: ReplicaAck | undefined): Promise<{ rps: number; p99: n
       for (let i = next++; i < env.BENCH_WINS; i = next++) {
         const who: Identity = { userId: `u${i}`, role: 'user', openedAtMs: undefined };
         const s = performance.now();
-        const r = await grab(redis, everyoneEligible, who, { campaignId: c, requestId: `r${i}` }, undefined, ack);
+        const r = await grab(redis, everyoneEligible, who, { campaignId: c, requestId: `r${i}` }, undefined, '', ack);
         lat.push(performance.now() - s);
         if (r.outcome !== Outcome.WON) throw new Error(`grab ${i}: ${r.outcome}, not WON`);
       }

@@ -33,6 +33,7 @@
     ARGV[6] "1" if the user is blocked, else "0"
     ARGV[7] the user's risk score ("0" when none)
     ARGV[8] "1" when the campaign has sub-pools and this is the user's home pool, else ""
+    ARGV[9] trace id (the edge's x-request-id), copied into the outbox entry as "x"; may be ""
 
   Output: { code, packetId, amountCents, nextBatchAtMs }
     code  1 WON             this call won packetId (or is a retry of the call that did)
@@ -158,7 +159,8 @@ end
 
 local pid, amount = string.match(item, '^([^|]*)|(%d+)$')
 redis.call('HSET', KEYS[3], user, pid .. '|' .. amount .. '|' .. ARGV[2] .. '|' .. now)
-redis.call('XADD', KEYS[4], '*', 'c', ARGV[4], 'p', pid, 'u', user, 'a', amount, 'r', ARGV[2], 't', now)
+redis.call('XADD', KEYS[4], '*', 'c', ARGV[4], 'p', pid, 'u', user, 'a', amount, 'r', ARGV[2], 't', now,
+  'x', ARGV[9] or '')
 redis.call('HINCRBY', KEYS[2], 'claimed_cents', amount)
 redis.call('HINCRBY', KEYS[2], 'o:won', 1)
 if redis.call('HINCRBY', KEYS[2], 'claimed', 1) >= count and not pooled then

@@ -13,6 +13,7 @@
     ARGV[2] request id
     ARGV[3] prefix of this pool's batch lists
     ARGV[4] campaign id, copied into the outbox entry
+    ARGV[5] trace id (the edge's x-request-id), copied into the outbox entry as "x"; may be ""
 
   Output: { code, packetId, amountCents, 0 }
     code  1 WON      this request's packet (also when it already took one here: a re-driven failover)
@@ -60,7 +61,8 @@ end
 
 local pid, amount = string.match(item, '^([^|]*)|(%d+)$')
 redis.call('HSET', KEYS[3], user, pid .. '|' .. amount .. '|' .. ARGV[2] .. '|' .. now)
-redis.call('XADD', KEYS[4], '*', 'c', ARGV[4], 'p', pid, 'u', user, 'a', amount, 'r', ARGV[2], 't', now)
+redis.call('XADD', KEYS[4], '*', 'c', ARGV[4], 'p', pid, 'u', user, 'a', amount, 'r', ARGV[2], 't', now,
+  'x', ARGV[5] or '')
 redis.call('HINCRBY', KEYS[2], 'claimed_cents', amount)
 redis.call('HINCRBY', KEYS[2], 'o:won', 1)
 redis.call('HINCRBY', KEYS[2], 'claimed', 1)

@@ -14,6 +14,7 @@ import {
   assertTopology,
   connectAmqp,
   encodeWin,
+  TRACE_HEADER,
   WIN_CONTENT_TYPE,
   withReconnect,
   type Topology,
@@ -75,7 +76,10 @@ export const DEFAULT_RELAY_GROUP = 'relay';
 const CAMPAIGN_REFRESH_MS = 1000;
 const DISCOVERY_LIMIT = 1000;
 
-/** Turns an outbox entry (fields c, p, u, a, r, t) into the message the relay publishes. */
+/**
+ * Turns an outbox entry (fields c, p, u, a, r, t, and x: the trace id, absent in entries written
+ * before it existed) into the message the relay publishes.
+ */
 export function entryToWin(id: string, fields: string[]): WinEvent {
   const f: Record<string, string> = {};
   for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string;
@@ -88,6 +92,7 @@ export function entryToWin(id: string, fields: string[]): WinEvent {
     requestId: f['r'] ?? '',
     wonAtMs: int(f['t']),
     streamId: id,
+    traceId: f['x'] ?? '',
   };
 }
 
@@ -385,7 +390,14 @@ export class OutboxRelay {
         this.o.topology.exchange,
         w.campaignId,
         encodeWin(w),
-        { persistent: true, mandatory: true, messageId: w.packetId, contentType: WIN_CONTENT_TYPE },
+        {
+          persistent: true,
+          mandatory: true,
+          messageId: w.packetId,
+          contentType: WIN_CONTENT_TYPE,
+          // Also in the body (trace_id); here so that a queue browser or tap shows it too.
+          headers: w.traceId ? { [TRACE_HEADER]: w.traceId } : undefined,
+        },
         settle,
       );
       if (!ok) await withTimeout(once(ch, 'drain'), this.o.confirmTimeoutMs, 'channel drain');

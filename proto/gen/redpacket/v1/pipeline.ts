@@ -21,10 +21,25 @@ export interface WinEvent {
   wonAtMs: bigint;
   /** The outbox stream entry id, for tracing. */
   streamId: string;
+  /**
+   * The edge's x-request-id of the grab that won it (empty for wins recorded
+   * before trace ids existed): gift-svc logs it, so one id finds the request
+   * in every service's logs.
+   */
+  traceId: string;
 }
 
 function createBaseWinEvent(): WinEvent {
-  return { campaignId: "", packetId: "", userId: "", amountCents: 0n, requestId: "", wonAtMs: 0n, streamId: "" };
+  return {
+    campaignId: "",
+    packetId: "",
+    userId: "",
+    amountCents: 0n,
+    requestId: "",
+    wonAtMs: 0n,
+    streamId: "",
+    traceId: "",
+  };
 }
 
 export const WinEvent: MessageFns<WinEvent> = {
@@ -55,6 +70,9 @@ export const WinEvent: MessageFns<WinEvent> = {
     }
     if (message.streamId !== "") {
       writer.uint32(58).string(message.streamId);
+    }
+    if (message.traceId !== "") {
+      writer.uint32(66).string(message.traceId);
     }
     return writer;
   },
@@ -128,6 +146,14 @@ export const WinEvent: MessageFns<WinEvent> = {
             message.streamId = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.traceId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -173,6 +199,11 @@ export const WinEvent: MessageFns<WinEvent> = {
         : isSet(object.stream_id)
         ? globalThis.String(object.stream_id)
         : "",
+      traceId: isSet(object.traceId)
+        ? globalThis.String(object.traceId)
+        : isSet(object.trace_id)
+        ? globalThis.String(object.trace_id)
+        : "",
     };
   },
 
@@ -199,6 +230,9 @@ export const WinEvent: MessageFns<WinEvent> = {
     if (message.streamId !== "") {
       obj.streamId = message.streamId;
     }
+    if (message.traceId !== "") {
+      obj.traceId = message.traceId;
+    }
     return obj;
   },
 
@@ -216,6 +250,7 @@ export const WinEvent: MessageFns<WinEvent> = {
     message.requestId = object.requestId ?? "";
     message.wonAtMs = (object.wonAtMs !== undefined && object.wonAtMs !== null) ? BigInt(object.wonAtMs) : 0n;
     message.streamId = object.streamId ?? "";
+    message.traceId = object.traceId ?? "";
     return message;
   },
 };
