@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { credentials, Metadata, type CallOptions, type Client, type ServiceError } from '@grpc/grpc-js';
+import { keys } from '@redpacket/lib';
 import { call, deleteKeys, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
 import { spawnNode, type Child } from '@redpacket/loadgen';
 import type { Redis } from 'ioredis';
@@ -73,6 +74,8 @@ afterAll(async () => {
   if (redis) {
     await deleteKeys(redis, `rl:*${tag}*`);
     await deleteKeys(redis, 'rl:{redpacket}:*global*');
+    // the rule list the gateway registers at start (in this database of ours)
+    await redis.del(keys.rateLimitRules);
     redis.disconnect();
   }
 });
