@@ -7,7 +7,9 @@ import {
   onShutdownSignal,
   registerRateLimitRules,
   startServer,
+  superviseWorkers,
   Switches,
+  WorkersEnv,
 } from '@redpacket/lib';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { z } from 'zod';
@@ -34,6 +36,8 @@ const Env = z.object({
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
   REDIS_AUTOPIPELINE: flag.default(true),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** Processes sharing the port (node:cluster); 1 serves in this process. Buckets live in Redis. */
+  WORKERS: WorkersEnv,
 });
 
 const parsed = Env.safeParse(process.env);
@@ -45,6 +49,14 @@ if (!parsed.success) {
 const env = parsed.data;
 const log = createLogger('gateway', env.LOG_LEVEL);
 const config = loadConfig(env.RATELIMIT_CONFIG);
+const registry = new Registry();
+// The primary of WORKERS > 1 only supervises (and serves the summed metrics): it never gets past
+// this line.
+const role = await superviseWorkers(env.WORKERS, log, {
+  metricsPort: env.METRICS_PORT,
+  registries: [registry],
+  forward: ['SIGHUP'],
+});
 const redis = createRedis({
   url: env.REDIS_URL,
   clusterNodes: env.REDIS_CLUSTER_NODES,
@@ -72,7 +84,6 @@ await publishRules();
 const republish = setInterval(() => void publishRules(), 30_000);
 republish.unref();
 
-const registry = new Registry();
 collectDefaultMetrics({ register: registry });
 const limiter = new Limiter({
   redis,
@@ -88,14 +99,14 @@ const running = await startServer({ services: createGatewayServer({ limiter, log
 log.info({ config: env.RATELIMIT_CONFIG, domain: config.domain }, 'rate limit rules loaded');
 
 const metricsServer =
-  env.METRICS_PORT > 0
+  role.metricsPort > 0
     ? createServer((req, res) => {
         if (req.url !== '/metrics') return void res.writeHead(404).end();
         registry.metrics().then(
           (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
           (err: unknown) => res.writeHead(500).end(String(err)),
         );
-      }).listen(env.METRICS_PORT)
+      }).listen(role.metricsPort)
     : undefined;
 
 async function waitForRedis(ms: number): Promise<void> {
