@@ -8,7 +8,9 @@ import {
   registry,
   serveMetrics,
   startServer,
+  superviseWorkers,
   Switches,
+  WorkersEnv,
 } from '@redpacket/lib';
 import { z } from 'zod';
 import { listRules, loadConfig, type RateLimitConfig } from './config.js';
@@ -34,6 +36,8 @@ const Env = z.object({
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
   REDIS_AUTOPIPELINE: flag.default(true),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** Processes sharing the port (node:cluster); 1 serves in this process. Buckets live in Redis. */
+  WORKERS: WorkersEnv,
 });
 
 const parsed = Env.safeParse(process.env);
@@ -45,6 +49,12 @@ if (!parsed.success) {
 const env = parsed.data;
 const log = createLogger('gateway', env.LOG_LEVEL);
 const config = loadConfig(env.RATELIMIT_CONFIG);
+// The primary of WORKERS > 1 only supervises (and serves the summed metrics of lib's registry):
+// it never gets past this line.
+const role = await superviseWorkers(env.WORKERS, log, {
+  metricsPort: env.METRICS_PORT,
+  forward: ['SIGHUP'],
+});
 const redis = createRedis({
   url: env.REDIS_URL,
   clusterNodes: env.REDIS_CLUSTER_NODES,
@@ -86,7 +96,7 @@ const limiter = new Limiter({
 const running = await startServer({ services: createGatewayServer({ limiter, log }), port: env.GRPC_PORT, log });
 log.info({ config: env.RATELIMIT_CONFIG, domain: config.domain }, 'rate limit rules loaded');
 
-const metricsServer = env.METRICS_PORT > 0 ? await serveMetrics(env.METRICS_PORT) : undefined;
+const metricsServer = role.metricsPort > 0 ? await serveMetrics(role.metricsPort) : undefined;
 
 async function waitForRedis(ms: number): Promise<void> {
   if (redis.status === 'ready') return;

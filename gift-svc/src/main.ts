@@ -5,7 +5,9 @@ import {
   createRedis,
   onShutdownSignal,
   startServer,
+  superviseWorkers,
   Switches,
+  WorkersEnv,
   TokenVerifier,
   serveMetrics,
 } from '@redpacket/lib';
@@ -25,7 +27,7 @@ const Env = z.object({
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   /** Prometheus text at http://0.0.0.0:METRICS_PORT/metrics; 0 (the default) = off. */
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(0),
-  /** Wins credited per second by this instance; 0 = unlimited. */
+  /** Wins credited per second by this instance (all its workers together); 0 = unlimited. */
   GIFT_RATE: z.coerce.number().min(0).default(0),
   GIFT_BATCH: z.coerce.number().int().min(1).max(5000).default(500),
   /** Batches written at once, each in its own transaction and pool connection. */
@@ -38,6 +40,8 @@ const Env = z.object({
     .regex(/^[A-Za-z0-9_.-]*$/)
     .default(''),
   AMQP_CONNECTION_NAME: z.string().default(`gift-svc@${hostname()}/${process.pid}`),
+  /** Processes (node:cluster) sharing the port, each a consumer on the same queue. */
+  WORKERS: WorkersEnv,
 });
 
 const parsed = Env.safeParse(process.env);
@@ -48,6 +52,9 @@ if (!parsed.success) {
 }
 const env = parsed.data;
 const log = createLogger('gift-svc', env.LOG_LEVEL);
+// The primary of WORKERS > 1 only supervises (and serves the summed metrics): it never gets past
+// this line.
+const role = await superviseWorkers(env.WORKERS, log, { metricsPort: env.METRICS_PORT });
 
 await migrate(env.MYSQL_URL, (m) => log.info(m));
 const pool = createPool(env.MYSQL_URL, env.MYSQL_POOL);
@@ -62,7 +69,8 @@ const consumer = new GiftConsumer({
   topology: env.WINS_TOPOLOGY_SUFFIX ? topologyWithSuffix(env.WINS_TOPOLOGY_SUFFIX) : DEFAULT_TOPOLOGY,
   connectionName: env.AMQP_CONNECTION_NAME,
   log,
-  rate: env.GIFT_RATE,
+  // GIFT_RATE is the instance's: each of its workers takes an equal share.
+  rate: env.GIFT_RATE / env.WORKERS,
   batchSize: env.GIFT_BATCH,
   writers: env.GIFT_WRITERS,
   maxAttempts: env.GIFT_MAX_ATTEMPTS,
@@ -86,7 +94,7 @@ const running = await startServer({
   log,
   ready: async () => consumer.connected && (await pool.query('SELECT 1')).length > 0,
 });
-const metrics = env.METRICS_PORT > 0 ? await serveMetrics(env.METRICS_PORT) : undefined;
+const metrics = role.metricsPort > 0 ? await serveMetrics(role.metricsPort) : undefined;
 
 onShutdownSignal(log, async () => {
   await running.shutdown();

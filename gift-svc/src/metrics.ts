@@ -37,6 +37,8 @@ export const giftBacklog = shared(
   () =>
     new Gauge({
       name: 'redpacket_gift_backlog_messages',
+      // WORKERS > 1: every worker reads the same number; the primary's sum would multiply it
+      aggregator: 'max',
       help: 'Wins waiting in the gift queue (ready, not yet delivered to a consumer), by queue, at scrape time',
       labelNames: ['queue'] as const,
       registers: [registry],

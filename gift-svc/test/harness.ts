@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { createLogger, keys } from '@redpacket/lib';
+import { createLogger, keys, type RedisClient } from '@redpacket/lib';
 import { deleteKeys, requireRedis, TEST_AMQP_URL, TEST_MYSQL_URL } from '@redpacket/lib/testing';
 import { createPool, migrate, type Pool } from '@redpacket/db';
 import { connectAmqp, deleteTopology, topologyWithSuffix, type Topology } from '@redpacket/wins';
@@ -16,7 +16,6 @@ import { ELIGIBLE } from '@redpacket/grab-svc/eligibility-mirror';
 import { grabScript, registerScripts } from '@redpacket/grab-svc/scripts';
 import { OutboxRelay, type RelayOptions } from '@redpacket/grab-svc/relay/outbox-relay';
 import { GiftConsumer, type GiftConsumerOptions } from '../src/consumer.js';
-import type { Redis } from 'ioredis';
 import type { RowDataPacket } from 'mysql2/promise';
 
 const run = promisify(execFile);
@@ -100,7 +99,7 @@ export async function closeRabbitConnections(connectionName: string): Promise<nu
 
 /** A running campaign of `count` packets written by grab-svc's own code. */
 export async function makeCampaign(
-  redis: Redis,
+  redis: RedisClient,
   pool: Pool | undefined,
   opts: { count: number; totalCents: number; expiresInMs?: number; subPools?: number },
 ): Promise<CampaignMeta> {
@@ -132,7 +131,7 @@ export async function makeCampaign(
 }
 
 /** `n` different users grab, all at once; returns how many won. */
-export async function grabMany(redis: Redis, campaignId: string, n: number, userPrefix = 'u'): Promise<number> {
+export async function grabMany(redis: RedisClient, campaignId: string, n: number, userPrefix = 'u'): Promise<number> {
   const replies = await Promise.all(
     Array.from({ length: n }, (_, i) =>
       grabScript(redis, campaignId, `${userPrefix}${i}`, `r-${userPrefix}${i}`, undefined, ELIGIBLE),
@@ -150,7 +149,7 @@ export async function awardCount(pool: Pool, campaignId: string): Promise<{ n: n
 }
 
 /** Removes one campaign's keys and rows. */
-export async function dropCampaign(redis: Redis, pool: Pool, campaignId: string): Promise<void> {
+export async function dropCampaign(redis: RedisClient, pool: Pool, campaignId: string): Promise<void> {
   await deleteKeys(redis, `rp:{${campaignId}}:*`);
   await redis.zrem(keys.campaigns, campaignId);
   for (const table of ['awards', 'ledger', 'settlements', 'dead_letters', 'campaigns']) {

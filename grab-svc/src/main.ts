@@ -4,7 +4,9 @@ import {
   createRedis,
   onShutdownSignal,
   startServer,
+  superviseWorkers,
   Switches,
+  WorkersEnv,
   TokenVerifier,
   serveMetrics,
 } from '@redpacket/lib';
@@ -14,10 +16,10 @@ import { z } from 'zod';
 import { EligibilityMirror } from './eligibility-mirror.js';
 import { OutboxRelay } from './relay/outbox-relay.js';
 import { RelayEnv } from './relay/relay-env.js';
+import { ReplicaAck } from './replica-ack.js';
 import { registerScripts } from './scripts.js';
 import { createGrabServer } from './server.js';
 import { startSettleTimer } from './settle-timer.js';
-import { superviseWorkers } from './workers.js';
 
 const Env = RelayEnv.extend({
   GRPC_PORT: z.coerce.number().int().min(0).max(65535).default(50051),
@@ -31,10 +33,13 @@ const Env = RelayEnv.extend({
   /** Full reload of the blocklist copy; changes arrive by pub/sub in between. */
   ELIGIBILITY_RESYNC_MS: z.coerce.number().int().min(0).default(60_000),
   /** Processes sharing the port (node:cluster); 1 serves in this process. */
-  WORKERS: z.coerce.number().int().min(1).max(64).default(1),
+  WORKERS: WorkersEnv,
   MYSQL_URL: z.string().url().default(DEFAULT_MYSQL_URL),
   /** How often ended campaigns are settled automatically; 0 = never. */
   SETTLE_EVERY_MS: z.coerce.number().int().min(0).default(10_000),
+  /** Replicas that must have a win before it is answered (Redis WAIT); 0 = off (docs/scale.md). */
+  REDIS_WAIT_REPLICAS: z.coerce.number().int().min(0).max(16).default(0),
+  REDIS_WAIT_TIMEOUT_MS: z.coerce.number().int().min(1).max(10_000).default(100),
 });
 
 const parsed = Env.safeParse(process.env);
@@ -45,8 +50,9 @@ if (!parsed.success) {
 }
 const env = parsed.data;
 const log = createLogger('grab-svc', env.LOG_LEVEL);
-// The primary of WORKERS > 1 only supervises: it never gets past this line.
-await superviseWorkers(env.WORKERS, log);
+// The primary of WORKERS > 1 only supervises (and serves the summed metrics): it never gets past
+// this line.
+const role = await superviseWorkers(env.WORKERS, log, { metricsPort: env.METRICS_PORT });
 const redis = createRedis({
   url: env.REDIS_URL,
   clusterNodes: env.REDIS_CLUSTER_NODES,
@@ -92,6 +98,17 @@ const stopSettling =
     ? startSettleTimer({ redis, pool, log, everyMs: env.SETTLE_EVERY_MS, campaigns: scope })
     : undefined;
 
+// WAIT blocks the connection it is sent on: the replica barriers get connections of their own.
+const ackRedis = env.REDIS_WAIT_REPLICAS > 0 ? redis.duplicate() : undefined;
+const replicaAck = ackRedis
+  ? new ReplicaAck({
+      redis: ackRedis,
+      replicas: env.REDIS_WAIT_REPLICAS,
+      timeoutMs: env.REDIS_WAIT_TIMEOUT_MS,
+      log: log.child({ part: 'replica-ack' }),
+    })
+  : undefined;
+
 const services = createGrabServer({
   redis,
   eligibility,
@@ -100,6 +117,7 @@ const services = createGrabServer({
   pool,
   onCampaignCreated: (id) => createdHere.add(id),
   switches,
+  replicaAck,
 });
 // SERVING only while Redis answers: grabs need nothing else (the relay retries on its own)
 const running = await startServer({
@@ -108,7 +126,7 @@ const running = await startServer({
   log,
   ready: async () => (await redis.ping()) === 'PONG',
 });
-const metrics = env.METRICS_PORT > 0 ? await serveMetrics(env.METRICS_PORT) : undefined;
+const metrics = role.metricsPort > 0 ? await serveMetrics(role.metricsPort) : undefined;
 
 stop = async () => {
   await running.shutdown();
@@ -119,5 +137,6 @@ stop = async () => {
   await relay?.stop();
   await pool.end();
   await relayRedis?.quit();
+  await ackRedis?.quit();
   await redis.quit();
 };

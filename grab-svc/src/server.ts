@@ -31,6 +31,7 @@ import type { EligibilityView } from './eligibility-mirror.js';
 import { grab } from './grab.js';
 import { countPausedGrab } from './metrics.js';
 import { insertCampaignRow, recordClose, reconcileCampaign, settleCampaign } from './settle.js';
+import type { ReplicaAck } from './replica-ack.js';
 import { PoolCounts } from './sub-pools.js';
 
 export interface GrabServerDeps {
@@ -45,6 +46,8 @@ export interface GrabServerDeps {
   onCampaignCreated?: (campaignId: string) => void;
   /** Degrade switches (grab.paused, grab.paused:<campaignId>); without them grabs are never paused. */
   switches?: Switches;
+  /** REDIS_WAIT_REPLICAS > 0: a win is answered once a replica has it (see replica-ack.ts). */
+  replicaAck?: ReplicaAck;
 }
 
 const NO_PIPELINE = 'needs the win pipeline (gift-svc and MySQL), not configured in this server';
@@ -71,7 +74,7 @@ export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
             campaignId: req.campaignId,
           };
         }
-        return grab(redis, eligibility, who, req, poolCounts, requestIdOf(call));
+        return grab(redis, eligibility, who, req, poolCounts, requestIdOf(call), deps.replicaAck);
       },
       async getCampaign(req, call) {
         await tokens.fromMetadata(call.metadata);

@@ -23,6 +23,8 @@ beforeAll(async () => {
     // the race proof counts the outboxes: no relay draining them, no settle timer
     RELAY_ENABLED: '0',
     SETTLE_EVERY_MS: '0',
+    // as in production: every WON on a replica before it is answered
+    REDIS_WAIT_REPLICAS: '1',
   });
   // The primary logs each worker once its server is bound.
   for (let n = 1; n <= 4; n++) {

@@ -8,4 +8,5 @@ export * from './redis.js';
 export * from './eligibility.js';
 export * from './metrics.js';
 export * from './switches.js';
+export * from './workers.js';
 export * from './request-id.js';

@@ -31,6 +31,11 @@ export const keys = {
   state: (c: string) => `${campaignPrefix(c)}state`,
   /** Hash (sub-pools, home pool): user -> failover reservation or route to another pool's win. */
   route: (c: string) => `${campaignPrefix(c)}route`,
+  /**
+   * String written only to be waited for (grab-svc's REDIS_WAIT_REPLICAS): once a replica has it,
+   * it has every earlier write of the pool's master. Expires by itself.
+   */
+  replicaMark: (c: string) => `${campaignPrefix(c)}replica-mark`,
   /** Sorted set of campaign ids by creation time. */
   campaigns: 'rp:campaigns',
   /** Set of blocked user ids (account-svc keeps it). */

@@ -1,6 +1,16 @@
 import { existsSync } from 'node:fs';
-import { createRedis, type RedisClient } from '@redpacket/lib';
-import { startRedisCluster, type TestRedisCluster } from '@redpacket/lib/testing';
+import { pino } from 'pino';
+import {
+  createRedis,
+  grabPausedFor,
+  keys,
+  listSwitches,
+  setSwitch,
+  Switches,
+  UnknownSwitchError,
+  type RedisClient,
+} from '@redpacket/lib';
+import { pollUntil, startRedisCluster, type TestRedisCluster } from '@redpacket/lib/testing';
 import type { Cluster } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 
@@ -32,6 +42,39 @@ it('starts 3 masters and 3 replicas, and a Cluster client spreads hash tags over
     masters.add(String(slotOwner(await c.cluster('SLOTS'), Number(slot))));
   }
   expect(masters.size).toBe(3);
+});
+
+it('switches through ioredis Cluster: set, list, and read by a second process copy within 2 s', async () => {
+  // The cluster is this file's own: the global switches may be set here.
+  const reader = createRedis({ url: '', clusterNodes: cluster.nodes });
+  const switches = new Switches(reader, pino({ level: 'silent' }), { refreshMs: 100 });
+  const id = `c${Math.random().toString(36).slice(2, 10)}`;
+  const campaign = grabPausedFor(id);
+  try {
+    await switches.start();
+    expect(switches.isOn('gift.paused')).toBe(false);
+    await setSwitch(client, 'gift.paused', true);
+    await setSwitch(client, campaign, true);
+    await pollUntil('the switches to read on', () => switches.isOn('gift.paused') && switches.grabPaused(id), 2000);
+    const listed = await listSwitches(client);
+    expect(listed.find((s) => s.name === 'gift.paused')?.on).toBe(true);
+    expect(listed.find((s) => s.name === campaign)?.on).toBe(true);
+    expect(listed.find((s) => s.name === 'grab.paused')?.on).toBe(false);
+    // The hash lives on one master, the one serving its slot.
+    const c = client as Cluster;
+    const owner = slotOwner(await c.cluster('SLOTS'), Number(await c.cluster('KEYSLOT', keys.switches)));
+    expect(await cluster.node(owner).hget(keys.switches, 'gift.paused')).toBe('on');
+
+    await expect(setSwitch(client, 'gift.pasued', true)).rejects.toThrow(UnknownSwitchError);
+    expect(Object.keys(await client.hgetall(keys.switches)).sort()).toEqual([campaign, 'gift.paused'].sort());
+    await setSwitch(client, 'gift.paused', false);
+    await pollUntil('gift.paused to read off', () => !switches.isOn('gift.paused'), 2000);
+    expect(switches.grabPaused(id)).toBe(true);
+  } finally {
+    switches.stop();
+    await client.del(keys.switches);
+    reader.disconnect();
+  }
 });
 
 it('stop() ends its processes and removes its temp dirs', async () => {

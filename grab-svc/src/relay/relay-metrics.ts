@@ -38,6 +38,8 @@ export const relayLastLag = shared(
   () =>
     new Gauge({
       name: 'redpacket_relay_last_lag_seconds',
+      // WORKERS > 1: every worker reads the same number; the primary's sum would multiply it
+      aggregator: 'max',
       help: 'Lag (now - won_at_ms at the confirm) of the last win the relay published',
       registers: [registry],
     }),
@@ -64,6 +66,8 @@ export const outboxLength = shared(
   () =>
     new Gauge({
       name: 'redpacket_outbox_length',
+      // WORKERS > 1: every worker reads the same number; the primary's sum would multiply it
+      aggregator: 'max',
       help: 'Wins in a campaign outbox not yet confirmed by RabbitMQ (XLEN at scrape time), by campaign',
       labelNames: ['campaign'] as const,
       registers: [registry],

@@ -1,0 +1,115 @@
+/**
+ * The win pipeline with grab-svc's Redis on a real Redis Cluster and every part doubled, as N
+ * replicas run it: grabs -> outbox -> two relays (one consumer group) -> RabbitMQ (quorum queue)
+ * -> two gift consumers -> MySQL, exact reconcile; then two settle timers at once settle once.
+ */
+import type { Cluster } from 'ioredis';
+import type { RowDataPacket } from 'mysql2/promise';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { Pool } from '@redpacket/db';
+import { createRedis, keys } from '@redpacket/lib';
+import { pollUntil, startRedisCluster, type TestRedisCluster } from '@redpacket/lib/testing';
+import { closeCampaign } from '@redpacket/grab-svc/campaigns';
+import { reconcileCampaign } from '@redpacket/grab-svc/settle';
+import { settleEnded } from '@redpacket/grab-svc/settle-timer';
+import {
+  awardCount,
+  dropCampaign,
+  dropTopology,
+  grabMany,
+  makeCampaign,
+  requireMysql,
+  requireTopology,
+  silent,
+  testGift,
+  testRelay,
+} from './harness.js';
+
+let cluster: TestRedisCluster;
+let redis: Cluster;
+let pool: Pool;
+const cleanups: (() => Promise<unknown>)[] = [];
+
+beforeAll(async () => {
+  pool = await requireMysql();
+  cluster = await startRedisCluster();
+  redis = createRedis({ url: '', clusterNodes: cluster.nodes }) as Cluster;
+});
+
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c();
+  await pool?.end();
+  redis?.disconnect();
+  await cluster?.stop();
+});
+
+/** A grab-svc replica's relay connection to the cluster. */
+function clusterClient(): Cluster {
+  const c = createRedis({ url: '', clusterNodes: cluster.nodes }) as Cluster;
+  cleanups.push(async () => c.disconnect());
+  return c;
+}
+
+it('two relays and two gift consumers on the cluster: every win credited once, reconciled, settled once', async () => {
+  const t = await requireTopology();
+  const total = 1_500_000;
+  const meta = await makeCampaign(redis, pool, { count: 3000, totalCents: total });
+  cleanups.push(
+    () => dropTopology(t),
+    () => dropCampaign(redis, pool, meta.id),
+  );
+  // Two replicas' relays share the outbox's consumer group: each entry goes to one of them (or,
+  // after a crash, to both, which gift-svc's unique keys absorb).
+  const relays = await Promise.all(
+    [1, 2].map(async (n) => {
+      const r = await testRelay(t, [meta.id], {
+        redis: clusterClient(),
+        batchSize: 50,
+        connectionName: `test-relay-${n}-${t.queue}`,
+      });
+      cleanups.push(r.stop);
+      return r.relay;
+    }),
+  );
+  const gifts = await Promise.all(
+    [1, 2].map(async (n) => {
+      const g = await testGift(t, pool, { batchSize: 100, connectionName: `test-gift-${n}-${t.queue}` });
+      cleanups.push(() => g.stop());
+      return g;
+    }),
+  );
+
+  // 2,500 users for 3,000 packets: a refund is left to settle.
+  const won = await grabMany(redis, meta.id, 2500);
+  expect(won).toBe(2500);
+  await pollUntil('every win credited', async () => (await awardCount(pool, meta.id)).n === won, 60_000, 50);
+  await pollUntil('outbox drained', async () => (await redis.xlen(keys.outbox(meta.id))) === 0, 20_000, 50);
+  expect(await awardCount(pool, meta.id)).toEqual({ n: won, distinct: won });
+  // Both relays and both consumers took part; nothing was published less than once.
+  for (const r of relays) expect(r.stats.published).toBeGreaterThan(0);
+  expect(relays.reduce((a, r) => a + r.stats.published, 0)).toBeGreaterThanOrEqual(won);
+  for (const g of gifts) expect(g.stats.credited).toBeGreaterThan(0);
+  expect(gifts.reduce((a, g) => a + g.stats.credited, 0)).toBe(won);
+  const rec = await reconcileCampaign(redis, pool, meta.id);
+  expect(rec.differences).toEqual([]);
+  expect(rec).toMatchObject({ consistent: true, packetsClaimedRedis: won, packetsDeliveredMysql: won });
+
+  // Two replicas' settle timers fire at once on the closed campaign: it is settled once.
+  await closeCampaign(redis, meta.id, 'test over');
+  const timer = { redis, pool, log: silent, campaigns: async () => [meta.id] };
+  const passes = await Promise.all([settleEnded(timer), settleEnded({ ...timer, redis: clusterClient() })]);
+  expect(passes.flat()).toEqual([meta.id]);
+  const [settlements] = await pool.query<RowDataPacket[]>(
+    'SELECT amount_awarded_cents AS awarded, refund_cents AS refund FROM settlements WHERE campaign_id = ?',
+    [meta.id],
+  );
+  expect(settlements).toHaveLength(1);
+  expect(Number(settlements[0]?.['awarded']) + Number(settlements[0]?.['refund'])).toBe(total);
+  const [refunds] = await pool.query<RowDataPacket[]>(
+    "SELECT amount_cents FROM ledger WHERE campaign_id = ? AND kind = 'refund'",
+    [meta.id],
+  );
+  expect(Number(settlements[0]?.['refund'])).toBeGreaterThan(0);
+  expect(refunds.map((r) => Number(r['amount_cents']))).toEqual([Number(settlements[0]?.['refund'])]);
+  expect(await redis.hget(keys.meta(meta.id), 'settled')).toBe('1');
+});

@@ -1,0 +1,161 @@
+/**
+ * REDIS_WAIT_REPLICAS on a real Redis Cluster: a WON is answered only once the replica of the
+ * campaign's master has the claim (the replica is stopped with SIGSTOP to make the wait visible),
+ * a timeout answers it anyway and counts it, and concurrent wins share their barriers.
+ */
+import { randomBytes } from 'node:crypto';
+import { createLogger, createRedis, keys, type Identity } from '@redpacket/lib';
+import { pollUntil, startRedisCluster, type TestRedisCluster } from '@redpacket/lib/testing';
+import { Outcome, Split } from '@redpacket/proto';
+import type { Cluster, Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { validateCreate, writeCampaign } from '../src/campaigns.js';
+import { everyoneEligible } from '../src/eligibility-mirror.js';
+import { grab } from '../src/grab.js';
+import { ReplicaAck } from '../src/replica-ack.js';
+import { registerScripts } from '../src/scripts.js';
+
+const log = createLogger('replica-ack-test', 'silent');
+let cluster: TestRedisCluster;
+let redis: Cluster;
+let ackRedis: Cluster;
+const stopped = new Set<number>();
+
+beforeAll(async () => {
+  cluster = await startRedisCluster();
+  redis = createRedis({ url: '', clusterNodes: cluster.nodes, autoPipelining: true }) as Cluster;
+  ackRedis = createRedis({ url: '', clusterNodes: cluster.nodes }) as Cluster;
+  registerScripts(redis);
+  // Until its first sync is done a replica acknowledges nothing: wait for all three.
+  await pollUntil(
+    'every replica in sync and listed',
+    // A node or the client still connecting answers with an error: not yet.
+    () => inSync().catch(() => false),
+    30_000,
+    100,
+  );
+});
+
+afterAll(async () => {
+  for (const pid of stopped) process.kill(pid, 'SIGCONT');
+  redis?.disconnect();
+  ackRedis?.disconnect();
+  await cluster?.stop();
+});
+
+async function inSync(): Promise<boolean> {
+  const infos = await Promise.all(cluster.ports.map((p) => cluster.node(p).info('replication')));
+  const replicas = infos.filter((i) => i.includes('role:slave'));
+  const slots = (await redis.cluster('SLOTS')) as unknown as unknown[][];
+  return (
+    replicas.length === 3 &&
+    replicas.every((i) => i.includes('master_link_status:up')) &&
+    slots.every((s) => s.length >= 4)
+  );
+}
+
+async function campaign(count: number): Promise<string> {
+  const now = Date.now();
+  const valid = validateCreate(
+    {
+      name: 'replica ack test',
+      totalCents: BigInt(count * 100),
+      packetCount: count,
+      split: Split.EQUAL,
+      batches: 1,
+      batchIntervalMs: 0n,
+      startsAt: new Date(now - 1000),
+      expiresAt: new Date(now + 600_000),
+      ownerId: 'owner-replica-ack',
+      eligibility: undefined,
+      subPools: undefined,
+    },
+    now,
+  );
+  const meta = { ...valid, id: `ra${randomBytes(5).toString('hex')}` };
+  await writeCampaign(redis, meta);
+  return meta.id;
+}
+
+/** The replica of the master serving a campaign's slot (as the master itself reports it). */
+async function replicaOf(campaignId: string): Promise<{ conn: Redis; pid: number }> {
+  const slot = Number(await redis.cluster('KEYSLOT', keys.claims(campaignId)));
+  const slots = (await redis.cluster('SLOTS')) as unknown as [number, number, [string, number]][];
+  const master = slots.find(([from, to]) => slot >= from && slot <= to)?.[2][1];
+  if (master === undefined) throw new Error(`slot ${slot} not served`);
+  const port = Number(/slave0:ip=[^,]+,port=(\d+)/.exec(await cluster.node(master).info('replication'))?.[1]);
+  if (!port) throw new Error(`the master on ${master} reports no replica`);
+  const conn = cluster.node(port);
+  await conn.call('READONLY');
+  const pid = Number(/process_id:(\d+)/.exec(await conn.info('server'))?.[1]);
+  return { conn, pid };
+}
+
+const user = (id: string): Identity => ({ userId: id, role: 'user', openedAtMs: undefined });
+const grabAs = (c: string, u: string, ack: ReplicaAck) =>
+  grab(redis, everyoneEligible, user(u), { campaignId: c, requestId: `r-${u}` }, undefined, '', ack);
+
+function stop(pid: number): void {
+  process.kill(pid, 'SIGSTOP');
+  stopped.add(pid);
+}
+function resume(pid: number): void {
+  process.kill(pid, 'SIGCONT');
+  stopped.delete(pid);
+}
+
+it('a WON is answered only once the replica has the claim', async () => {
+  const c = await campaign(10);
+  const replica = await replicaOf(c);
+  const ack = new ReplicaAck({ redis: ackRedis, replicas: 1, timeoutMs: 10_000, log });
+  expect((await grabAs(c, 'warm', ack)).outcome).toBe(Outcome.WON);
+
+  stop(replica.pid);
+  let answered = false;
+  const pending = grabAs(c, 'alice', ack).then((r) => {
+    answered = true;
+    return r;
+  });
+  // The claim is on the master at once; the answer waits while the replica cannot have it.
+  await new Promise((r) => setTimeout(r, 500));
+  expect(await redis.hexists(keys.claims(c), 'alice')).toBe(1);
+  expect(answered).toBe(false);
+  resume(replica.pid);
+  const res = await pending;
+  expect(res.outcome).toBe(Outcome.WON);
+  expect(await replica.conn.hget(keys.claims(c), 'alice')).toMatch(new RegExp(`^${res.packetId}\\|`));
+  expect(ack.stats.short).toBe(0);
+});
+
+it('past the timeout the win is answered anyway (it is on the master) and counted', async () => {
+  const c = await campaign(10);
+  const replica = await replicaOf(c);
+  const ack = new ReplicaAck({ redis: ackRedis, replicas: 1, timeoutMs: 300, log });
+  stop(replica.pid);
+  const t0 = Date.now();
+  const res = await grabAs(c, 'bob', ack);
+  const ms = Date.now() - t0;
+  resume(replica.pid);
+  expect(res.outcome).toBe(Outcome.WON);
+  expect(ms).toBeGreaterThanOrEqual(250);
+  expect(ms).toBeLessThan(5000);
+  expect(ack.stats.short).toBe(1);
+});
+
+it('2,000 concurrent wins share their barriers, and every answered win is on the replica', async () => {
+  const c = await campaign(2000);
+  const replica = await replicaOf(c);
+  const ack = new ReplicaAck({ redis: ackRedis, replicas: 1, timeoutMs: 10_000, log });
+  const results = await Promise.all(
+    Array.from({ length: 2000 }, async (_, i) => {
+      const r = await grabAs(c, `u${i}`, ack);
+      // Read from the replica as soon as this win is answered.
+      return { won: r.outcome === Outcome.WON, onReplica: await replica.conn.hexists(keys.claims(c), `u${i}`) };
+    }),
+  );
+  expect(results.filter((r) => r.won)).toHaveLength(2000);
+  expect(results.filter((r) => r.onReplica === 1)).toHaveLength(2000);
+  expect(ack.stats.barriers).toBeGreaterThan(0);
+  expect(ack.stats.barriers).toBeLessThan(500);
+  expect(ack.stats.short).toBe(0);
+});
