@@ -4,7 +4,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pool } from '@redpacket/db';
+import { registry } from '@redpacket/lib';
 import { metricValue, pollUntil, TEST_AMQP_URL } from '@redpacket/lib/testing';
+import { AggregatorRegistry } from 'prom-client';
 import { assertTopology, connectAmqp, encodeWin, type Topology, type WinEvent } from '@redpacket/wins';
 import type { RowDataPacket } from 'mysql2/promise';
 import { writeAwards } from '../src/awards-writer.js';
@@ -130,6 +132,11 @@ describe('GiftConsumer', () => {
         return (await metricValue('redpacket_gift_backlog_messages', { queue: t.queue })) === 50;
       });
       expect(await metricValue('redpacket_gift_unacked_messages')).toBe(0);
+      // WORKERS > 1: the primary sums its workers' metrics, but every worker reads the same queue
+      const perWorker = await registry.getMetricsAsJSON();
+      const summed = AggregatorRegistry.aggregate([perWorker, perWorker]);
+      const backlog = await summed.getSingleMetric('redpacket_gift_backlog_messages')?.get();
+      expect(backlog?.values.find((v) => v.labels['queue'] === t.queue)?.value).toBe(50);
       paused = false;
       await pollUntil('all credited', async () => (await awardCount(pool, c)).n === 50, 30_000, 50);
       await pollUntil('the backlog gauge to show 0', async () => {
