@@ -190,19 +190,17 @@ export class OutboxRelay {
     this.loop = this.run();
   }
 
-  /** Entries in each outbox this relay reads, by campaign (sub-pools summed): one pipelined XLEN each. */
+  /**
+   * Entries in each outbox this relay reads, by campaign (sub-pools summed): one XLEN each, sent
+   * at once (not one pipeline: on Redis Cluster the outboxes live on different slots).
+   */
   async outboxLengths(): Promise<Map<string, number>> {
     const ids = this.campaignList;
+    const lengths = await Promise.all(ids.map((id) => this.o.redis.xlen(keys.outbox(id))));
     const out = new Map<string, number>();
-    if (ids.length === 0) return out;
-    const pipe = this.o.redis.pipeline();
-    for (const id of ids) pipe.xlen(keys.outbox(id));
-    const res = (await pipe.exec()) ?? [];
     ids.forEach((id, i) => {
-      const [err, n] = res[i] ?? [null, 0];
-      if (err) throw err;
       const campaign = id.includes('.') ? id.slice(0, id.lastIndexOf('.')) : id;
-      out.set(campaign, (out.get(campaign) ?? 0) + Number(n));
+      out.set(campaign, (out.get(campaign) ?? 0) + (lengths[i] ?? 0));
     });
     return out;
   }
