@@ -5,7 +5,7 @@
  * happen in commit order; `resyncMirror` rebuilds the mirror from MySQL (Redis keeps nothing on
  * disk) on start and whenever the Redis connection comes back.
  */
-import { keys, ServiceError, writeEligibility, type Logger, type RedisClient } from '@redpacket/lib';
+import { dependencyTimer, keys, ServiceError, writeEligibility, type Logger, type RedisClient } from '@redpacket/lib';
 import type { Pool, PoolConnection } from '@redpacket/db';
 import { status } from '@grpc/grpc-js';
 import type { RowDataPacket } from 'mysql2/promise';
@@ -39,6 +39,8 @@ export async function mirrorUsers(redis: RedisClient, rows: readonly MirrorState
 }
 
 const ER_LOCK_DEADLOCK = 1213;
+const txTimer = dependencyTimer('mysql', 'account_transaction');
+const mirrorTimer = dependencyTimer('redis', 'account_mirror');
 
 /**
  * Runs `fn` in a transaction on a connection of its own. A deadlock victim (InnoDB rolled it
@@ -52,11 +54,15 @@ async function transaction<T>(
   for (let attempt = 1; ; attempt++) {
     const conn = await pool.getConnection();
     try {
-      if (isolation) await conn.query(`SET TRANSACTION ISOLATION LEVEL ${isolation}`);
-      await conn.beginTransaction();
-      const result = await fn(conn);
-      await conn.commit();
-      return result;
+      // Timed whole, one observation an attempt: the statements, the commit, and any Redis mirror
+      // write made while the row locks are held (also timed on its own as account_mirror).
+      return await txTimer.time(async () => {
+        if (isolation) await conn.query(`SET TRANSACTION ISOLATION LEVEL ${isolation}`);
+        await conn.beginTransaction();
+        const result = await fn(conn);
+        await conn.commit();
+        return result;
+      });
     } catch (err) {
       await conn.rollback().catch(() => undefined);
       if ((err as { errno?: number }).errno !== ER_LOCK_DEADLOCK || attempt >= 3) throw err;
@@ -83,7 +89,7 @@ export function inMirroredTransaction<T>(
         'SELECT user_id, blocked, risk_score FROM users WHERE user_id IN (?) LOCK IN SHARE MODE',
         [touched],
       );
-      await mirrorUsers(redis, rows as MirrorState[]);
+      await mirrorTimer.time(() => mirrorUsers(redis, rows as MirrorState[]));
     }
     return result;
   });

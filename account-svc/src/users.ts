@@ -1,6 +1,6 @@
 /** User records: validation, and the SQL that reads and writes the users table. */
 import { Buffer } from 'node:buffer';
-import { invalidArgument, USER_ID_PATTERN, type Role } from '@redpacket/lib';
+import { dependencyTimer, invalidArgument, USER_ID_PATTERN, type Role } from '@redpacket/lib';
 import type { Account, UserRecord } from '@redpacket/proto';
 import type { Pool, PoolConnection } from '@redpacket/db';
 import type { RowDataPacket } from 'mysql2/promise';
@@ -77,15 +77,18 @@ export function validateUser(u: UserRecord | undefined, field = 'user'): NewUser
 const USER_COLUMNS =
   'user_id, display_name, password_hash, role, created_at, risk_score, blocked, block_reason, blocked_at';
 
+const selectTimer = dependencyTimer('mysql', 'account_select_user');
+const balanceTimer = dependencyTimer('mysql', 'account_balance');
+
 /** Reads one user; `lock` takes the row lock that serializes changes and their Redis mirror. */
 export async function selectUser(
   db: Pool | PoolConnection,
   userId: string,
   lock: '' | 'FOR UPDATE' = '',
 ): Promise<UserRow | undefined> {
-  const [rows] = await db.query<RowDataPacket[]>(`SELECT ${USER_COLUMNS} FROM users WHERE user_id = ? ${lock}`, [
-    userId,
-  ]);
+  const [rows] = await selectTimer.time(() =>
+    db.query<RowDataPacket[]>(`SELECT ${USER_COLUMNS} FROM users WHERE user_id = ? ${lock}`, [userId]),
+  );
   return rows[0] as UserRow | undefined;
 }
 
@@ -114,9 +117,11 @@ export interface Balance {
  */
 export async function balanceOf(pool: Pool, userId: string): Promise<Balance> {
   try {
-    const [rows] = await pool.query<RowDataPacket[]>(
-      'SELECT COALESCE(SUM(amount_cents), 0) AS cents, COUNT(*) AS n FROM awards WHERE user_id = ?',
-      [userId],
+    const [rows] = await balanceTimer.time(() =>
+      pool.query<RowDataPacket[]>(
+        'SELECT COALESCE(SUM(amount_cents), 0) AS cents, COUNT(*) AS n FROM awards WHERE user_id = ?',
+        [userId],
+      ),
     );
     return { cents: BigInt(rows[0]?.['cents'] ?? 0), count: BigInt(rows[0]?.['n'] ?? 0) };
   } catch (err) {

@@ -1,6 +1,6 @@
 import { Metadata, status } from '@grpc/grpc-js';
 import { signToken } from '@redpacket/lib';
-import { grpcError } from '@redpacket/lib/testing';
+import { grpcError, metricValue } from '@redpacket/lib/testing';
 import { importJWK, jwtVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { resyncMirror } from '../src/eligibility-mirror.js';
@@ -64,6 +64,34 @@ describe('AccountService over gRPC', () => {
     } finally {
       await h.pool.query('DELETE FROM awards WHERE packet_id IN (?, ?)', packets);
     }
+  });
+
+  it('times its MySQL calls; a NOT_FOUND inside a transaction is an answer, not a MySQL error', async () => {
+    const ops = ['account_transaction', 'account_select_user', 'account_balance'] as const;
+    const counts = async () => {
+      const out: Record<string, number> = {};
+      for (const op of ops) {
+        out[op] = await metricValue('redpacket_dependency_duration_seconds_count', { dependency: 'mysql', op });
+        out[`${op}_errors`] = await metricValue('redpacket_dependency_errors_total', { dependency: 'mysql', op });
+      }
+      return out;
+    };
+    const before = await counts();
+    const id = `${h.prefix}timed`;
+    await register(id); // one transaction (its INSERT and SELECT), then the balance
+    await api.getAccount({ userId: id }, h.adminMd); // one SELECT, the balance
+    const missing = await grpcError(api.blockUser({ userId: `${h.prefix}nobody`, reason: 'x' }, h.adminMd));
+    expect(missing.code).toBe(status.NOT_FOUND);
+    const after = await counts();
+    const moved = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]));
+    expect(moved).toMatchObject({
+      account_transaction: 2,
+      account_balance: 2,
+      account_transaction_errors: 0,
+      account_select_user_errors: 0,
+    });
+    // register's SELECT inside the transaction, getAccount's, and blockUser's locking read
+    expect(moved['account_select_user']).toBe(3);
   });
 
   it('refuses bad credentials alike for unknown users and wrong passwords', async () => {

@@ -85,7 +85,9 @@ export async function startHarness(opts: { grab?: boolean; deps?: Partial<Accoun
   const redis = await requireRedis();
   const pool = await requireMysql();
   const prefix = `t${randomBytes(5).toString('hex')}-`;
-  const serverRedis = createRedis({ url: `redis://${redis.options.host}:${redis.options.port}` });
+  const serverRedis = createRedis({
+    url: `redis://${redis.options.host}:${redis.options.port}/${redis.options.db ?? 0}`,
+  });
   const tokens = new TokenVerifier({ secret: TEST_JWT_SECRET });
   const servers: RunningServer[] = [];
   const stops: (() => void)[] = [];

@@ -57,7 +57,9 @@ describe('the Redis mirror of the blocklist and risk scores', () => {
     await api.registerUser({ user: user(risky, { riskScore: 33 }) }, h.adminMd);
     await api.blockUser({ userId: blocked, reason: 'reconnect test' }, h.adminMd);
 
-    const conn = createRedis({ url: `redis://${h.redis.options.host}:${h.redis.options.port}` }) as Redis;
+    const conn = createRedis({
+      url: `redis://${h.redis.options.host}:${h.redis.options.port}/${h.redis.options.db ?? 0}`,
+    }) as Redis;
     const sync = await keepMirrorInSync(h.pool, conn, createLogger('test', 'silent'), {
       userPrefix: `${h.prefix}back-`,
     });

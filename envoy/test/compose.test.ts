@@ -3,9 +3,9 @@
  * needs no engine), then against the Dockerfile and envoy.yaml it has to agree with.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
 import { parse } from 'yaml';
@@ -104,6 +104,50 @@ describe('docker-compose.yml', () => {
   test('grab-svc, gift-svc and gateway run replicas', () => {
     for (const name of ['grab-svc', 'gift-svc', 'gateway']) {
       expect(Number((services[name]?.['deploy'] as Json | undefined)?.['replicas']), name).toBeGreaterThanOrEqual(2);
+    }
+  });
+
+  test('prometheus and grafana run from their official images with their config files mounted read-only', () => {
+    expect(services['prometheus']?.['image']).toMatch(/^prom\/prometheus:/);
+    expect(services['grafana']?.['image']).toMatch(/^grafana\/grafana:/);
+    /** host path -> container path of a service's bind mounts (named volumes have no '/' in front). */
+    const binds = (name: string): Map<string, string> =>
+      new Map(
+        ((services[name]?.['volumes'] as string[] | undefined) ?? [])
+          .map((v) => v.split(':'))
+          .filter(([host]) => host?.startsWith('/'))
+          .map(([host, container, mode]) => {
+            expect(mode, `${name}: ${String(host)}`).toBe('ro');
+            return [relative(root, String(host)), String(container)];
+          }),
+      );
+    const prom = binds('prometheus');
+    expect(prom.get('ops/prometheus/prometheus.yml')).toBe('/etc/prometheus/prometheus.yml');
+    expect(services['prometheus']?.['command']).toContain('--config.file=/etc/prometheus/prometheus.yml');
+    const grafana = binds('grafana');
+    expect(grafana.get('ops/grafana/provisioning')).toBe('/etc/grafana/provisioning');
+    expect(grafana.get('ops/grafana/dashboards')).toBe('/var/lib/grafana/dashboards');
+    for (const host of [...prom.keys(), ...grafana.keys()]) expect(existsSync(join(root, host)), host).toBe(true);
+    for (const f of ['datasources/prometheus.yml', 'dashboards/redpacket.yml'])
+      expect(existsSync(join(root, 'ops/grafana/provisioning', f)), f).toBe(true);
+    expect(existsSync(join(root, 'ops/grafana/dashboards/redpacket.json'))).toBe(true);
+    // the data lives in named volumes, declared at the top level
+    const named = Object.keys((resolved['volumes'] as Json | undefined) ?? {});
+    expect(named).toEqual(expect.arrayContaining(['prometheus', 'grafana']));
+    const published = (name: string) => (services[name]?.['ports'] as Json[]).map((p) => String(p['published']));
+    expect(published('grafana')).toContain('3000');
+    expect(published('prometheus')).toContain('9090');
+  });
+
+  test("prometheus.yml scrapes every service's replicas on the METRICS_PORT it is given here", () => {
+    const prom = parse(readFileSync(join(root, 'ops/prometheus/prometheus.yml'), 'utf8')) as {
+      scrape_configs: { job_name: string; dns_sd_configs?: { names: string[]; port: number }[] }[];
+    };
+    for (const name of ['grab-svc', 'account-svc', 'gift-svc', 'gateway']) {
+      const port = (services[name]?.['environment'] as Json)['METRICS_PORT'];
+      expect(port, `${name} METRICS_PORT`).toMatch(/^\d+$/);
+      const job = prom.scrape_configs.find((j) => j.job_name === name);
+      expect(job?.dns_sd_configs, name).toEqual([expect.objectContaining({ names: [name], port: Number(port) })]);
     }
   });
 

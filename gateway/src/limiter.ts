@@ -2,7 +2,7 @@
  * The rate limit decision: campaign flags first (answered without counting), then the
  * in-process cache of buckets already over their limit, then one Lua call for every bucket.
  */
-import { keys, type Logger, type RedisClient } from '@redpacket/lib';
+import { dependencyTimer, HotCounter, keys, type Logger, type RedisClient } from '@redpacket/lib';
 import { LRUCache } from 'lru-cache';
 import { Counter, Registry } from 'prom-client';
 import { campaignOf, matchRule, UNIT_MS, UNITS, type Entry, type RateLimitConfig, type Unit } from './config.js';
@@ -57,8 +57,24 @@ export interface LimiterOptions {
   overrides?: (ruleId: string) => number | undefined;
 }
 
+const timers = {
+  take: dependencyTimer('redis', 'gateway_take_tokens'),
+  flag: dependencyTimer('redis', 'gateway_flag'),
+};
+
+/**
+ * The `rule` of a decision not made by a configured rule: a campaign's state flag, a request with
+ * no limited descriptor, a domain that is not ours.
+ */
+export const RULE_CAMPAIGN_STATE = 'campaign_state';
+export const RULE_NONE = 'none';
+export const RULE_OTHER_DOMAIN = 'other_domain';
+
 interface Metrics {
+  /** One per request: its overall outcome. */
   decisions: Counter<'outcome'>;
+  /** One per rule that had a say in a request: redpacket_ratelimit_decisions_total{rule,result}. */
+  ruleDecisions: HotCounter<'rule' | 'result'>;
   redisCalls: Counter<'kind'>;
   cacheHits: Counter<'kind'>;
   shadowOver: Counter<'rule'>;
@@ -70,6 +86,16 @@ function metrics(registry: Registry): Metrics {
     new Counter({ name, help, labelNames, registers: [registry] });
   return {
     decisions: c('rls_decisions_total', 'Decisions by outcome', ['outcome']),
+    ruleDecisions: new HotCounter({
+      name: 'redpacket_ratelimit_decisions_total',
+      help:
+        'Rate limit decisions by rule (a configured rule id, campaign_state, none, other_domain) and result ' +
+        '(ok, over_limit, shadow_over_limit, sold_out, not_started, ended, fail_open, fail_closed)',
+      labelNames: ['rule', 'result'] as const,
+      registers: [registry],
+      maxSeries: 2000,
+      overflowLabel: 'rule',
+    }),
     redisCalls: c('rls_redis_calls_total', 'Redis round trips by kind (take = the Lua call)', ['kind']),
     cacheHits: c('rls_cache_hits_total', 'Decisions answered from the in-process cache', ['kind']),
     shadowOver: c('rls_shadow_over_limit_total', 'Over the limit of a shadow-mode rule (allowed)', ['rule']),
@@ -140,6 +166,7 @@ export class Limiter {
     if (domain !== this.config.domain) {
       // Not ours: envoyproxy/ratelimit answers OK for descriptors without a rule, and so do we.
       this.metrics.decisions.inc({ outcome: 'ok' });
+      this.metrics.ruleDecisions.child(RULE_OTHER_DOMAIN, 'ok').inc();
       return this.ok(descriptors.map(() => OK_NO_LIMIT));
     }
 
@@ -152,6 +179,7 @@ export class Limiter {
       const flag = cachedOrPending instanceof Promise ? await cachedOrPending : cachedOrPending;
       if (flag.reason) {
         this.metrics.decisions.inc({ outcome: flag.reason.toLowerCase() });
+        this.metrics.ruleDecisions.child(RULE_CAMPAIGN_STATE, flag.reason.toLowerCase()).inc();
         return {
           overall: 'OVER_LIMIT',
           statuses: descriptors.map((_, i) =>
@@ -192,6 +220,7 @@ export class Limiter {
     });
     if (buckets.length === 0) {
       this.metrics.decisions.inc({ outcome: 'ok' });
+      this.metrics.ruleDecisions.child(RULE_NONE, 'ok').inc();
       return this.ok(statuses);
     }
 
@@ -214,6 +243,7 @@ export class Limiter {
     if (known) {
       this.metrics.cacheHits.inc({ kind: 'over_limit' });
       this.metrics.decisions.inc({ outcome: 'over_limit' });
+      this.metrics.ruleDecisions.child(known.name, 'over_limit').inc();
       for (const b of buckets) {
         statuses[b.index] = {
           code: b === known ? 'OVER_LIMIT' : 'OK',
@@ -229,9 +259,12 @@ export class Limiter {
     let taken;
     try {
       this.metrics.redisCalls.inc({ kind: 'take' });
-      taken = await takeTokens(this.redis, buckets, hits);
+      taken = await timers.take.time(() => takeTokens(this.redis, buckets, hits));
     } catch (err) {
-      for (const b of buckets) this.overLimit.delete(b.key);
+      for (const b of buckets) {
+        this.overLimit.delete(b.key);
+        this.metrics.ruleDecisions.child(b.name, this.failOpen ? 'fail_open' : 'fail_closed').inc();
+      }
       return this.redisFailed('take', err, statuses);
     }
     let retryAfterMs = 0;
@@ -239,6 +272,7 @@ export class Limiter {
       const r = taken.results[i] ?? { short: false, remaining: 0, waitMs: 0 };
       const over = r.short;
       if (over && b.shadow) this.metrics.shadowOver.inc({ rule: b.name });
+      this.metrics.ruleDecisions.child(b.name, over ? (b.shadow ? 'shadow_over_limit' : 'over_limit') : 'ok').inc();
       if (over && !b.shadow) retryAfterMs = Math.max(retryAfterMs, r.waitMs);
       // Empty now (refused, or just emptied by this request): the next ones are answered from memory.
       if (r.waitMs > 0 && !b.shadow && this.overLimitCacheMs > 0) {
@@ -301,7 +335,7 @@ export class Limiter {
     const key = keys.state(campaignId);
     try {
       this.metrics.redisCalls.inc({ kind: 'flag' });
-      const res = await this.redis.pipeline().get(key).pttl(key).exec();
+      const res = await timers.flag.time(() => this.redis.pipeline().get(key).pttl(key).exec());
       const value = res?.[0]?.[1];
       const pttl = Number(res?.[1]?.[1] ?? -1);
       const flag: Flag = { reason: typeof value === 'string' ? FLAG_REASON[value] : undefined };
@@ -312,6 +346,7 @@ export class Limiter {
       return flag;
     } catch (err) {
       this.metrics.redisErrors.inc({ kind: this.failOpen ? 'fail_open' : 'fail_closed' });
+      this.metrics.ruleDecisions.child(RULE_CAMPAIGN_STATE, this.failOpen ? 'fail_open' : 'fail_closed').inc();
       this.log.warn({ err: (err as Error).message, campaignId }, 'campaign flag lookup failed');
       if (!this.failOpen) throw new UnavailableError('rate limit store unavailable (flag)');
       return { reason: undefined };

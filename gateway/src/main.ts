@@ -1,17 +1,17 @@
 /** gateway entry point: reads the environment, loads the rules, serves Envoy's RLS, stops on SIGTERM. */
-import { createServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import {
   createLogger,
   createRedis,
   onShutdownSignal,
   registerRateLimitRules,
+  registry,
+  serveMetrics,
   startServer,
   superviseWorkers,
   Switches,
   WorkersEnv,
 } from '@redpacket/lib';
-import { Registry, collectDefaultMetrics } from 'prom-client';
 import { z } from 'zod';
 import { listRules, loadConfig, type RateLimitConfig } from './config.js';
 import { Limiter } from './limiter.js';
@@ -49,12 +49,10 @@ if (!parsed.success) {
 const env = parsed.data;
 const log = createLogger('gateway', env.LOG_LEVEL);
 const config = loadConfig(env.RATELIMIT_CONFIG);
-const registry = new Registry();
-// The primary of WORKERS > 1 only supervises (and serves the summed metrics): it never gets past
-// this line.
+// The primary of WORKERS > 1 only supervises (and serves the summed metrics of lib's registry):
+// it never gets past this line.
 const role = await superviseWorkers(env.WORKERS, log, {
   metricsPort: env.METRICS_PORT,
-  registries: [registry],
   forward: ['SIGHUP'],
 });
 const redis = createRedis({
@@ -84,7 +82,7 @@ await publishRules();
 const republish = setInterval(() => void publishRules(), 30_000);
 republish.unref();
 
-collectDefaultMetrics({ register: registry });
+// lib's registry: the decisions next to the RPC, dependency and process metrics every service has
 const limiter = new Limiter({
   redis,
   config,
@@ -98,16 +96,7 @@ const limiter = new Limiter({
 const running = await startServer({ services: createGatewayServer({ limiter, log }), port: env.GRPC_PORT, log });
 log.info({ config: env.RATELIMIT_CONFIG, domain: config.domain }, 'rate limit rules loaded');
 
-const metricsServer =
-  role.metricsPort > 0
-    ? createServer((req, res) => {
-        if (req.url !== '/metrics') return void res.writeHead(404).end();
-        registry.metrics().then(
-          (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-          (err: unknown) => res.writeHead(500).end(String(err)),
-        );
-      }).listen(role.metricsPort)
-    : undefined;
+const metricsServer = role.metricsPort > 0 ? await serveMetrics(role.metricsPort) : undefined;
 
 async function waitForRedis(ms: number): Promise<void> {
   if (redis.status === 'ready') return;
@@ -134,6 +123,6 @@ onShutdownSignal(log, async () => {
   await running.shutdown();
   clearInterval(republish);
   switches.stop();
-  metricsServer?.close();
+  await metricsServer?.close();
   await redis.quit();
 });

@@ -5,7 +5,15 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { credentials, Metadata, status, type CallOptions, type Client, type ServiceError } from '@grpc/grpc-js';
-import { createLogger, createRedis, keys, startServer, type RedisClient, type RunningServer } from '@redpacket/lib';
+import {
+  createLogger,
+  createRedis,
+  HotCounter,
+  keys,
+  startServer,
+  type RedisClient,
+  type RunningServer,
+} from '@redpacket/lib';
 import { call, deleteKeys, grpcError, pollUntil, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
 import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
@@ -119,7 +127,8 @@ const body = (r: RateLimitResponse): Json => JSON.parse(Buffer.from(r.raw_body).
 const header = (r: RateLimitResponse, name: string): string | undefined =>
   r.response_headers_to_add.find((h) => h.key === name)?.value;
 const counter = async (g: Gateway, name: string, labels: Record<string, string>): Promise<number> => {
-  const m = await g.limiter.metrics[name as keyof Limiter['metrics']].get();
+  const metric = g.limiter.metrics[name as keyof Limiter['metrics']];
+  const m = await (metric instanceof HotCounter ? metric.counter : metric).get();
   return m.values
     .filter((v) => Object.entries(labels).every(([k, val]) => (v.labels as Record<string, unknown>)[k] === val))
     .reduce((a, v) => a + v.value, 0);
@@ -157,7 +166,16 @@ describe('gateway: envoy.service.ratelimit.v3 with the shipped rules and envoy.y
     expect(header(refused, 'content-type')).toBe('application/json');
     expect(Number(header(refused, 'retry-after'))).toBeGreaterThan(0);
     expect(body(refused)).toMatchObject({ code: 'RATE_LIMITED' });
+    // redpacket_ratelimit_decisions_total: the user rule said ok userLimit times, then over_limit once
+    const userRuleId = String(last?.statuses[0]?.current_limit?.name);
+    expect(userRuleId).toMatch(/user/);
+    expect(await counter(g, 'ruleDecisions', { rule: userRuleId, result: 'ok' })).toBe(userLimit);
+    expect(await counter(g, 'ruleDecisions', { rule: userRuleId, result: 'over_limit' })).toBe(1);
     expect((await g.ask(grab(campaign, `u-${rand()}`))).overall_code).toBe('OK');
+    expect(await counter(g, 'ruleDecisions', { rule: userRuleId, result: 'ok' })).toBe(userLimit + 1);
+    // the three rules had their say in each allowed request; the refused one was answered from the
+    // over-limit cache by the user rule alone
+    expect(await counter(g, 'ruleDecisions', {})).toBe(3 * (userLimit + 1) + 1);
   });
 
   test.each([
@@ -173,6 +191,8 @@ describe('gateway: envoy.service.ratelimit.v3 with the shipped rules and envoy.y
     expect(header(res, REASON_HEADER)).toBe(reason);
     expect(body(res)).toMatchObject({ code: reason, campaign_id: campaign });
     expect(await counter(g, 'redisCalls', { kind: 'take' })).toBe(0);
+    expect(await counter(g, 'ruleDecisions', { rule: 'campaign_state', result: flag })).toBe(1);
+    expect(await counter(g, 'ruleDecisions', {})).toBe(1);
     expect(await admin.keys(`${g.prefix}*`)).toEqual([]);
   });
 
@@ -252,6 +272,9 @@ describe('gateway: envoy.service.ratelimit.v3 with the shipped rules and envoy.y
     expect(answers.every((r) => r.overall_code === 'OK')).toBe(true);
     expect(answers.at(-1)?.statuses[0]?.limit_remaining).toBe(0);
     expect(await counter(g, 'shadowOver', {})).toBe(3);
+    const userRuleId = String(answers[0]?.statuses[0]?.current_limit?.name);
+    expect(await counter(g, 'ruleDecisions', { rule: userRuleId, result: 'shadow_over_limit' })).toBe(3);
+    expect(await counter(g, 'ruleDecisions', { rule: userRuleId, result: 'ok' })).toBe(userLimit);
   });
 
   test('hits_addend takes that many tokens', async () => {

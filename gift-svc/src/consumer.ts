@@ -8,7 +8,7 @@
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import { backOff } from 'exponential-backoff';
 import { TokenBucket } from 'limiter';
-import type { Logger } from '@redpacket/lib';
+import { dependencyTimer, type Logger } from '@redpacket/lib';
 import type { Pool } from '@redpacket/db';
 import {
   assertTopology,
@@ -21,6 +21,15 @@ import {
   type WinEvent,
 } from '@redpacket/wins';
 import { isTransient, recordDeadLetter, writeAwards } from './awards-writer.js';
+import { giftMetrics, watchBacklog, type BacklogSource } from './metrics.js';
+
+const timers = {
+  write: dependencyTimer('mysql', 'gift_write_awards'),
+  deadLetter: dependencyTimer('mysql', 'gift_record_dead_letter'),
+  ack: dependencyTimer('amqp', 'gift_ack'),
+  requeue: dependencyTimer('amqp', 'gift_requeue_confirm'),
+  depth: dependencyTimer('amqp', 'gift_check_queue'),
+};
 
 export interface GiftConsumerOptions {
   pool: Pool;
@@ -72,11 +81,12 @@ interface Pending {
 /** One batch in delivery order, for ordered multiple-acks. */
 interface Slot {
   ch: ConfirmChannel;
+  size: number;
   ackable: ConsumeMessage | undefined;
   done: boolean;
 }
 
-export class GiftConsumer {
+export class GiftConsumer implements BacklogSource {
   readonly stats: GiftConsumerStats = {
     received: 0,
     credited: 0,
@@ -106,6 +116,9 @@ export class GiftConsumer {
   /** Consume/cancel calls, one at a time, so a channel never gets two consumers. */
   private pauseSync: Promise<void> = Promise.resolve();
   private pauseTimer: NodeJS.Timeout | undefined;
+  /** A channel of its own for checkQueue: a failed check closes its channel, never the consumer's. */
+  private probe: Promise<Channel> | undefined;
+  private unwatch: (() => void) | undefined;
 
   constructor(opts: GiftConsumerOptions) {
     const batchSize = opts.batchSize ?? 500;
@@ -136,6 +149,7 @@ export class GiftConsumer {
   /** Connects (retrying with back-off until RabbitMQ answers) and starts consuming. */
   async start(): Promise<void> {
     this.running = true;
+    this.unwatch ??= watchBacklog(this);
     this.pauseTimer ??= setInterval(() => {
       this.syncPause().catch((err: Error) => this.o.log.warn({ err: err.message }, 'pause/resume failed; retrying'));
     }, this.o.pauseCheckMs);
@@ -147,6 +161,8 @@ export class GiftConsumer {
   /** Stops taking deliveries, finishes the batch in progress, closes the connection. */
   async stop(): Promise<void> {
     this.running = false;
+    this.unwatch?.();
+    this.unwatch = undefined;
     clearInterval(this.pauseTimer);
     this.pauseTimer = undefined;
     await this.pauseSync;
@@ -157,6 +173,7 @@ export class GiftConsumer {
     this.conn = undefined;
     this.ch = undefined;
     this.consumerTag = undefined;
+    this.probe = undefined;
     this.buffer = [];
     // The channel first: its close goes out behind the acks just sent (of batches committed while
     // stopping), and waits for the broker's answer. A connection close alone can overtake acks still
@@ -164,6 +181,42 @@ export class GiftConsumer {
     // but each one a second write; the SIGTERM test counts them).
     await ch?.close().catch(() => undefined);
     await conn?.close().catch(() => undefined);
+  }
+
+  /** True while the consumer's RabbitMQ connection and channel are open (paused or not). */
+  get connected(): boolean {
+    return this.ch !== undefined;
+  }
+
+  /** Deliveries held unacked: buffered, or in a batch not yet acked. */
+  get unacked(): number {
+    let n = this.buffer.length;
+    for (const s of this.slots) n += s.size;
+    return n;
+  }
+
+  /** Messages ready in the gift queue, asked of the broker; undefined while not connected. */
+  async queueDepth(): Promise<{ queue: string; ready: number } | undefined> {
+    const conn = this.conn;
+    if (!conn) return undefined;
+    let probe = this.probe;
+    if (!probe) {
+      const opened: Promise<Channel> = conn.createChannel().then((ch) => {
+        ch.on('error', () => undefined); // the failing call says why
+        ch.on('close', () => {
+          if (this.probe === opened) this.probe = undefined;
+        });
+        return ch;
+      });
+      this.probe = probe = opened;
+    }
+    try {
+      const q = await timers.depth.time(async () => (await probe).checkQueue(this.o.topology.queue));
+      return { queue: this.o.topology.queue, ready: q.messageCount };
+    } catch (err) {
+      if (this.probe === probe) this.probe = undefined;
+      throw err;
+    }
   }
 
   private connect(): Promise<void> {
@@ -189,8 +242,10 @@ export class GiftConsumer {
       this.conn = conn;
       this.ch = ch;
       this.consumerTag = undefined;
+      this.probe = undefined;
       await this.syncPause(); // consumes unless paused
       this.stats.reconnects++;
+      giftMetrics.reconnects.inc();
       this.o.log.info({ queue: this.o.topology.queue, rate: this.o.rate, paused: this.isPaused }, 'connected');
     } catch (err) {
       await conn.close().catch(() => undefined);
@@ -245,6 +300,7 @@ export class GiftConsumer {
 
   private onDelivery(ch: ConfirmChannel, msg: ConsumeMessage): void {
     this.stats.received++;
+    giftMetrics.received.inc();
     this.buffer.push({ msg, ch });
     if (this.buffer.length >= this.full) this.kick?.();
     if (!this.working) {
@@ -274,7 +330,7 @@ export class GiftConsumer {
       const batch = this.buffer.splice(0, n);
       const first = batch[0];
       if (!first) continue;
-      const slot: Slot = { ch: first.ch, ackable: undefined, done: false };
+      const slot: Slot = { ch: first.ch, size: batch.length, ackable: undefined, done: false };
       this.slots.push(slot);
       const p: Promise<void> = this.process(batch)
         .then((last) => {
@@ -308,7 +364,8 @@ export class GiftConsumer {
     }
     if (last?.ackable) {
       try {
-        last.ch.ack(last.ackable, true);
+        const { ch, ackable } = last;
+        timers.ack.timeSync(() => ch.ack(ackable, true));
       } catch (err) {
         this.o.log.warn({ err: (err as Error).message }, 'ack failed; broker will redeliver');
       }
@@ -328,7 +385,8 @@ export class GiftConsumer {
     if (good.length === 0) return undefined;
     let added: number;
     try {
-      added = await this.retryOutages(() => this.o.write(this.o.pool, dedupe(good.map((g) => g.win))));
+      const wins = dedupe(good.map((g) => g.win));
+      added = await this.retryOutages(() => timers.write.time(() => this.o.write(this.o.pool, wins)));
     } catch (err) {
       if (!this.running) throw err;
       // A failure of the data, not of the database: find the culprit(s) one by one.
@@ -338,6 +396,9 @@ export class GiftConsumer {
     this.stats.batches++;
     this.stats.credited += added;
     this.stats.duplicates += good.length - added;
+    giftMetrics.batches.inc();
+    giftMetrics.delivered.inc(added);
+    giftMetrics.duplicates.inc(good.length - added);
     if (this.o.log.isLevelEnabled('debug')) for (const g of good) this.logCredited(g.win);
     return good[good.length - 1]?.p.msg;
   }
@@ -345,14 +406,16 @@ export class GiftConsumer {
   private async processOne(p: Pending, win: WinEvent): Promise<void> {
     let added: number;
     try {
-      added = await this.retryOutages(() => this.o.write(this.o.pool, [win]));
+      added = await this.retryOutages(() => timers.write.time(() => this.o.write(this.o.pool, [win])));
     } catch (err) {
       if (!this.running) throw err;
       return this.failedOnce(p, win, (err as Error).message);
     }
     this.stats.credited += added;
     this.stats.duplicates += 1 - added;
-    p.ch.ack(p.msg);
+    giftMetrics.delivered.inc(added);
+    giftMetrics.duplicates.inc(1 - added);
+    timers.ack.timeSync(() => p.ch.ack(p.msg));
     if (this.o.log.isLevelEnabled('debug')) this.logCredited(win);
   }
 
@@ -369,13 +432,14 @@ export class GiftConsumer {
     if (attempts >= this.o.maxAttempts) return this.deadLetter(p, reason, attempts, win);
     // Back to the end of the queue with its attempt count, so it never blocks the others.
     this.stats.retried++;
+    giftMetrics.retries.inc();
     p.ch.sendToQueue(this.o.topology.queue, p.msg.content, {
       ...p.msg.properties,
       persistent: true,
       headers: { ...p.msg.properties.headers, [ATTEMPTS_HEADER]: attempts },
     });
-    await p.ch.waitForConfirms();
-    p.ch.ack(p.msg);
+    await timers.requeue.time(() => p.ch.waitForConfirms());
+    timers.ack.timeSync(() => p.ch.ack(p.msg));
     this.o.log.warn(
       { packetId: win.packetId, traceId: traceForLog(win.traceId), attempts, err: reason },
       'win write failed; requeued',
@@ -389,15 +453,18 @@ export class GiftConsumer {
     win: { campaignId: string; packetId: string; traceId: string },
   ): Promise<void> {
     await this.retryOutages(() =>
-      recordDeadLetter(this.o.pool, {
-        campaignId: win.campaignId,
-        packetId: win.packetId,
-        reason,
-        attempts,
-        body: p.msg.content,
-      }),
+      timers.deadLetter.time(() =>
+        recordDeadLetter(this.o.pool, {
+          campaignId: win.campaignId,
+          packetId: win.packetId,
+          reason,
+          attempts,
+          body: p.msg.content,
+        }),
+      ),
     );
     this.stats.deadLettered++;
+    giftMetrics.deadLettered.inc();
     // Rejected without requeue: the queue's dead-letter exchange takes it.
     p.ch.nack(p.msg, false, false);
     this.o.log.error(

@@ -86,12 +86,13 @@ const services = createGiftServer({
   log,
   switches,
 });
-// the queries need MySQL; deliveries wait out a broker outage by themselves (reconnect)
+// SERVING only while both answer: MySQL (the queries, the crediting) and RabbitMQ (the consumer's
+// connection and channel are open; while they are not, it reconnects with back-off)
 const running = await startServer({
   services,
   port: env.GRPC_PORT,
   log,
-  ready: async () => (await pool.query('SELECT 1')).length > 0,
+  ready: async () => consumer.connected && (await pool.query('SELECT 1')).length > 0,
 });
 const metrics = role.metricsPort > 0 ? await serveMetrics(role.metricsPort) : undefined;
 

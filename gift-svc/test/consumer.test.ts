@@ -4,7 +4,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pool } from '@redpacket/db';
-import { pollUntil, TEST_AMQP_URL } from '@redpacket/lib/testing';
+import { registry } from '@redpacket/lib';
+import { metricValue, pollUntil, TEST_AMQP_URL } from '@redpacket/lib/testing';
+import { AggregatorRegistry } from 'prom-client';
 import { assertTopology, connectAmqp, encodeWin, type Topology, type WinEvent } from '@redpacket/wins';
 import type { RowDataPacket } from 'mysql2/promise';
 import { writeAwards } from '../src/awards-writer.js';
@@ -61,6 +63,20 @@ async function publish(t: Topology, bodies: Buffer[], routingKey = 'c'): Promise
   }
 }
 
+/** The gift counters (redpacket_gift_<name>_total) now, to compare with after a test's traffic. */
+async function giftCounters(): Promise<Record<string, number>> {
+  const names = ['received', 'delivered', 'duplicates', 'retries', 'dead_lettered'];
+  const out: Record<string, number> = {};
+  for (const n of names) out[n] = await metricValue(`redpacket_gift_${n}_total`);
+  out['writes'] = await metricValue('redpacket_dependency_duration_seconds_count', { op: 'gift_write_awards' });
+  return out;
+}
+
+async function countersSince(before: Record<string, number>): Promise<Record<string, number>> {
+  const now = await giftCounters();
+  return Object.fromEntries(Object.entries(now).map(([k, v]) => [k, v - (before[k] ?? 0)]));
+}
+
 async function sums(campaignId: string): Promise<{ awards: string; ledger: string; ledgerRows: number }> {
   const [[a], [l]] = await Promise.all([
     pool.query<RowDataPacket[]>('SELECT COALESCE(SUM(amount_cents), 0) AS s FROM awards WHERE campaign_id = ?', [
@@ -81,6 +97,7 @@ describe('GiftConsumer', () => {
     const ws = wins(c, 1000);
     const bodies = ws.map(encodeWin);
     await publish(t, [...bodies, ...bodies.slice().reverse()]);
+    const before = await giftCounters();
     const gift = await testGift(t, pool, { batchSize: 200 });
     try {
       // Every delivery written (new or duplicate), not merely delivered: stopping drops the
@@ -98,6 +115,40 @@ describe('GiftConsumer', () => {
     const expected = ws.reduce((s, w) => s + w.amountCents, 0n).toString();
     expect(await sums(c)).toEqual({ awards: expected, ledger: expected, ledgerRows: 1000 });
     expect(gift.stats).toMatchObject({ credited: 1000, duplicates: 1000, deadLettered: 0 });
+    const moved = await countersSince(before);
+    expect(moved).toMatchObject({ received: 2000, delivered: 1000, duplicates: 1000, retries: 0, dead_lettered: 0 });
+    // at most 200 a transaction: 10 at least, each one timed
+    expect(moved['writes']).toBeGreaterThanOrEqual(10);
+  });
+
+  it('reports the backlog of its queue and the deliveries it holds, read at scrape time', async () => {
+    const t = await newTopology();
+    const c = `g${uid()}`;
+    await publish(t, wins(c, 50).map(encodeWin));
+    let paused = true;
+    const gift = await testGift(t, pool, { paused: () => paused, pauseCheckMs: 50 });
+    try {
+      await pollUntil('the backlog gauge to show 50 ready', async () => {
+        return (await metricValue('redpacket_gift_backlog_messages', { queue: t.queue })) === 50;
+      });
+      expect(await metricValue('redpacket_gift_unacked_messages')).toBe(0);
+      // WORKERS > 1: the primary sums its workers' metrics, but every worker reads the same queue
+      const perWorker = await registry.getMetricsAsJSON();
+      const summed = AggregatorRegistry.aggregate([perWorker, perWorker]);
+      const backlog = await summed.getSingleMetric('redpacket_gift_backlog_messages')?.get();
+      expect(backlog?.values.find((v) => v.labels['queue'] === t.queue)?.value).toBe(50);
+      paused = false;
+      await pollUntil('all credited', async () => (await awardCount(pool, c)).n === 50, 30_000, 50);
+      await pollUntil('the backlog gauge to show 0', async () => {
+        return (await metricValue('redpacket_gift_backlog_messages', { queue: t.queue })) === 0;
+      });
+      await pollUntil('nothing held', async () => (await metricValue('redpacket_gift_unacked_messages')) === 0);
+    } finally {
+      await gift.stop();
+    }
+    // a stopped consumer reports no backlog (absent, not stale)
+    const r = await metricValue('redpacket_gift_backlog_messages', { queue: t.queue });
+    expect(r).toBe(0);
   });
 
   it('dead-letters poison messages and counts them without holding back the rest', async () => {
@@ -108,6 +159,7 @@ describe('GiftConsumer', () => {
     const negative = encodeWin({ ...ws[0]!, packetId: `${c}bad`, amountCents: -5n });
     // Poison first: the good wins queue up behind it.
     await publish(t, [garbage, negative, ...ws.map(encodeWin)]);
+    const before = await giftCounters();
     const gift = await testGift(t, pool, { batchSize: 200 });
     try {
       await pollUntil('good wins credited', async () => (await awardCount(pool, c)).n === 300, 30_000, 100);
@@ -121,6 +173,7 @@ describe('GiftConsumer', () => {
       await gift.stop();
     }
     expect(gift.stats.deadLettered).toBe(2);
+    expect(await countersSince(before)).toMatchObject({ dead_lettered: 2, delivered: 300, retries: 0 });
     const [rows] = await pool.query<RowDataPacket[]>(
       'SELECT packet_id, reason, attempts FROM dead_letters WHERE campaign_id = ?',
       [c],
@@ -136,6 +189,7 @@ describe('GiftConsumer', () => {
     const ws = wins(c, 400);
     const bad = ws[7]!.packetId;
     await publish(t, ws.map(encodeWin));
+    const before = await giftCounters();
     let calls = 0;
     const gift = await testGift(t, pool, {
       maxAttempts: 3,
@@ -153,6 +207,9 @@ describe('GiftConsumer', () => {
       await gift.stop();
     }
     expect(gift.stats).toMatchObject({ deadLettered: 1, retried: 2, credited: 399 });
+    expect(await countersSince(before)).toMatchObject({ dead_lettered: 1, retries: 2, delivered: 399 });
+    const failedWrites = { dependency: 'mysql', op: 'gift_write_awards' };
+    expect(await metricValue('redpacket_dependency_errors_total', failedWrites)).toBeGreaterThanOrEqual(3);
     expect(calls).toBeGreaterThan(3);
     const [rows] = await pool.query<RowDataPacket[]>(
       'SELECT packet_id, attempts FROM dead_letters WHERE campaign_id = ?',

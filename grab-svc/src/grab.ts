@@ -1,12 +1,16 @@
 /** The grab: validate, one script call, map the script's code to a response. */
 import { randomUUID } from 'node:crypto';
-import { notFound, invalidArgument, poolId, type Identity, type RedisClient } from '@redpacket/lib';
+import { dependencyTimer, notFound, invalidArgument, poolId, type Identity, type RedisClient } from '@redpacket/lib';
 import { Outcome, type GrabRequest, type GrabResponse } from '@redpacket/proto';
 import { checkCampaignId } from './campaigns.js';
 import type { EligibilityView } from './eligibility-mirror.js';
 import type { ReplicaAck } from './replica-ack.js';
 import { grabScript, type GrabReply } from './scripts.js';
+import { countGrab } from './metrics.js';
 import { grabPooled, type PoolCounts } from './sub-pools.js';
+
+const scriptTimer = dependencyTimer('redis', 'grab_script');
+const pooledTimer = dependencyTimer('redis', 'grab_pooled');
 
 /** The script's return codes, mirrored. */
 export enum GrabCode {
@@ -65,20 +69,26 @@ export async function grab(
   const pools = poolCounts ? await poolCounts.get(req.campaignId) : 1;
   const reply =
     pools > 1
-      ? await grabPooled(redis, {
-          campaignId: req.campaignId,
-          pools,
-          userId: who.userId,
-          requestId,
-          openedAtMs: who.openedAtMs,
-          verdict,
-          traceId,
-        })
-      : await grabScript(redis, req.campaignId, who.userId, requestId, who.openedAtMs, verdict, 0, 1, traceId);
+      ? await pooledTimer.time(() =>
+          grabPooled(redis, {
+            campaignId: req.campaignId,
+            pools,
+            userId: who.userId,
+            requestId,
+            openedAtMs: who.openedAtMs,
+            verdict,
+            traceId,
+          }),
+        )
+      : await scriptTimer.time(() =>
+          grabScript(redis, req.campaignId, who.userId, requestId, who.openedAtMs, verdict, 0, 1, traceId),
+        );
   if (replicaAck && (reply[0] === GrabCode.Won || reply[0] === GrabCode.AlreadyGrabbed)) {
     // A win (or its repetition) is answered only once a replica has it: which pool took it is not
     // reported with sub-pools, so every pool's master is waited for (one barrier each, shared).
     await Promise.all(Array.from({ length: pools }, (_, p) => replicaAck.after(poolId(req.campaignId, p))));
   }
-  return toGrabResponse(req.campaignId, reply);
+  const res = toGrabResponse(req.campaignId, reply);
+  countGrab(req.campaignId, res.outcome);
+  return res;
 }

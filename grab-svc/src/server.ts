@@ -29,6 +29,7 @@ import {
 } from './campaigns.js';
 import type { EligibilityView } from './eligibility-mirror.js';
 import { grab } from './grab.js';
+import { countPausedGrab } from './metrics.js';
 import { insertCampaignRow, recordClose, reconcileCampaign, settleCampaign } from './settle.js';
 import type { ReplicaAck } from './replica-ack.js';
 import { PoolCounts } from './sub-pools.js';
@@ -64,6 +65,7 @@ export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
         // packet and no start time is what clients already handle as "not yet, try later",
         // and the campaign (its counters included) stays untouched.
         if (deps.switches?.grabPaused(checkCampaignId(req.campaignId))) {
+          countPausedGrab(req.campaignId);
           return {
             outcome: Outcome.NOT_STARTED,
             packetId: '',

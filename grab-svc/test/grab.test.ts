@@ -1,6 +1,6 @@
 import { status } from '@grpc/grpc-js';
 import { keys } from '@redpacket/lib';
-import { bearer, call, grpcError, pollUntil } from '@redpacket/lib/testing';
+import { bearer, call, grpcError, metricValue, pollUntil } from '@redpacket/lib/testing';
 import { CampaignState, Outcome, Split } from '@redpacket/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from './harness.js';
@@ -18,6 +18,8 @@ const stats = (id: string) => call(h.admin.getCampaignStats, h.admin, { campaign
 describe('Grab outcomes', () => {
   it('WON, then ALREADY_GRABBED with the same packet, a same-id retry repeats WON, then SOLD_OUT', async () => {
     const c = await h.create({ packetCount: 2, totalCents: 300n });
+    const scriptCalls = { dependency: 'redis', op: 'grab_script' };
+    const scriptCallsBefore = await metricValue('redpacket_dependency_duration_seconds_count', scriptCalls);
     const u1 = `${h.run}-a`;
     const first = await h.grabAs(c.campaignId, u1, 'req-1');
     expect(first.outcome).toBe(Outcome.WON);
@@ -41,6 +43,12 @@ describe('Grab outcomes', () => {
     expect(late.packetId).toBe('');
     expect(late.nextBatchAt).toBeUndefined();
     expect(await h.redis.get(keys.state(c.campaignId))).toBe('sold_out');
+
+    // the metrics saw the same five answers: by campaign and outcome, and one script call each
+    const outcome = (o: string) => metricValue('redpacket_grab_outcomes_total', { campaign: c.campaignId, outcome: o });
+    expect([await outcome('won'), await outcome('already_grabbed'), await outcome('sold_out')]).toEqual([3, 1, 1]);
+    expect(await outcome('not_started')).toBe(0);
+    expect((await metricValue('redpacket_dependency_duration_seconds_count', scriptCalls)) - scriptCallsBefore).toBe(5);
 
     const s = await stats(c.campaignId);
     expect(s).toMatchObject({

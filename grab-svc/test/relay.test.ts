@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis';
 import type { Pool } from '@redpacket/db';
 import { keys, signToken } from '@redpacket/lib';
 import { credentials } from '@grpc/grpc-js';
-import { bearer, call, pollUntil, requireRedis, TEST_JWT_SECRET } from '@redpacket/lib/testing';
+import { bearer, call, metricValue, pollUntil, requireRedis, TEST_JWT_SECRET } from '@redpacket/lib/testing';
 import { freePort, spawnNode } from '@redpacket/loadgen';
 import { AdminServiceClient, Split } from '@redpacket/proto';
 import { topologyWithSuffix } from '@redpacket/wins';
@@ -107,12 +107,16 @@ describe('OutboxRelay', () => {
       return p[0] === 10;
     });
     expect(await redis.xlen(keys.outbox(id))).toBe(10);
+    // redpacket_outbox_length, read from Redis at scrape time, shows the backlog
+    expect(await metricValue('redpacket_outbox_length', { campaign: id })).toBe(10);
     const t0 = Date.now();
     await relay.stop();
     own.disconnect();
     expect(Date.now() - t0).toBeLessThan(2000);
     expect(relay.stats.published).toBe(0);
     expect(await redis.xlen(keys.outbox(id))).toBe(10);
+    // a stopped relay no longer reports its outboxes
+    expect(await metricValue('redpacket_outbox_length', { campaign: id })).toBe(0);
   });
 });
 
@@ -120,14 +124,35 @@ describe('OutboxRelay, when an outbox is deleted under it', () => {
   it('creates its group again and relays the new entries', async () => {
     const t = await requireTopology();
     const id = await campaign();
+    const before = {
+      published: await metricValue('redpacket_relay_published_total'),
+      lag: await metricValue('redpacket_relay_lag_seconds_count'),
+      publish: await metricValue('redpacket_dependency_duration_seconds_count', { op: 'relay_publish_confirm' }),
+      ack: await metricValue('redpacket_dependency_duration_seconds_count', { op: 'relay_xack_xdel' }),
+      read: await metricValue('redpacket_dependency_duration_seconds_count', { op: 'relay_xreadgroup' }),
+    };
     const { relay, stop } = await testRelay(t, [id]);
     try {
+      const wonAt = Date.now();
       await grabMany(redis, id, 3, 'a');
       await pollUntil('first wins queued', async () => (await queueDepth(t.queue)) === 3);
       await redis.del(keys.outbox(id));
       await grabMany(redis, id, 4, 'b');
       await pollUntil('later wins queued', async () => (await queueDepth(t.queue)) === 7);
       expect(relay.stats.failures).toBe(0);
+      // the relay's metrics moved with the 7 wins it really published
+      expect((await metricValue('redpacket_relay_published_total')) - before.published).toBe(7);
+      expect((await metricValue('redpacket_relay_lag_seconds_count')) - before.lag).toBe(7);
+      const lag = await metricValue('redpacket_relay_last_lag_seconds');
+      expect(lag).toBeGreaterThanOrEqual(0);
+      expect(lag).toBeLessThan((Date.now() - wonAt) / 1000 + 0.01);
+      const calls = async (op: string) => metricValue('redpacket_dependency_duration_seconds_count', { op });
+      expect((await calls('relay_publish_confirm')) - before.publish).toBeGreaterThanOrEqual(2);
+      expect((await calls('relay_xack_xdel')) - before.ack).toBeGreaterThanOrEqual(2);
+      expect((await calls('relay_xreadgroup')) - before.read).toBeGreaterThanOrEqual(2);
+      await pollUntil('the outbox gauge to read empty', async () => {
+        return (await metricValue('redpacket_outbox_length', { campaign: id })) === 0;
+      });
     } finally {
       await stop();
       await dropTopology(t);

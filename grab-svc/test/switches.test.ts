@@ -5,7 +5,7 @@
  * grabs are ever paused.
  */
 import { createLogger, grabPausedFor, setSwitch, Switches } from '@redpacket/lib';
-import { bearer, call, pollUntil, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import { bearer, call, metricValue, pollUntil, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
 import { Outcome } from '@redpacket/proto';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -81,6 +81,10 @@ describe('grab.paused', () => {
         2000,
       );
       const s0 = await stats(h, c.campaignId);
+      const pausedBefore = await metricValue('redpacket_grab_outcomes_total', {
+        campaign: c.campaignId,
+        outcome: 'paused',
+      });
       const paused = await Promise.all(Array.from({ length: 20 }, (_, i) => h.grabAs(c.campaignId, `${h.run}-p${i}`)));
       for (const r of paused) {
         expect(r).toMatchObject({
@@ -93,6 +97,11 @@ describe('grab.paused', () => {
       }
       // even the winner: the script never ran
       expect((await h.grabAs(c.campaignId, `${h.run}-first`)).outcome).toBe(Outcome.NOT_STARTED);
+      // counted as paused, apart from a campaign's real NOT_STARTED
+      expect(
+        (await metricValue('redpacket_grab_outcomes_total', { campaign: c.campaignId, outcome: 'paused' })) -
+          pausedBefore,
+      ).toBe(21);
       const s1 = await stats(h, c.campaignId);
       expect(s1.packetsClaimed).toBe(s0.packetsClaimed);
       expect(s1.notStartedCount).toBe(s0.notStartedCount);

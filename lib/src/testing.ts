@@ -1,6 +1,7 @@
 /** Helpers for the tests of every workspace (imported as '@redpacket/lib/testing'). */
 import { Metadata, type CallOptions, type ServiceError } from '@grpc/grpc-js';
 import { Cluster, Redis } from 'ioredis';
+import { registry } from './metrics.js';
 
 export const TEST_REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 export const TEST_MYSQL_URL = process.env['MYSQL_URL'] ?? 'mysql://root@127.0.0.1:3306/redpacket';
@@ -88,4 +89,65 @@ export async function deleteKeys(redis: Redis | Cluster, pattern: string): Promi
   } while (cursor !== '0');
   return n;
 }
+/**
+ * The sum of the samples of `name` in this process's registry whose labels include `labels`
+ * (collected as a scrape would: collect() callbacks run). A histogram's series are asked for as
+ * name_count, name_sum or name_bucket; a metric not registered fails the test.
+ */
+export async function metricValue(name: string, labels: Record<string, string | number> = {}): Promise<number> {
+  const base =
+    /_(count|sum|bucket)$/.test(name) && !registry.getSingleMetric(name) ? name.replace(/_[a-z]+$/, '') : name;
+  const metric = registry.getSingleMetric(base);
+  if (!metric) throw new Error(`metric ${base} is not registered`);
+  const { values } = await metric.get();
+  return values
+    .filter((v) => ((v as { metricName?: string }).metricName ?? base) === name)
+    .filter((v) =>
+      Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === String(want)),
+    )
+    .reduce((a, v) => a + v.value, 0);
+}
+
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+const SAMPLE_LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?$/;
+const LABEL_PAIR = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)/y;
+
+/**
+ * Parses Prometheus text exposition (version 0.0.4) strictly: every line is a comment, empty,
+ * or `name{labels} value`; anything else throws, naming the line.
+ */
+export function parsePrometheusText(text: string): Sample[] {
+  const out: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = SAMPLE_LINE.exec(line);
+    if (!m) throw new Error(`not a Prometheus sample line: ${line}`);
+    const labels: Record<string, string> = {};
+    const body = m[2] ?? '';
+    LABEL_PAIR.lastIndex = 0;
+    while (LABEL_PAIR.lastIndex < body.length) {
+      const at = LABEL_PAIR.lastIndex;
+      const p = LABEL_PAIR.exec(body);
+      if (!p || p.index !== at) throw new Error(`bad labels in Prometheus sample line: ${line}`);
+      labels[p[1] as string] = (p[2] as string).replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
+    }
+    const value = Number(m[3] === '+Inf' ? Infinity : m[3] === '-Inf' ? -Infinity : m[3]);
+    if (Number.isNaN(value) && m[3] !== 'NaN') throw new Error(`bad value in Prometheus sample line: ${line}`);
+    out.push({ name: m[1] as string, labels, value });
+  }
+  return out;
+}
+
+/** The sum of the parsed samples named `name` whose labels include `labels`. */
+export function sampleSum(samples: Sample[], name: string, labels: Record<string, string> = {}): number {
+  return samples
+    .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+    .reduce((a, s) => a + s.value, 0);
+}
+
 export * from './testing-cluster.js';

@@ -1,5 +1,5 @@
 /** The outbox relay on its own (`node grab-svc/dist/relay/main.js`), for when grab-svc runs without it. */
-import { createLogger, createRedis, onShutdownSignal } from '@redpacket/lib';
+import { createLogger, createRedis, onShutdownSignal, serveMetrics } from '@redpacket/lib';
 import { DEFAULT_TOPOLOGY, topologyWithSuffix } from '@redpacket/wins';
 import { z } from 'zod';
 import { OutboxRelay } from './outbox-relay.js';
@@ -11,6 +11,8 @@ const Env = RelayEnv.extend({
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   /** Comma-separated campaign ids to relay; empty = every unsettled campaign. */
   RELAY_CAMPAIGNS: z.string().default(''),
+  /** Prometheus text at http://0.0.0.0:METRICS_PORT/metrics; 0 (the default) = off. */
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(0),
 });
 const parsed = Env.safeParse(process.env);
 if (!parsed.success) {
@@ -35,8 +37,10 @@ const relay = new OutboxRelay({
 });
 relay.start();
 log.info({ consumer: relay.consumer }, 'relay started');
+const metrics = env.METRICS_PORT > 0 ? await serveMetrics(env.METRICS_PORT) : undefined;
 
 onShutdownSignal(log, async () => {
+  await metrics?.close();
   await relay.stop();
   await redis.quit();
 });

@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
-import { keys, poolId, type Logger, type RedisClient } from '@redpacket/lib';
+import { dependencyTimer, keys, poolId, type Logger, type RedisClient } from '@redpacket/lib';
 import {
   assertTopology,
   connectAmqp,
@@ -20,6 +20,14 @@ import {
   type Topology,
   type WinEvent,
 } from '@redpacket/wins';
+import { relayFailures, relayLag, relayLastLag, relayPublished, watchOutboxes } from './relay-metrics.js';
+
+const timers = {
+  read: dependencyTimer('redis', 'relay_xreadgroup'),
+  claim: dependencyTimer('redis', 'relay_xautoclaim'),
+  ack: dependencyTimer('redis', 'relay_xack_xdel'),
+  publish: dependencyTimer('amqp', 'relay_publish_confirm'),
+};
 
 export interface RelayOptions {
   /** A connection of its own: the relay never shares the grab path's connection. */
@@ -154,6 +162,7 @@ export class OutboxRelay {
   private readonly lastPruneMs = new Map<string, number>();
   private campaignList: string[] = [];
   private campaignListAt = 0;
+  private unwatch: (() => void) | undefined;
 
   constructor(opts: RelayOptions) {
     this.o = {
@@ -177,12 +186,29 @@ export class OutboxRelay {
   start(): void {
     if (this.running) return;
     this.running = true;
+    this.unwatch = watchOutboxes(this);
     this.loop = this.run();
+  }
+
+  /**
+   * Entries in each outbox this relay reads, by campaign (sub-pools summed): one XLEN each, sent
+   * at once (not one pipeline: on Redis Cluster the outboxes live on different slots).
+   */
+  async outboxLengths(): Promise<Map<string, number>> {
+    const ids = this.campaignList;
+    const lengths = await Promise.all(ids.map((id) => this.o.redis.xlen(keys.outbox(id))));
+    const out = new Map<string, number>();
+    ids.forEach((id, i) => {
+      const campaign = id.includes('.') ? id.slice(0, id.lastIndexOf('.')) : id;
+      out.set(campaign, (out.get(campaign) ?? 0) + (lengths[i] ?? 0));
+    });
+    return out;
   }
 
   /** Stops after the batch in progress; entries not yet confirmed stay pending. */
   async stop(): Promise<void> {
     this.running = false;
+    this.unwatch?.();
     this.wake?.();
     await this.loop;
     await this.closeAmqp();
@@ -198,6 +224,7 @@ export class OutboxRelay {
         }
       } catch (err) {
         this.stats.failures++;
+        relayFailures.inc();
         this.o.log.warn({ err: (err as Error).message }, 'relay batch failed; entries stay pending');
         await this.closeAmqp();
       }
@@ -299,26 +326,21 @@ export class OutboxRelay {
     const confirmed = await b.confirmed;
     const done = [...b.gone, ...confirmed];
     if (done.length > 0) {
-      await this.o.redis
-        .pipeline()
-        .xack(stream, this.o.group, ...done)
-        .xdel(stream, ...done)
-        .exec();
+      await timers.ack.time(() =>
+        this.o.redis
+          .pipeline()
+          .xack(stream, this.o.group, ...done)
+          .xdel(stream, ...done)
+          .exec(),
+      );
     }
     return confirmed.length === b.live;
   }
 
   private async readGroup(stream: string, from: '0' | '>'): Promise<StreamEntry[]> {
     const { group, consumer, batchSize } = this.o;
-    const res = (await this.o.redis.xreadgroup(
-      'GROUP',
-      group,
-      consumer,
-      'COUNT',
-      batchSize,
-      'STREAMS',
-      stream,
-      from,
+    const res = (await timers.read.time(() =>
+      this.o.redis.xreadgroup('GROUP', group, consumer, 'COUNT', batchSize, 'STREAMS', stream, from),
     )) as [string, StreamEntry[]][] | null;
     return res?.[0]?.[1] ?? [];
   }
@@ -327,14 +349,16 @@ export class OutboxRelay {
   private async autoClaim(stream: string): Promise<StreamEntry[]> {
     this.lastClaimMs.set(stream, Date.now());
     const cursor = this.claimCursor.get(stream) ?? '0-0';
-    const res = (await this.o.redis.xautoclaim(
-      stream,
-      this.o.group,
-      this.o.consumer,
-      this.o.claimIdleMs,
-      cursor,
-      'COUNT',
-      this.o.batchSize,
+    const res = (await timers.claim.time(() =>
+      this.o.redis.xautoclaim(
+        stream,
+        this.o.group,
+        this.o.consumer,
+        this.o.claimIdleMs,
+        cursor,
+        'COUNT',
+        this.o.batchSize,
+      ),
     )) as [string, StreamEntry[], string[]?];
     this.claimCursor.set(stream, res[0]);
     // More to scan: claim again on the next pass instead of waiting claimEveryMs.
@@ -373,6 +397,7 @@ export class OutboxRelay {
   private async send(wins: WinEvent[]): Promise<{ confirmed: Promise<string[]> }> {
     if (wins.length === 0) return { confirmed: Promise.resolve([]) };
     const ch = await this.channel();
+    const started = performance.now();
     let settle!: (err: unknown) => void;
     const acked = new Promise<void>((resolve, reject) => {
       let left = wins.length;
@@ -402,12 +427,18 @@ export class OutboxRelay {
       );
       if (!ok) await withTimeout(once(ch, 'drain'), this.o.confirmTimeoutMs, 'channel drain');
     }
-    const confirmed = withTimeout(acked, this.o.confirmTimeoutMs, 'publisher confirms').then(() => {
+    const confirmedAt = timers.publish.since(
+      started,
+      withTimeout(acked, this.o.confirmTimeoutMs, 'publisher confirms'),
+    );
+    const confirmed = confirmedAt.then(() => {
       this.stats.published += wins.length;
       this.stats.confirmedBatches++;
       const kept = wins.filter((w) => this.returned.delete(w.packetId));
       if (kept.length > 0) this.o.log.error({ n: kept.length }, 'wins returned as unroutable; kept pending');
-      return wins.filter((w) => !kept.includes(w)).map((w) => w.streamId);
+      const delivered = wins.filter((w) => !kept.includes(w));
+      observePublished(delivered);
+      return delivered.map((w) => w.streamId);
     });
     confirmed.catch(() => undefined); // observed here; the caller awaits it later
     return { confirmed };
@@ -457,6 +488,20 @@ export class OutboxRelay {
     this.ch = undefined;
     await conn?.close().catch(() => undefined);
   }
+}
+
+/** Counts wins the broker took, and how long after the win it took them. */
+function observePublished(wins: WinEvent[]): void {
+  if (wins.length === 0) return;
+  relayPublished.inc(wins.length);
+  const now = Date.now();
+  let lag = 0;
+  for (const w of wins) {
+    if (w.wonAtMs === 0n) continue; // an entry without its time: no lag to tell
+    lag = Math.max(0, now - Number(w.wonAtMs)) / 1000;
+    relayLag.observe(lag);
+  }
+  relayLastLag.set(lag);
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

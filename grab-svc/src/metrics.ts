@@ -1,0 +1,45 @@
+/** grab-svc's own metrics: grab outcomes by campaign, counted without slowing the grab. */
+import { HotCounter, shared, type HotChild } from '@redpacket/lib';
+import { Outcome } from '@redpacket/proto';
+
+/** Campaigns counted one by one; later ones count under campaign="_other". */
+const MAX_CAMPAIGNS = 2000;
+
+/** The `outcome` label, indexed by Outcome value; one more slot for grabs refused by grab.paused. */
+const LABELS = ['unspecified', 'won', 'already_grabbed', 'sold_out', 'not_started', 'ended', 'forbidden', 'paused'];
+const PAUSED = LABELS.length - 1;
+
+export const grabOutcomes = shared(
+  'redpacket_grab_outcomes_total',
+  () =>
+    new HotCounter({
+      name: 'redpacket_grab_outcomes_total',
+      help: 'Grabs answered, by campaign and outcome (paused: answered NOT_STARTED because of the grab.paused switch)',
+      labelNames: ['campaign', 'outcome'] as const,
+      maxSeries: MAX_CAMPAIGNS * LABELS.length,
+      overflowLabel: 'campaign',
+    }),
+);
+
+/** The children of one campaign by label index: one Map lookup and one addition a grab. */
+const byCampaign = shared('redpacket_grab_outcomes_total:children', () => new Map<string, HotChild[]>());
+
+function childrenOf(campaignId: string): HotChild[] {
+  let c = byCampaign.get(campaignId);
+  if (!c) {
+    c = LABELS.map((label) => grabOutcomes.child(campaignId, label));
+    // Past the cap these are the "_other" children: asking the HotCounter again finds them.
+    if (byCampaign.size < MAX_CAMPAIGNS) byCampaign.set(campaignId, c);
+  }
+  return c;
+}
+
+/** Counts one answered grab. */
+export function countGrab(campaignId: string, outcome: Outcome): void {
+  childrenOf(campaignId)[outcome]?.inc();
+}
+
+/** Counts a grab answered NOT_STARTED because the campaign (or every grab) is paused. */
+export function countPausedGrab(campaignId: string): void {
+  childrenOf(campaignId)[PAUSED]?.inc();
+}
