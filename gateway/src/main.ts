@@ -93,7 +93,13 @@ const limiter = new Limiter({
   flagCacheMs: env.RATELIMIT_FLAG_CACHE_MS,
   overrides: (ruleId) => switches.rateLimitOverride(ruleId),
 });
-const running = await startServer({ services: createGatewayServer({ limiter, log }), port: env.GRPC_PORT, log });
+const running = await startServer({
+  services: createGatewayServer({ limiter, log }),
+  port: env.GRPC_PORT,
+  log,
+  // Decisions fail open without Redis, but the health check tells Envoy and the operator the truth.
+  ready: async () => (await redis.ping()) === 'PONG',
+});
 log.info({ config: env.RATELIMIT_CONFIG, domain: config.domain }, 'rate limit rules loaded');
 
 const metricsServer = role.metricsPort > 0 ? await serveMetrics(role.metricsPort) : undefined;

@@ -1,4 +1,5 @@
 /** Helpers for the tests of every workspace (imported as '@redpacket/lib/testing'). */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { Metadata, type CallOptions, type ServiceError } from '@grpc/grpc-js';
 import { Cluster, Redis } from 'ioredis';
 import { registry } from './metrics.js';
@@ -148,6 +149,54 @@ export function sampleSum(samples: Sample[], name: string, labels: Record<string
   return samples
     .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
     .reduce((a, s) => a + s.value, 0);
+}
+
+/** A redis-server of a test's own (nothing on disk); `stop()` ends it by its pid. */
+export interface TestRedisServer {
+  port: number;
+  url: string;
+  process: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** Starts a redis-server on 127.0.0.1:`port` and waits until it answers PING. */
+export async function startRedisServer(port: number): Promise<TestRedisServer> {
+  const proc = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    {
+      stdio: 'ignore',
+    },
+  );
+  await new Promise<void>((resolve, reject) => {
+    proc.once('error', (e) =>
+      reject(new Error(`redis-server not runnable (apt-get install redis-server): ${e.message}`)),
+    );
+    proc.once('spawn', () => resolve());
+  });
+  const url = `redis://127.0.0.1:${port}`;
+  const stop = (): Promise<void> =>
+    new Promise((r) =>
+      proc.exitCode !== null || proc.signalCode !== null ? r() : (proc.once('exit', () => r()), proc.kill('SIGKILL')),
+    );
+  try {
+    await pollUntil(`redis-server on port ${port} answers`, async () => {
+      const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      probe.on('error', () => undefined);
+      try {
+        await probe.connect();
+        return (await probe.ping()) === 'PONG';
+      } catch {
+        return false;
+      } finally {
+        probe.disconnect();
+      }
+    });
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { port, url, process: proc, stop };
 }
 
 export * from './testing-cluster.js';

@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
 import { GrabServiceService } from '@redpacket/proto';
@@ -7,7 +6,7 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { expect, it } from 'vitest';
 import { implement, startServer } from '../src/index.js';
-import { pollUntil } from '../src/testing.js';
+import { pollUntil, startRedisServer } from '../src/testing.js';
 
 const freePort = (): Promise<number> =>
   new Promise((resolve) => {
@@ -17,24 +16,9 @@ const freePort = (): Promise<number> =>
     });
   });
 
-function startRedis(port: number): Promise<ChildProcess> {
-  const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  });
-  return new Promise((resolve, reject) => {
-    p.once('error', (e) => reject(new Error(`redis-server not runnable (apt-get install redis-server): ${e.message}`)));
-    p.once('spawn', () => resolve(p));
-  });
-}
-
-const stopProcess = (p: ChildProcess): Promise<void> =>
-  new Promise((r) =>
-    p.exitCode !== null || p.signalCode !== null ? r() : (p.once('exit', () => r()), p.kill('SIGKILL')),
-  );
-
 it('health follows the dependency: NOT_SERVING while its Redis is down, SERVING again once it is back', async () => {
   const port = await freePort();
-  let redisProc = await startRedis(port);
+  let redisProc = await startRedisServer(port);
   const redis = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 0, retryStrategy: () => 100 });
   redis.on('error', () => undefined);
   const log = pino({ level: 'silent' });
@@ -56,19 +40,19 @@ it('health follows the dependency: NOT_SERVING while its Redis is down, SERVING 
     new Promise((resolve, reject) => client.check({ service: svc }, (e, r) => (e ? reject(e) : resolve(r.status))));
   try {
     await pollUntil('SERVING with Redis up', async () => (await status('redpacket.v1.GrabService')) === 'SERVING');
-    await stopProcess(redisProc);
+    await redisProc.stop();
     await pollUntil(
       'NOT_SERVING once Redis is gone',
       async () => (await status('redpacket.v1.GrabService')) === 'NOT_SERVING',
     );
     expect(await status('')).toBe('NOT_SERVING');
-    redisProc = await startRedis(port);
+    redisProc = await startRedisServer(port);
     await pollUntil('SERVING once Redis is back', async () => (await status('redpacket.v1.GrabService')) === 'SERVING');
     expect(await status('')).toBe('SERVING');
   } finally {
     client.close();
     await server.shutdown(500);
     redis.disconnect();
-    await stopProcess(redisProc);
+    await redisProc.stop();
   }
 });
