@@ -27,7 +27,11 @@ export interface LoadOptions {
   workers?: number;
   /** Run for this long instead of sending each request once. */
   durationMs?: number;
-  /** Total request rate; 0 means as fast as possible. */
+  /**
+   * Total request rate; 0 means as fast as possible (closed loop). Above 0 the run is open
+   * loop: each request has a fixed send time and its latency counts from that time, so keep
+   * `concurrency` well above rate x latency or the cap itself shows up as queueing delay.
+   */
   rps?: number;
   /** Count replies by the value of this varint field number (e.g. 1 = the grab outcome). */
   replyKey?: number;
