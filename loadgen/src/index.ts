@@ -148,4 +148,5 @@ function summarize(results: WorkerResult[], totalMs: number): LoadReport {
 
 /** Path of the echo server's script, to spawn as a child process. */
 export const echoServerScript = new URL('./echo-server.js', import.meta.url);
-export { cpuTimeMs, freePort, h2load, spawnNode, type Child, type H2loadResult } from './procs.js';
+export { cpuTimeMs, freePort, h2load, loadAverageLine, spawnNode, type Child, type H2loadResult } from './procs.js';
+export { areaOf, summarizeCpuProfile, type ProfileItem, type ProfileSummary } from './cpu-profile.js';
