@@ -32,6 +32,7 @@ import {
 } from '@redpacket/loadgen';
 import { AdminServiceClient, GrabRequest, Outcome, Split } from '@redpacket/proto';
 import Table from 'cli-table3';
+import { GRAB_NODE_FLAGS } from '../node-flags.js';
 
 const N = Number(process.env['BENCH_REQUESTS'] ?? 60_000);
 const C = Number(process.env['BENCH_CONCURRENCY'] ?? 200);
@@ -101,7 +102,7 @@ async function main(): Promise<void> {
     RELAY_ENABLED: '0',
     SETTLE_EVERY_MS: '0',
   });
-  const grab = spawnNode(new URL('../main.js', import.meta.url), [], grabEnv(grabPort));
+  const grab = spawnNode(new URL('../main.js', import.meta.url), [], grabEnv(grabPort), GRAB_NODE_FLAGS);
   const created: string[] = [];
   try {
     await echo.waitFor(/^listening/);
@@ -343,6 +344,7 @@ async function main(): Promise<void> {
       const dir = mkdtempSync(join(tmpdir(), 'grab-prof-'));
       const profPort = await freePort();
       const prof = spawnNode(new URL('../main.js', import.meta.url), [], grabEnv(profPort), [
+        ...GRAB_NODE_FLAGS,
         '--cpu-prof',
         `--cpu-prof-dir=${dir}`,
       ]);
