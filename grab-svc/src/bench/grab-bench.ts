@@ -47,6 +47,8 @@ const PROFILE = process.argv.includes('--profile');
  * many RPUSH commands per round trip (it can only push one value a command with -t rpush).
  */
 const RB_PIPELINE = 1000;
+/** Streams the open-loop run may have in flight: independent users do not wait for each other. */
+const OPEN_LOOP_STREAMS = 2000;
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 const fmt = (n: number, d = 0): string =>
@@ -63,6 +65,13 @@ async function commandCalls(redis: ReturnType<typeof createRedis>): Promise<Reco
  * `redis-benchmark -t rpush`'s workload (1,000,000 single-value RPUSH to one list) against the
  * bench's own Redis database and a key of this run, with a packet-sized value; returns the ms.
  */
+/** Redis's own CPU seconds so far (INFO cpu): per grab, what the server under test adds on the same cores. */
+async function redisCpuSeconds(redis: ReturnType<typeof createRedis>): Promise<number> {
+  const info = await redis.info('cpu');
+  const get = (k: string): number => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
+  return get('used_cpu_user') + get('used_cpu_sys');
+}
+
 async function redisBenchmarkRpush(count: number): Promise<number> {
   const u = new URL(REDIS_URL);
   const db = u.pathname.slice(1) || '0';
@@ -160,7 +169,8 @@ async function main(): Promise<void> {
         target: `http://127.0.0.1:${path === ECHO_PATH ? echoPort : grabPort}`,
         path,
         requests,
-        concurrency: C,
+        // open loop: room for a stall's backlog, so the generator's own cap does not shape it
+        concurrency: rps > 0 ? Math.max(C, OPEN_LOOP_STREAMS) : C,
         connections: 4,
         replyKey: 1,
         rps,
@@ -176,14 +186,17 @@ async function main(): Promise<void> {
     const grabRuns: LoadReport[] = [];
     let redisCallsPerGrab = 0;
     let scriptCallsPerGrab = 0;
+    const redisCpuUs: number[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       process.stderr.write(`round ${r + 1}/${ROUNDS}\n`);
       const c = await create(N);
       const reqs = requestsFor([c.id], tokens);
       echoRuns.push(await load(ECHO_PATH, reqs));
       const before = await commandCalls(redis);
+      const redisCpu0 = await redisCpuSeconds(redis);
       const g = await load(GRAB_PATH, reqs);
       const after = await commandCalls(redis);
+      redisCpuUs.push((((await redisCpuSeconds(redis)) - redisCpu0) * 1e6) / N);
       grabRuns.push(g);
       const won = g.replies[String(Outcome.WON)] ?? 0;
       if (won !== N) throw new Error(`expected ${N} WON, got ${JSON.stringify(g.replies)} ${JSON.stringify(g.errors)}`);
@@ -265,6 +278,8 @@ async function main(): Promise<void> {
       echoServerCpuUsPerCall: echoCpuUs,
       grabServerCpuUsPerCall: grabCpuUs,
       echoOverGrabCpu: echoCpuUs / grabCpuUs,
+      redisCpuUsPerGrab: median(redisCpuUs),
+      echoOverGrabPlusRedisCpu: echoCpuUs / (grabCpuUs + median(redisCpuUs)),
       coldTokenGrabRps: coldRun.rps,
       redisScriptCallsPerGrab: scriptCallsPerGrab,
       redisCommandsSentPerGrab: redisCallsPerGrab,
@@ -310,6 +325,16 @@ async function main(): Promise<void> {
         'from /proc; barely moved by other load',
       ],
       ['echo CPU / grab CPU', fmt(figures.echoOverGrabCpu, 2), 'the throughput ratio one core would give'],
+      [
+        'Redis CPU µs per grab',
+        fmt(figures.redisCpuUsPerGrab, 1),
+        'INFO cpu; on the same 2 cores (includes any other client of this Redis)',
+      ],
+      [
+        'echo CPU / (grab + Redis CPU)',
+        fmt(figures.echoOverGrabPlusRedisCpu, 2),
+        'the ratio when the cores are the limit',
+      ],
       ['grab req/s, first-seen tokens', fmt(coldRun.rps), 'each call verifies a new JWT'],
       ['Redis script calls per grab', fmt(scriptCallsPerGrab, 3), 'EVALSHA+EVAL from INFO commandstats; goal 1'],
       ['Redis commands sent per grab', fmt(redisCallsPerGrab, 3), 'all client commands, script internals excluded'],
@@ -339,8 +364,8 @@ async function main(): Promise<void> {
     console.log(t.toString());
     if (process.argv.includes('--json')) console.log(JSON.stringify(figures, null, 2));
     if (PROFILE) {
-      // A second grab-svc under the profiler, same workload: a warm-up run then a measured one
-      // (both sampled), on campaigns in the same Redis. The profile inflates CPU per call a bit.
+      // A second grab-svc under the profiler, same workload: a warm-up run (which verifies each
+      // token once) then two with the tokens cached, all sampled, on campaigns in the same Redis.
       const dir = mkdtempSync(join(tmpdir(), 'grab-prof-'));
       const profPort = await freePort();
       const prof = spawnNode(new URL('../main.js', import.meta.url), [], grabEnv(profPort), [
@@ -351,7 +376,7 @@ async function main(): Promise<void> {
       try {
         await prof.waitFor(/gRPC server listening/);
         process.stderr.write('profiling grab-svc (node --cpu-prof)...\n');
-        for (const toks of [tokens, coldTokens]) {
+        for (const toks of [tokens, tokens, tokens]) {
           const c = await create(N);
           const r = await runLoad({
             target: `http://127.0.0.1:${profPort}`,
