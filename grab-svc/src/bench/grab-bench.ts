@@ -215,7 +215,22 @@ async function main(): Promise<void> {
     const paced = await create(N);
     const pacedReqs = requestsFor([paced.id], tokens);
     const pacedEcho = await runLoadOn(ECHO_PATH, pacedReqs, halfRps);
-    const pacedGrab = await runLoadOn(GRAB_PATH, pacedReqs, halfRps);
+    // Redis's own answer time meanwhile (a PING every 5 ms from here): what the shared Redis and
+    // the machine add under the grab's tail, whatever grab-svc does.
+    const pings: number[] = [];
+    let pinging = true;
+    const pinger = (async () => {
+      while (pinging) {
+        const t0 = performance.now();
+        await redis.ping();
+        pings.push(performance.now() - t0);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    const pacedGrab = await runLoadOn(GRAB_PATH, pacedReqs, halfRps).finally(() => (pinging = false));
+    await pinger;
+    pings.sort((a, b) => a - b);
+    const pingQ = (q: number): number => pings[Math.min(pings.length - 1, Math.ceil(q * pings.length) - 1)] ?? 0;
     if ((pacedGrab.replies[String(Outcome.WON)] ?? 0) !== N) {
       throw new Error(`open loop: expected ${N} WON, got ${JSON.stringify(pacedGrab.replies)}`);
     }
@@ -287,6 +302,8 @@ async function main(): Promise<void> {
       grabOpenLoopP50Ms: pacedGrab.percentilesMs[50] ?? 0,
       grabOpenLoopP99Ms: pacedGrab.percentilesMs[99] ?? 0,
       grabOpenLoopP999Ms: pacedGrab.percentilesMs[99.9] ?? 0,
+      redisPingP99MsDuringOpenLoop: pingQ(0.99),
+      redisPingMaxMsDuringOpenLoop: pingQ(1),
       echoOpenLoopP50Ms: pacedEcho.percentilesMs[50] ?? 0,
       echoOpenLoopP99Ms: pacedEcho.percentilesMs[99] ?? 0,
       echoOpenLoopP999Ms: pacedEcho.percentilesMs[99.9] ?? 0,
@@ -318,6 +335,11 @@ async function main(): Promise<void> {
         'echo p50 / p99 / p99.9 ms, same rate',
         `${fmt(figures.echoOpenLoopP50Ms, 2)} / ${fmt(figures.echoOpenLoopP99Ms, 2)} / ${fmt(figures.echoOpenLoopP999Ms, 2)}`,
         'the floor: load generator + grpc-js',
+      ],
+      [
+        'Redis PING p99 / max ms meanwhile',
+        `${fmt(figures.redisPingP99MsDuringOpenLoop, 2)} / ${fmt(figures.redisPingMaxMsDuringOpenLoop, 2)}`,
+        'from this process during the open-loop grab run: the shared Redis and host',
       ],
       [
         'server CPU µs per call: echo / grab',
