@@ -3,9 +3,9 @@
  * both driven by the same load generator in the same run, plus Redis calls per grab and the
  * effect of campaign size; the grab's latency at half its maximum rate (open loop, fixed
  * arrival schedule); creating 1,000,000 packets next to redis-benchmark pushing as many. Figures,
- * not a test. Env: BENCH_REQUESTS, BENCH_CONCURRENCY, BENCH_ROUNDS, REDIS_URL; `--json` prints the
- * figures as JSON too; `--profile` adds a run of a grab-svc under `node --cpu-prof` and prints
- * where its CPU went (self time by function and by package).
+ * not a test. Env: BENCH_REQUESTS, BENCH_CONCURRENCY, BENCH_ROUNDS, REDIS_URL, BENCH_NODE_FLAGS;
+ * `--json` prints the figures as JSON too; `--profile` adds a run of a grab-svc under
+ * `node --cpu-prof` and prints where its CPU went (self time by function and by package).
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -42,6 +42,11 @@ const SECRET = randomBytes(24).toString('hex');
 const GRAB_PATH = '/redpacket.v1.GrabService/Grab';
 const run = randomBytes(3).toString('hex');
 const PROFILE = process.argv.includes('--profile');
+/** grab-svc's V8 flags: its npm start's, or BENCH_NODE_FLAGS (space-separated; empty for none) to compare. */
+const NODE_FLAGS =
+  process.env['BENCH_NODE_FLAGS'] === undefined
+    ? GRAB_NODE_FLAGS
+    : process.env['BENCH_NODE_FLAGS'].split(' ').filter(Boolean);
 /**
  * redis-benchmark's baseline for campaign creation: one connection like the service's, this
  * many RPUSH commands per round trip (it can only push one value a command with -t rpush).
@@ -111,7 +116,7 @@ async function main(): Promise<void> {
     RELAY_ENABLED: '0',
     SETTLE_EVERY_MS: '0',
   });
-  const grab = spawnNode(new URL('../main.js', import.meta.url), [], grabEnv(grabPort), GRAB_NODE_FLAGS);
+  const grab = spawnNode(new URL('../main.js', import.meta.url), [], grabEnv(grabPort), NODE_FLAGS);
   const created: string[] = [];
   try {
     await echo.waitFor(/^listening/);
@@ -246,17 +251,25 @@ async function main(): Promise<void> {
     // Alternated, twice each with other users, so drift in the machine's load hits both sides.
     const bigRps: number[] = [];
     const smallRps: number[] = [];
+    const bigRedisUs: number[] = [];
+    const smallRedisUs: number[] = [];
     let smallCampaigns = 0;
     for (const toks of [tokens, coldTokens]) {
+      let r0 = await redisCpuSeconds(redis);
       bigRps.push((await load(GRAB_PATH, requestsFor([big.id], toks))).rps);
+      bigRedisUs.push((((await redisCpuSeconds(redis)) - r0) * 1e6) / N);
       const smallIds: string[] = [];
       for (let i = 0; i < Math.ceil(N / 1000); i++) smallIds.push((await create(1000)).id);
       smallCampaigns = smallIds.length;
+      r0 = await redisCpuSeconds(redis);
       smallRps.push((await load(GRAB_PATH, requestsFor(smallIds, toks))).rps);
+      smallRedisUs.push((((await redisCpuSeconds(redis)) - r0) * 1e6) / N);
     }
     const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
     const bigRun = { rps: mean(bigRps) };
     const smallRun = { rps: mean(smallRps) };
+    // grab-svc's CPU per call of those four runs (the last entries of cpuUs.grab), big and small
+    const sizeCpu = cpuUs['grab']!.slice(-4);
 
     process.stderr.write('h2load against the echo server...\n');
     const sample = requestsFor([warm.id], tokens)[0]!;
@@ -314,6 +327,10 @@ async function main(): Promise<void> {
       rps1MPackets: bigRun.rps,
       rps1kPackets: smallRun.rps,
       ratio1MOver1k: bigRun.rps / smallRun.rps,
+      grabCpuUs1M: mean([sizeCpu[0]!, sizeCpu[2]!]),
+      grabCpuUs1k: mean([sizeCpu[1]!, sizeCpu[3]!]),
+      redisCpuUs1M: mean(bigRedisUs),
+      redisCpuUs1k: mean(smallRedisUs),
       h2loadEchoRps: h2.rps,
       loadgenOverH2load: echoRps / h2.rps,
       h2loadGrabAlreadyGrabbedRps: h2grab.rps,
@@ -374,6 +391,11 @@ async function main(): Promise<void> {
       ['grab req/s, 1M-packet campaign', fmt(bigRun.rps), 'mean of 2, alternated with the next'],
       ['grab req/s, 1k-packet campaigns', fmt(smallRun.rps), `${smallCampaigns} campaigns, every call WON`],
       ['1M / 1k', fmt(figures.ratio1MOver1k, 2), 'goal within 10% (0.9-1.1)'],
+      [
+        'CPU µs per grab, 1M / 1k: grab-svc; Redis',
+        `${fmt(figures.grabCpuUs1M)} / ${fmt(figures.grabCpuUs1k)}; ${fmt(figures.redisCpuUs1M, 1)} / ${fmt(figures.redisCpuUs1k, 1)}`,
+        'where a difference would come from',
+      ],
       ['echo req/s (h2load)', fmt(h2.rps), 'native client: the ceiling of this host'],
       [
         'loadgen / h2load on echo',
@@ -382,7 +404,11 @@ async function main(): Promise<void> {
       ],
       ['grab req/s (h2load, one user)', fmt(h2grab.rps), 'ALREADY_GRABBED path: h2load cannot vary the token'],
     );
-    t.push(['load average at start', startLoad, ''], ['load average at end', loadAverageLine(), '']);
+    t.push(
+      ['load average at start', startLoad, ''],
+      ['load average at end', loadAverageLine(), ''],
+      ['grab-svc node flags', NODE_FLAGS.join(' ') || '(none)', 'BENCH_NODE_FLAGS to compare'],
+    );
     console.log(t.toString());
     if (process.argv.includes('--json')) console.log(JSON.stringify(figures, null, 2));
     if (PROFILE) {
@@ -391,7 +417,7 @@ async function main(): Promise<void> {
       const dir = mkdtempSync(join(tmpdir(), 'grab-prof-'));
       const profPort = await freePort();
       const prof = spawnNode(new URL('../main.js', import.meta.url), [], grabEnv(profPort), [
-        ...GRAB_NODE_FLAGS,
+        ...NODE_FLAGS,
         '--cpu-prof',
         `--cpu-prof-dir=${dir}`,
       ]);
