@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { credentials } from '@grpc/grpc-js';
@@ -52,6 +53,8 @@ try {
     client.waitForReady(Date.now() + 30_000, (err) => (err ? reject(err) : resolve())),
   );
   const md = bearer(await signToken({ secret, userId: 'bench-admin', role: 'admin' }));
+  // the machine's load at the start and the end, so a reader can judge the noise
+  const loadAtStart = loadavg().map((x) => Number(x.toFixed(2)));
   const started = performance.now();
   const res = await new Promise<ImportUsersResponse>((resolve, reject) => {
     const stream = client.importUsers(md, (err, r) => (err ? reject(err) : resolve(r)));
@@ -85,6 +88,8 @@ try {
       duplicates: Number(res.duplicates),
       seconds: Number(seconds.toFixed(2)),
       usersPerSecond: Math.round(total / seconds),
+      loadAverageAtStart: loadAtStart,
+      loadAverageAtEnd: loadavg().map((x) => Number(x.toFixed(2))),
     }),
   );
 } finally {

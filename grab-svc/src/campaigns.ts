@@ -153,16 +153,21 @@ export async function writeCampaign(redis: RedisClient, c: CampaignMeta): Promis
     // evenly; each pool's lists get their own pipeline (another slot, on a cluster another node).
     for (let pool = 0; pool < S; pool++) {
       const key = keys.batch(poolId(c.id, pool), b);
-      const mine: number[] = [];
-      for (let j = pool; j < size; j += S) mine.push(offset + j);
-      poolCounts[pool]! += mine.length;
-      for (let i = 0; i < mine.length; i += PUSH_CHUNK) {
-        const items = mine.slice(i, i + PUSH_CHUNK).map((k) => `${ids[k]}|${amounts[k]}`);
-        pipe.rpush(key, ...items);
-        if (++queued === PIPELINE_PUSHES) {
-          await execOrThrow(pipe);
-          pipe = redis.pipeline();
-          queued = 0;
+      // items built straight into each chunk: no index arrays to slice and map (GC was a third
+      // of the time it took to create a million packets)
+      let items: string[] = [];
+      for (let j = pool; j < size; j += S) {
+        const k = offset + j;
+        items.push(`${ids[k]}|${amounts[k]}`);
+        poolCounts[pool]!++;
+        if (items.length === PUSH_CHUNK || j + S >= size) {
+          pipe.rpush(key, ...items);
+          items = [];
+          if (++queued === PIPELINE_PUSHES) {
+            await execOrThrow(pipe);
+            pipe = redis.pipeline();
+            queued = 0;
+          }
         }
       }
       if (S > 1) {

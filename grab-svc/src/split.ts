@@ -53,16 +53,45 @@ export function batchSizes(count: number, batches: number): number[] {
 /**
  * Packet ids double as redeemable codes: 96 random bits in base64url (16 characters),
  * drawn in one call for the whole campaign; a repeat (never seen in practice) is redrawn.
+ * `random` is node's randomBytes; tests pass a source that repeats itself.
  */
-export function packetIds(count: number): string[] {
-  const bytes = randomBytes(12 * count);
+export function packetIds(count: number, random: (size: number) => Buffer = randomBytes): string[] {
+  const bytes = random(ID_BYTES * count);
+  redrawRepeats(bytes, count, random);
+  // 12 bytes are exactly 16 base64 characters: one encoding, then 16-character slices
+  const all = bytes.toString('base64url');
   const ids = new Array<string>(count);
-  const seen = new Set<string>();
-  for (let i = 0; i < count; i++) {
-    let id = bytes.subarray(12 * i, 12 * i + 12).toString('base64url');
-    while (seen.has(id)) id = randomBytes(12).toString('base64url');
-    seen.add(id);
-    ids[i] = id;
-  }
+  for (let i = 0; i < count; i++) ids[i] = all.slice(16 * i, 16 * i + 16);
   return ids;
+}
+
+const ID_BYTES = 12;
+
+/**
+ * Redraws any id equal to an earlier one. A Set of a million strings took ~70% of creating a
+ * campaign; this sorts the ids' first 48 bits as doubles instead (native, no strings) and only
+ * compares whole ids whose prefixes meet (about 1 in 500 campaigns of a million has such a pair).
+ */
+function redrawRepeats(bytes: Buffer, count: number, random: (size: number) => Buffer): void {
+  for (;;) {
+    const prefix = new Float64Array(count);
+    for (let i = 0; i < count; i++) prefix[i] = bytes.readUIntBE(ID_BYTES * i, 6);
+    const sorted = prefix.slice().sort();
+    const shared = new Set<number>();
+    for (let i = 1; i < count; i++) if (sorted[i] === sorted[i - 1]) shared.add(sorted[i]!);
+    if (shared.size === 0) return;
+    const seen = new Set<string>();
+    let redrawn = false;
+    for (let i = 0; i < count; i++) {
+      if (!shared.has(prefix[i]!)) continue;
+      const at = ID_BYTES * i;
+      const id = bytes.toString('hex', at, at + ID_BYTES);
+      if (seen.has(id)) {
+        random(ID_BYTES).copy(bytes, at);
+        redrawn = true;
+      } else seen.add(id);
+    }
+    // a redrawn id may itself repeat another (or share a prefix with a repeat): check again
+    if (!redrawn) return;
+  }
 }

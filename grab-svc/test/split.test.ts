@@ -1,4 +1,4 @@
-import { randomInt } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { batchSizes, packetIds, splitAmounts } from '../src/split.js';
 
@@ -63,5 +63,29 @@ describe('batchSizes and packetIds', () => {
     const ids = packetIds(50_000);
     expect(new Set(ids).size).toBe(50_000);
     for (const id of ids.slice(0, 1000)) expect(id).toMatch(/^[A-Za-z0-9_-]{16}$/);
+  });
+
+  it('redraws repeated ids, and ids that only share their first 48 bits stay', () => {
+    // a source whose first draw repeats three ids and has two more sharing a 6-byte prefix
+    const id = (hex: string): Buffer => Buffer.from(hex, 'hex');
+    const a = id('0102030405060708090a0b0c');
+    const b = id('0102030405061111111111ff'); // a's prefix, another id
+    const c = id('ffeeddccbbaa998877665544');
+    let draws = 0;
+    const random = (size: number): Buffer => {
+      draws++;
+      if (draws === 1) return Buffer.concat([a, b, a, c, a, c]);
+      // the first redraw repeats c again; later ones are fresh
+      return draws === 2 ? Buffer.from(c) : randomBytes(size);
+    };
+    const ids = packetIds(6, random);
+    expect(new Set(ids).size).toBe(6);
+    expect(ids[0]).toBe(a.toString('base64url'));
+    expect(ids[1]).toBe(b.toString('base64url'));
+    expect(ids.filter((x) => x === c.toString('base64url'))).toHaveLength(1);
+    // ids 2, 4 and 5 repeated a or c: redrawn; id 2's redraw was c, so the second pass found
+    // c twice and redrew one more (draws: the first, 3 redraws, 1 more)
+    expect(draws).toBe(5);
+    for (const x of ids) expect(x).toMatch(/^[A-Za-z0-9_-]{16}$/);
   });
 });

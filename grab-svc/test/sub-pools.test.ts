@@ -46,6 +46,44 @@ describe('hot campaigns: sub-pools', () => {
     expect([s.packetsTotal, s.packetsClaimed, s.packetsRemaining]).toEqual([10, 0, 10]);
   });
 
+  it('writes every packet once over chunked pushes: lists per pool and batch, exact sums, unique ids', async () => {
+    // over 5,000 a list (one RPUSH's chunk), 3 batches of uneven size, plain and with 3 pools
+    for (const subPools of [1, 3]) {
+      const count = 32_003;
+      const total = 7_654_321;
+      const c = await h.create({
+        subPools,
+        packetCount: count,
+        totalCents: BigInt(total),
+        batches: 3,
+        batchIntervalMs: 60_000n,
+      });
+      const ids = new Set<string>();
+      let sum = 0;
+      for (let b = 0; b < 3; b++) {
+        let inBatch = 0;
+        for (let p = 0; p < subPools; p++) {
+          const items = await h.redis.lrange(keys.batch(poolId(c.campaignId, p), b), 0, -1);
+          // packet k of a batch goes to pool k mod S: pool sizes differ by at most one
+          const size = [10_668, 10_668, 10_667][b]!;
+          expect(items.length).toBe(Math.floor(size / subPools) + (p < size % subPools ? 1 : 0));
+          for (const item of items) {
+            const [id, cents] = item.split('|');
+            expect(id).toMatch(/^[A-Za-z0-9_-]{16}$/);
+            ids.add(id!);
+            sum += Number(cents);
+          }
+          inBatch += items.length;
+        }
+        expect(inBatch).toBe([10_668, 10_668, 10_667][b]);
+      }
+      expect(ids.size).toBe(count);
+      expect(sum).toBe(total);
+      const s = await stats(c.campaignId);
+      expect([s.packetsTotal, s.packetsRemaining]).toEqual([count, count]);
+    }
+  });
+
   it('a dry home pool fails over; retries repeat the win; the claim stays on the home pool', async () => {
     // 2 packets over 2 pools: one each
     const c = await h.create({ subPools: 2, packetCount: 2, totalCents: 200n });

@@ -27,7 +27,11 @@ export interface LoadOptions {
   workers?: number;
   /** Run for this long instead of sending each request once. */
   durationMs?: number;
-  /** Total request rate; 0 means as fast as possible. */
+  /**
+   * Total request rate; 0 means as fast as possible (closed loop). Above 0 the run is open
+   * loop: each request has a fixed send time and its latency counts from that time, so keep
+   * `concurrency` well above rate x latency or the cap itself shows up as queueing delay.
+   */
   rps?: number;
   /** Count replies by the value of this varint field number (e.g. 1 = the grab outcome). */
   replyKey?: number;
@@ -144,4 +148,5 @@ function summarize(results: WorkerResult[], totalMs: number): LoadReport {
 
 /** Path of the echo server's script, to spawn as a child process. */
 export const echoServerScript = new URL('./echo-server.js', import.meta.url);
-export { cpuTimeMs, freePort, h2load, spawnNode, type Child, type H2loadResult } from './procs.js';
+export { cpuTimeMs, freePort, h2load, loadAverageLine, spawnNode, type Child, type H2loadResult } from './procs.js';
+export { areaOf, summarizeCpuProfile, type ProfileItem, type ProfileSummary } from './cpu-profile.js';

@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /** A port that was free a moment ago on 127.0.0.1. */
@@ -24,10 +24,18 @@ export interface Child {
   stop(): Promise<void>;
 }
 
-/** Spawns `node script args` with extra env; its output is kept for waitFor and errors. */
-export function spawnNode(script: string | URL, args: string[] = [], env: Record<string, string> = {}): Child {
+/**
+ * Spawns `node [nodeArgs] script args` with extra env (nodeArgs e.g. `--cpu-prof`); its output is
+ * kept for waitFor and errors.
+ */
+export function spawnNode(
+  script: string | URL,
+  args: string[] = [],
+  env: Record<string, string> = {},
+  nodeArgs: string[] = [],
+): Child {
   const path = script instanceof URL ? script.pathname : script;
-  const proc = spawn(process.execPath, [path, ...args], {
+  const proc = spawn(process.execPath, [...nodeArgs, path, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -149,3 +157,12 @@ export function cpuTimeMs(pid: number): number {
   return (ticks * 1000) / CLOCK_TICKS;
 }
 const CLOCK_TICKS = 100;
+
+/**
+ * The 1/5/15-minute load averages and the core count, e.g. "load average 1.02 0.87 0.65 on 2
+ * cores": printed by each benchmark at its start and end, so a reader can judge the noise.
+ */
+export function loadAverageLine(): string {
+  const [a, b, c] = loadavg().map((x) => x.toFixed(2));
+  return `load average ${a} ${b} ${c} on ${availableParallelism()} cores`;
+}

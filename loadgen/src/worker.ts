@@ -27,7 +27,7 @@ let done = 0;
 const startedAt = performance.now();
 const deadline = input.durationMs > 0 ? startedAt + input.durationMs : Infinity;
 const total = input.durationMs > 0 ? Infinity : input.requests.length;
-// Open-loop pacing when a rate is set: request k is due at start + k / rps.
+// Open-loop pacing when a rate is set: request k is due at start + k / rps, whatever came back.
 const interval = input.rps > 0 ? 1000 / input.rps : 0;
 
 function finish(): void {
@@ -48,15 +48,15 @@ function record(ms: number): void {
   latencies[recorded++] = ms;
 }
 
-function issue(): void {
-  if (next >= total || performance.now() >= deadline) {
-    if (done === next) finish();
-    return;
-  }
-  const k = next++;
+/**
+ * Sends request k. `dueAt` is its scheduled send time in open-loop runs: latency counts from
+ * there, not from when a free stream slot let it go, so a stalled server is charged for every
+ * request it delayed (no coordinated omission).
+ */
+function issue(k: number, dueAt: number): void {
   const req = input.requests[k % input.requests.length]!;
   const session = sessions[k % sessions.length]!;
-  const t0 = performance.now();
+  const t0 = interval > 0 ? dueAt : performance.now();
   const headers: Record<string, string> = {
     [HTTP2_HEADER_METHOD]: 'POST',
     [HTTP2_HEADER_PATH]: input.path,
@@ -109,16 +109,18 @@ function issue(): void {
   stream.end(req.body);
 }
 
+/** Claims the next request for a free slot and sends it now, or at its due time when paced. */
 function schedule(): void {
-  if (interval > 0) {
-    const due = startedAt + next * interval;
-    const wait = due - performance.now();
-    if (wait > 1) {
-      setTimeout(issue, wait);
-      return;
-    }
+  const due = interval > 0 ? startedAt + next * interval : 0;
+  if (next >= total || (interval > 0 ? due : performance.now()) >= deadline) {
+    if (done === next) finish();
+    return;
   }
-  issue();
+  // claimed here, not when the timer fires, so two waiting slots never take the same due time
+  const k = next++;
+  const wait = due - performance.now();
+  if (wait > 1) setTimeout(issue, wait, k, due);
+  else issue(k, due);
 }
 
 for (let i = 0; i < input.concurrency; i++) schedule();

@@ -11,7 +11,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Server, ServerCredentials } from '@grpc/grpc-js';
 import { createLogger, createRedis, startServer, type RunningServer } from '@redpacket/lib';
@@ -30,9 +30,17 @@ const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 const CONNECTIONS = Number(process.env['BENCH_CONNECTIONS'] ?? 4);
 const STREAMS = Number(process.env['BENCH_STREAMS'] ?? 32);
 const SCENARIOS = (process.env['BENCH_SCENARIOS'] ?? 'counted,over-limit').split(',');
-const REDIS_PORT = 17279;
-const ECHO_PORT = 17280;
-const RLS_PORT = 17281;
+/** The private redis-server, the echo server and the RLS take this port and the next two. */
+const BASE_PORT = Number(process.env['BENCH_PORT'] ?? 17279);
+const REDIS_PORT = BASE_PORT;
+const ECHO_PORT = BASE_PORT + 1;
+const RLS_PORT = BASE_PORT + 2;
+/** The machine's load, printed at the start and the end so a reader can judge the noise. */
+const loadAverage = (): string =>
+  `load average ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')} on ${availableParallelism()} cores`;
+const startLoad = loadAverage();
 const PATH = '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit';
 
 const log = createLogger('rls-bench', 'silent');
@@ -262,6 +270,9 @@ console.log(
   `RLS bench: h2load -n ${REQUESTS} -c ${CONNECTIONS} -m ${STREAMS} -t 1, ${ROUNDS} rounds, medians; ` +
     'servers on one Node thread, h2load and redis-server beside them on 2 shared cores: noisy (+-10-25%).',
 );
+console.log(`${startLoad} at the start, ${loadAverage()} at the end`);
+// npm run bench:rls passes gateway's own V8 flags (its npm start): the RLS runs in this process
+console.log(`node flags: ${process.execArgv.join(' ') || '(none)'}`);
 const row = (cells: string[]): string => cells.map((c, i) => (i ? c.padStart(12) : c.padEnd(11))).join(' ');
 console.log(row(['scenario', 'req/s', 'x echo', 'node us/req', 'echo/node', 'redis us/req', 'calls/req', 'cmds/req']));
 for (const name of ['echo', 'counted', 'over-limit']) {

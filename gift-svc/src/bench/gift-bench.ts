@@ -6,6 +6,8 @@
  * GIFT_WRITERS (4).
  */
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
 import { createLogger } from '@redpacket/lib';
 import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
 import {
@@ -133,21 +135,65 @@ async function rawInsert(n: number, label: string): Promise<number> {
   return (n * 1000) / ms;
 }
 
+/** The local MariaDB/MySQL server's pid, if it runs on this machine and /proc shows it. */
+function dbServerPid(): number | undefined {
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (/^(mariadbd|mysqld)$/.test(readFileSync(`/proc/${d}/comm`, 'utf8').trim())) return Number(d);
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return undefined;
+}
+const dbPid = dbServerPid();
+
+/** CPU ms (user + system) of a process so far, from /proc; 0 when it cannot be read. */
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+}
+
+/** Runs `f`; returns its result with the CPU µs per row of this process and of the database server. */
+async function cpuPerRow<T>(rows: number, f: () => Promise<T>): Promise<{ value: T; ownUs: number; dbUs: number }> {
+  const own = process.cpuUsage();
+  const db0 = cpuMs(dbPid);
+  const value = await f();
+  const used = process.cpuUsage(own);
+  return { value, ownUs: (used.user + used.system) / rows, dbUs: ((cpuMs(dbPid) - db0) * 1000) / rows };
+}
+
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 
+/** The machine's load, printed at the start and the end so a reader can judge the noise. */
+const loadAverage = (): string =>
+  `load average ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')} on ${availableParallelism()} cores`;
+
 async function main(): Promise<void> {
+  console.log(`start: ${loadAverage()}`);
   await migrate(env.MYSQL_URL);
   const n = env.BENCH_WINS;
   const raws: number[] = [];
   const gifts: number[] = [];
   const steadies: number[] = [];
   // Alternating rounds, medians reported: the machine is shared and noisy.
+  const cpu = { rawOwn: [] as number[], rawDb: [] as number[], giftOwn: [] as number[], giftDb: [] as number[] };
   for (let round = 0; round < 3; round++) {
-    raws.push(await rawInsert(n, `raw${round}`));
+    const raw = await cpuPerRow(n, () => rawInsert(n, `raw${round}`));
+    raws.push(raw.value);
+    cpu.rawOwn.push(raw.ownUs);
+    cpu.rawDb.push(raw.dbUs);
     const t = await fill(wins(n, `gift${round}`));
-    const g = await consume(t, n, 0);
-    gifts.push((n * 1000) / g.ms);
-    steadies.push(g.steady);
+    const g = await cpuPerRow(n, () => consume(t, n, 0));
+    gifts.push((n * 1000) / g.value.ms);
+    steadies.push(g.value.steady);
+    cpu.giftOwn.push(g.ownUs);
+    cpu.giftDb.push(g.dbUs);
   }
   const fmt = (xs: number[]): string => xs.map((x) => Math.round(x)).join(', ');
   console.log(`wins: ${n} a round, batch: ${env.GIFT_BATCH}, 3 rounds (medians; every round in brackets)`);
@@ -157,6 +203,11 @@ async function main(): Promise<void> {
       `${Math.round(median(gifts))} awards/s [${fmt(gifts)}]; from the first credit on ${Math.round(median(steadies))}/s`,
   );
   console.log(`gift / raw: ${(median(gifts) / median(raws)).toFixed(2)} (goal >= 0.5)`);
+  console.log(
+    `CPU µs per row, node (this process) / database server (${dbPid ? `pid ${dbPid}, shared` : 'not on this machine'}): ` +
+      `raw ${median(cpu.rawOwn).toFixed(1)} / ${median(cpu.rawDb).toFixed(1)}, ` +
+      `gift-svc ${median(cpu.giftOwn).toFixed(1)} / ${median(cpu.giftDb).toFixed(1)}`,
+  );
 
   // Throttle accuracy; the last line is seed 004's shape: two instances at 100/s share a queue.
   for (const [rate, count, instances] of [
@@ -172,6 +223,7 @@ async function main(): Promise<void> {
         `${r.steady.toFixed(1)}/s (${((r.steady / target - 1) * 100).toFixed(1)}% off ${target}/s; goal within 5%)`,
     );
   }
+  console.log(`end: ${loadAverage()}`);
 }
 
 /** Removes every row and queue this run made; also on Ctrl-C and when stdout goes away. */

@@ -4,6 +4,7 @@
  * 2 shared cores. Env: REDIS_URL, AMQP_URL, BENCH_WINS (default 20000), RELAY_BATCH (500).
  */
 import { randomBytes } from 'node:crypto';
+import { loadAverageLine } from '@redpacket/loadgen';
 import { createLogger, createRedis, keys } from '@redpacket/lib';
 import { Split } from '@redpacket/proto';
 import {
@@ -146,6 +147,7 @@ async function cleanup(): Promise<void> {
 
 process.stdout.on('error', () => undefined);
 process.once('SIGINT', () => void cleanup().finally(() => process.exit(130)));
+const startLoad = loadAverageLine();
 try {
   await assertTopology(setup, topology);
   const raws: number[] = [];
@@ -163,6 +165,7 @@ try {
     `relay (XREADGROUP -> publish -> confirm -> XACK+XDEL): ${Math.round(median(relays))} wins/s [${fmt(relays)}]`,
   );
   console.log(`relay / raw: ${(median(relays) / median(raws)).toFixed(2)} (goal >= 0.7)`);
+  console.log(`${startLoad} at the start, ${loadAverageLine()} at the end`);
 } finally {
   await cleanup();
 }

@@ -8,7 +8,14 @@ import { randomBytes } from 'node:crypto';
 import { credentials } from '@grpc/grpc-js';
 import { signToken } from '@redpacket/lib';
 import { bearer, call, startRedisCluster } from '@redpacket/lib/testing';
-import { grpcFrame, runLoad, spawnNode, type LoadReport, type PreparedRequest } from '@redpacket/loadgen';
+import {
+  grpcFrame,
+  loadAverageLine,
+  runLoad,
+  spawnNode,
+  type LoadReport,
+  type PreparedRequest,
+} from '@redpacket/loadgen';
 import { AdminServiceClient, GrabRequest, Outcome, Split } from '@redpacket/proto';
 import Table from 'cli-table3';
 
@@ -116,6 +123,7 @@ async function measure(nodes: string, workers: number, scenarios: Scenario[], to
 }
 
 async function main(): Promise<void> {
+  const startLoad = loadAverageLine();
   process.stderr.write('starting a Redis Cluster (3 masters, 3 replicas)...\n');
   const cluster = await startRedisCluster();
   // Ctrl-C still stops the cluster's processes and removes their dirs.
@@ -148,6 +156,7 @@ async function main(): Promise<void> {
       'S=1; 2 cores shared with the load generator',
     ]);
     console.log(t.toString());
+    console.log(`${startLoad} at the start, ${loadAverageLine()} at the end`);
     if (process.argv.includes('--json')) {
       console.log(JSON.stringify({ N, C, ROUNDS, results: Object.fromEntries(rows) }, null, 2));
     }
