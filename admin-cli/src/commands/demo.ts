@@ -17,7 +17,7 @@ import { keyValueTable, num, plain, table, yuan } from '../format.js';
 import { asDuration, asInt, yuanToCents } from '../parse.js';
 import { percentile, type Child } from '@redpacket/loadgen';
 import { runCrowd, type CrowdResult } from '../demo/crowd.js';
-import { serviceScript, startService, type RunningService, type ServiceName } from '../demo/services.js';
+import { serviceCommand, startService, type RunningService, type ServiceName } from '../demo/services.js';
 import { signUserTokens } from '../tokens.js';
 import { createRequest, reconciliationRows, settlementRows } from './campaign.js';
 
@@ -96,8 +96,8 @@ async function demo(ctx: CliContext, o: DemoOptions, env: CliEnv): Promise<void>
     });
 
     const wanted: ServiceName[] = ['grab-svc'];
-    if (o.account && serviceScript('account-svc')) wanted.push('account-svc');
-    if (o.gift && serviceScript('gift-svc')) wanted.push('gift-svc');
+    if (o.account && serviceCommand('account-svc')) wanted.push('account-svc');
+    if (o.gift && serviceCommand('gift-svc')) wanted.push('gift-svc');
     const childEnv = {
       REDIS_URL: redisUrl,
       MYSQL_URL: mysqlUrl,

@@ -9,15 +9,22 @@ const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export type ServiceName = 'grab-svc' | 'account-svc' | 'gift-svc';
 export const SERVICE_NAMES: ServiceName[] = ['grab-svc', 'account-svc', 'gift-svc'];
 
-/** The entry point of a service workspace, if this checkout has it (built). */
-/** The entry point a workspace's `npm start` runs (`node <script>`), if it is built. */
-export function serviceScript(name: ServiceName): string | undefined {
+/** How a workspace's `npm start` runs it: `node [--flag ...] <script>`. */
+export interface ServiceCommand {
+  script: string;
+  /** Node's own flags from the start script (e.g. grab-svc's `--max-semi-space-size=32`). */
+  nodeArgs: string[];
+}
+
+/** The command a workspace's `npm start` runs, if this checkout has the workspace built. */
+export function serviceCommand(name: ServiceName): ServiceCommand | undefined {
   const manifest = `${REPO_ROOT}${name}/package.json`;
   if (!existsSync(manifest)) return undefined;
   const start = (JSON.parse(readFileSync(manifest, 'utf8')) as { scripts?: { start?: string } }).scripts?.start ?? '';
-  const m = /^node (\S+\.js)$/.exec(start.trim());
-  const script = m ? `${REPO_ROOT}${name}/${m[1]}` : undefined;
-  return script && existsSync(script) ? script : undefined;
+  const m = /^node((?:\s+--\S+)*)\s+(\S+\.js)$/.exec(start.trim());
+  if (!m) return undefined;
+  const script = `${REPO_ROOT}${name}/${m[2]}`;
+  return existsSync(script) ? { script, nodeArgs: (m[1] ?? '').trim().split(/\s+/).filter(Boolean) } : undefined;
 }
 
 export interface RunningService {
@@ -39,10 +46,10 @@ export async function startService(
   spawned: (child: Child) => void,
   timeoutMs = 30_000,
 ): Promise<RunningService> {
-  const script = serviceScript(name);
-  if (!script) throw new Error(`${name} is not built in this checkout`);
+  const command = serviceCommand(name);
+  if (!command) throw new Error(`${name} is not built in this checkout`);
   const port = await freePort();
-  const child = spawnNode(script, [], { ...env, GRPC_PORT: String(port), LOG_LEVEL: 'info' });
+  const child = spawnNode(command.script, [], { ...env, GRPC_PORT: String(port), LOG_LEVEL: 'info' }, command.nodeArgs);
   spawned(child);
   try {
     await child.waitFor(/gRPC server listening/, timeoutMs);
