@@ -18,6 +18,7 @@ import {
 } from '@redpacket/loadgen';
 import { AdminServiceClient, GrabRequest, Outcome, Split } from '@redpacket/proto';
 import Table from 'cli-table3';
+import { GRAB_NODE_FLAGS } from '../node-flags.js';
 
 const N = Number(process.env['BENCH_REQUESTS'] ?? 20_000);
 const C = Number(process.env['BENCH_CONCURRENCY'] ?? 200);
@@ -44,16 +45,22 @@ interface Result {
 
 /** Starts grab-svc with `workers` processes and measures each scenario on it in turn. */
 async function measure(nodes: string, workers: number, scenarios: Scenario[], tokens: string[]): Promise<Result[]> {
-  const grab = spawnNode(new URL('../main.js', import.meta.url), [], {
-    GRPC_PORT: String(PORT),
-    REDIS_CLUSTER_NODES: nodes,
-    JWT_SECRET: SECRET,
-    WORKERS: String(workers),
-    LOG_LEVEL: 'warn',
-    // grabs only: no relay publishing the wins to the shared broker, no settle timer
-    RELAY_ENABLED: '0',
-    SETTLE_EVERY_MS: '0',
-  });
+  const grab = spawnNode(
+    new URL('../main.js', import.meta.url),
+    [],
+    {
+      GRPC_PORT: String(PORT),
+      REDIS_CLUSTER_NODES: nodes,
+      JWT_SECRET: SECRET,
+      WORKERS: String(workers),
+      LOG_LEVEL: 'warn',
+      // grabs only: no relay publishing the wins to the shared broker, no settle timer
+      RELAY_ENABLED: '0',
+      SETTLE_EVERY_MS: '0',
+      // the V8 flags grab-svc's npm start runs with, as in bench:grab
+    },
+    GRAB_NODE_FLAGS,
+  );
   const admin = new AdminServiceClient(`127.0.0.1:${PORT}`, credentials.createInsecure());
   try {
     const adminMd = bearer(await signToken({ secret: SECRET, userId: 'bench-ops', role: 'admin' }));
