@@ -6,15 +6,14 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { credentials, Metadata, type CallOptions, type Client, type ServiceError } from '@grpc/grpc-js';
 import { keys } from '@redpacket/lib';
-import { call, deleteKeys, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import { deleteKeys, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
 import { spawnNode, type Child } from '@redpacket/loadgen';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { loadRateLimitService } from '../src/rls-proto.js';
-import type { RateLimitRequest, RateLimitResponse } from '../src/server.js';
-import { descriptorsFor, envoyDomain, grabHeaders } from './envoy-descriptors.js';
+import type { RateLimitResponse } from '../src/server.js';
+import { descriptorsFor, grabHeaders } from './envoy-descriptors.js';
+import { rlsClient, shouldRateLimit, type RlsClient } from './rls-client.js';
 
 const run = promisify(execFile);
 /** This file's ports (17600-17649 belong to the scale tests). */
@@ -24,16 +23,6 @@ const METRICS_PORT = 17611;
 const REDIS_URL = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/6`;
 /** The shipped per-user rule: 10 a minute. */
 const USER_LIMIT = 10;
-
-const RateLimitService = loadRateLimitService({ defaults: true });
-type RlsClient = Client & {
-  ShouldRateLimit: (
-    req: RateLimitRequest,
-    md: Metadata,
-    options: Partial<CallOptions>,
-    cb: (e: ServiceError | null, r: RateLimitResponse) => void,
-  ) => void;
-};
 
 const tag = randomBytes(5).toString('hex');
 let child: Child;
@@ -59,11 +48,7 @@ beforeAll(async () => {
   }
   // A subchannel pool per client: 8 separate connections, which the primary deals out in turn.
   for (let i = 0; i < 8; i++) {
-    clients.push(
-      new RateLimitService(`127.0.0.1:${GRPC_PORT}`, credentials.createInsecure(), {
-        'grpc.use_local_subchannel_pool': 1,
-      }) as unknown as RlsClient,
-    );
+    clients.push(rlsClient(`127.0.0.1:${GRPC_PORT}`, { 'grpc.use_local_subchannel_pool': 1 }));
   }
 });
 
@@ -81,12 +66,7 @@ afterAll(async () => {
 });
 
 const ask = (client: RlsClient, campaign: string, user: string): Promise<RateLimitResponse> =>
-  call(
-    client.ShouldRateLimit,
-    client,
-    { domain: envoyDomain(), descriptors: descriptorsFor('grab', { headers: grabHeaders(campaign, user) }) } as never,
-    new Metadata(),
-  );
+  shouldRateLimit(client, descriptorsFor('grab', { headers: grabHeaders(campaign, user) }));
 
 /** Pids of the processes holding established connections on the gRPC port (ss -p). */
 async function serverPids(): Promise<Set<number>> {
