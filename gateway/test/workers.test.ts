@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { keys } from '@redpacket/lib';
-import { deleteKeys, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import { deleteKeys, exitCodeOf, listeningWorkerPids, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
 import { spawnNode, type Child } from '@redpacket/loadgen';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -28,7 +28,7 @@ const tag = randomBytes(5).toString('hex');
 let child: Child;
 let redis: Redis;
 const clients: RlsClient[] = [];
-const workerPids: number[] = [];
+let workerPids: number[] = [];
 
 beforeAll(async () => {
   redis = await requireRedis(REDIS_URL);
@@ -42,10 +42,7 @@ beforeAll(async () => {
     REDIS_TIMEOUT_MS: '2000',
     LOG_LEVEL: 'info',
   });
-  for (let n = 1; n <= 2; n++) {
-    const line = await child.waitFor(new RegExp(`"worker":${n},"pid":\\d+.*worker listening`), 30_000);
-    workerPids.push((JSON.parse(line) as { pid: number }).pid);
-  }
+  workerPids = await listeningWorkerPids(child, 2);
   // A subchannel pool per client: 8 separate connections, which the primary deals out in turn.
   for (let i = 0; i < 8; i++) {
     clients.push(rlsClient(`127.0.0.1:${GRPC_PORT}`, { 'grpc.use_local_subchannel_pool': 1 }));
@@ -111,7 +108,7 @@ it('WORKERS=2: both processes answer, and N calls over the per-user limit give e
   // SIGHUP reaches the workers (a rules reload), and SIGTERM ends them all with exit code 0.
   child.proc.kill('SIGHUP');
   await child.waitFor(/rate limit rules reloaded/, 10_000);
-  const exit = new Promise<number | null>((r) => child.proc.once('exit', (code) => r(code)));
+  const exit = exitCodeOf(child.proc);
   child.proc.kill('SIGTERM');
   expect(await exit).toBe(0);
 });
@@ -120,6 +117,6 @@ it.each(['0', '65', 'two'])('refuses WORKERS=%s before starting anything, naming
   const bad = spawnNode(new URL('../dist/main.js', import.meta.url), [], { WORKERS: workers, REDIS_URL });
   const line = await bad.waitFor(/bad environment variable/);
   expect(line).toContain('WORKERS');
-  await new Promise((r) => (bad.proc.exitCode !== null ? r(null) : bad.proc.once('exit', r)));
+  await exitCodeOf(bad.proc);
   expect(bad.proc.exitCode).toBe(2);
 });

@@ -199,4 +199,28 @@ export async function startRedisServer(port: number): Promise<TestRedisServer> {
   return { port, url, process: proc, stop };
 }
 
+/** Resolves with a process's exit code once it has exited (at once if it already has). */
+export function exitCodeOf(proc: ChildProcess): Promise<number | null> {
+  return new Promise((r) =>
+    proc.exitCode !== null || proc.signalCode !== null ? r(proc.exitCode) : proc.once('exit', (code) => r(code)),
+  );
+}
+
+/**
+ * The pids of workers 1..n of a main started with WORKERS=n, in order, from the primary's
+ * `"worker":<n>,"pid":<pid> ... worker listening` line for each (each awaited up to `timeoutMs`).
+ */
+export async function listeningWorkerPids(
+  child: { waitFor(re: RegExp, timeoutMs?: number): Promise<string> },
+  n: number,
+  timeoutMs = 30_000,
+): Promise<number[]> {
+  const pids: number[] = [];
+  for (let w = 1; w <= n; w++) {
+    const line = await child.waitFor(new RegExp(`"worker":${w},"pid":\\d+.*worker listening`), timeoutMs);
+    pids.push((JSON.parse(line) as { pid: number }).pid);
+  }
+  return pids;
+}
+
 export * from './testing-cluster.js';
