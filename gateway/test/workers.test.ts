@@ -7,7 +7,14 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { keys } from '@redpacket/lib';
-import { deleteKeys, exitCodeOf, listeningWorkerPids, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import {
+  deleteKeys,
+  exitCodeOf,
+  listeningWorkerPids,
+  refusal,
+  requireRedis,
+  TEST_REDIS_URL,
+} from '@redpacket/lib/testing';
 import { spawnNode, type Child } from '@redpacket/loadgen';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -114,9 +121,9 @@ it('WORKERS=2: both processes answer, and N calls over the per-user limit give e
 });
 
 it.each(['0', '65', 'two'])('refuses WORKERS=%s before starting anything, naming the variable', async (workers) => {
-  const bad = spawnNode(new URL('../dist/main.js', import.meta.url), [], { WORKERS: workers, REDIS_URL });
-  const line = await bad.waitFor(/bad environment variable/);
+  const { line, exitCode } = await refusal(
+    spawnNode(new URL('../dist/main.js', import.meta.url), [], { WORKERS: workers, REDIS_URL }),
+  );
   expect(line).toContain('WORKERS');
-  await exitCodeOf(bad.proc);
-  expect(bad.proc.exitCode).toBe(2);
+  expect(exitCode).toBe(2);
 });

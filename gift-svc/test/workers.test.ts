@@ -13,6 +13,7 @@ import {
   exitCodeOf,
   listeningWorkerPids,
   pollUntil,
+  refusal,
   requireRedis,
   TEST_AMQP_URL,
   TEST_MYSQL_URL,
@@ -154,11 +155,11 @@ it('WORKERS=2 on one queue: every win credited exactly once, through a worker ki
 });
 
 it.each(['0', '65', 'two'])('refuses WORKERS=%s before starting anything, naming the variable', async (workers) => {
-  const bad = spawnNode(new URL('../dist/main.js', import.meta.url), [], { WORKERS: workers, REDIS_URL });
-  const line = await bad.waitFor(/bad environment variable/);
+  const { line, exitCode } = await refusal(
+    spawnNode(new URL('../dist/main.js', import.meta.url), [], { WORKERS: workers, REDIS_URL }),
+  );
   expect(line).toContain('WORKERS');
-  await exitCodeOf(bad.proc);
-  expect(bad.proc.exitCode).toBe(2);
+  expect(exitCode).toBe(2);
 });
 
 it("GIFT_RATE is the instance's: two workers together credit no faster than it", async () => {

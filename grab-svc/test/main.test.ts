@@ -1,6 +1,15 @@
 import { credentials, status } from '@grpc/grpc-js';
 import { keys, signToken } from '@redpacket/lib';
-import { bearer, call, deleteKeys, exitCodeOf, grpcError, requireRedis, TEST_JWT_SECRET } from '@redpacket/lib/testing';
+import {
+  bearer,
+  call,
+  deleteKeys,
+  exitCodeOf,
+  grpcError,
+  refusal,
+  requireRedis,
+  TEST_JWT_SECRET,
+} from '@redpacket/lib/testing';
 import { freePort, spawnNode } from '@redpacket/loadgen';
 import { AdminServiceClient, GrabServiceClient, Outcome, Split } from '@redpacket/proto';
 import { expect, it } from 'vitest';
@@ -8,11 +17,11 @@ import { expect, it } from 'vitest';
 const mainScript = new URL('../dist/main.js', import.meta.url);
 
 it('refuses to start with a bad environment variable, naming it', async () => {
-  const child = spawnNode(mainScript, [], { GRPC_PORT: 'not-a-port', JWT_SECRET: TEST_JWT_SECRET });
-  const line = await child.waitFor(/bad environment variable/);
+  const { line, exitCode } = await refusal(
+    spawnNode(mainScript, [], { GRPC_PORT: 'not-a-port', JWT_SECRET: TEST_JWT_SECRET }),
+  );
   expect(line).toContain('GRPC_PORT');
-  await exitCodeOf(child.proc);
-  expect(child.proc.exitCode).toBe(2);
+  expect(exitCode).toBe(2);
 });
 
 it('SIGTERM: in-flight grabs finish, every WON is recorded, the process exits 0', async () => {

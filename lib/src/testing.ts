@@ -223,4 +223,13 @@ export async function listeningWorkerPids(
   return pids;
 }
 
+/** A main refusing its environment: the "bad environment variable" line it logs, then its exit code. */
+export async function refusal(child: {
+  proc: ChildProcess;
+  waitFor(re: RegExp, timeoutMs?: number): Promise<string>;
+}): Promise<{ line: string; exitCode: number | null }> {
+  const line = await child.waitFor(/bad environment variable/);
+  return { line, exitCode: await exitCodeOf(child.proc) };
+}
+
 export * from './testing-cluster.js';
