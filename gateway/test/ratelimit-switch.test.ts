@@ -17,7 +17,7 @@ import {
   Switches,
   UnknownSwitchError,
 } from '@redpacket/lib';
-import { deleteKeys, pollUntil, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import { deleteKeys, pollUntil, requireRedis, testRedisDb } from '@redpacket/lib/testing';
 import { freePort, spawnNode } from '@redpacket/loadgen';
 import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
@@ -28,7 +28,7 @@ import { registerScripts } from '../src/scripts.js';
 import { descriptorsFor, grabHeaders, type WireDescriptor } from './envoy-descriptors.js';
 import { rlsClient, serveLimiter, shouldRateLimit } from './rls-client.js';
 
-const OWN_DB_URL = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/4`;
+const OWN_DB_URL = testRedisDb(4);
 const config = loadConfig(new URL('../config/ratelimit.yaml', import.meta.url).pathname);
 const USER_RULE = 'route_grab.user';
 const fileLimit = Number(

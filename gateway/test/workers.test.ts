@@ -13,7 +13,7 @@ import {
   listeningWorkerPids,
   refusal,
   requireRedis,
-  TEST_REDIS_URL,
+  testRedisDb,
 } from '@redpacket/lib/testing';
 import { spawnNode, type Child } from '@redpacket/loadgen';
 import type { Redis } from 'ioredis';
@@ -27,7 +27,7 @@ const run = promisify(execFile);
 const GRPC_PORT = 17610;
 const METRICS_PORT = 17611;
 /** A Redis database of its own, so the shared global bucket of the shipped rules is ours alone. */
-const REDIS_URL = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/6`;
+const REDIS_URL = testRedisDb(6);
 /** The shipped per-user rule: 10 a minute. */
 const USER_LIMIT = 10;
 

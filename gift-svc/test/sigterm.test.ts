@@ -22,7 +22,7 @@ import {
   TEST_AMQP_URL,
   TEST_JWT_SECRET,
   TEST_MYSQL_URL,
-  TEST_REDIS_URL,
+  testRedisDb,
 } from '@redpacket/lib/testing';
 import { freePort, spawnNode, type Child } from '@redpacket/loadgen';
 import { AdminServiceClient, GrabServiceClient, Outcome, Split } from '@redpacket/proto';
@@ -44,7 +44,7 @@ import {
 } from './harness.js';
 
 const run = promisify(execFile);
-const OWN_DB_URL = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/4`;
+const OWN_DB_URL = testRedisDb(4);
 const grabMain = new URL('../../grab-svc/dist/main.js', import.meta.url);
 const giftMain = new URL('../dist/main.js', import.meta.url);
 

@@ -17,7 +17,7 @@ import {
   requireRedis,
   TEST_AMQP_URL,
   TEST_MYSQL_URL,
-  TEST_REDIS_URL,
+  testRedisDb,
 } from '@redpacket/lib/testing';
 import { spawnNode, type Child } from '@redpacket/loadgen';
 import { reconcileCampaign } from '@redpacket/grab-svc/settle';
@@ -37,7 +37,7 @@ const run = promisify(execFile);
 const GRPC_PORT = 17615;
 const METRICS_PORT = 17616;
 /** A Redis database of the scale tests' own. */
-const REDIS_URL = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/6`;
+const REDIS_URL = testRedisDb(6);
 
 let redis: Redis;
 let relayRedis: Redis;

@@ -9,6 +9,11 @@ export const TEST_MYSQL_URL = process.env['MYSQL_URL'] ?? 'mysql://root@127.0.0.
 export const TEST_AMQP_URL = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
 export const TEST_JWT_SECRET = 'test-secret-0123456789abcdef';
 
+/** The test Redis's URL with database `db` instead of its own: a database of one test file's. */
+export function testRedisDb(db: number): string {
+  return `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/${db}`;
+}
+
 /** Connects to the test Redis or fails with how to start it (never skips). */
 export async function requireRedis(url = TEST_REDIS_URL): Promise<Redis> {
   const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
