@@ -4,12 +4,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { keys, listSwitches, registerRateLimitRules } from '@redpacket/lib';
-import { requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import { requireRedis, testRedisDb } from '@redpacket/lib/testing';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, cliJson } from './helpers.js';
 
-const OWN_DB_URL = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/12`;
+const OWN_DB_URL = testRedisDb(12);
 const env = { REDIS_URL: OWN_DB_URL };
 
 interface Listed {
@@ -71,7 +71,7 @@ describe('redpacket switch', () => {
   });
 
   it('set ratelimit.<rule> N|off: checked against the rules gateway registered (own database 5)', async () => {
-    const ownUrl = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/5`;
+    const ownUrl = testRedisDb(5);
     const own = await requireRedis(ownUrl);
     const ownEnv = { REDIS_URL: ownUrl };
     const name = 'ratelimit.route_grab.user';

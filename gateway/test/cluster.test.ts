@@ -6,19 +6,18 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { credentials, Metadata, type CallOptions, type Client, type ServiceError } from '@grpc/grpc-js';
-import { createLogger, createRedis, keys, startServer, type RedisClient } from '@redpacket/lib';
-import { call, pollUntil, startRedisCluster, type TestRedisCluster } from '@redpacket/lib/testing';
+import { createLogger, createRedis, keys, type RedisClient } from '@redpacket/lib';
+import { pollUntil, startRedisCluster, type TestRedisCluster } from '@redpacket/lib/testing';
 import type { Cluster } from 'ioredis';
 import { Registry } from 'prom-client';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config.js';
 import { Limiter } from '../src/limiter.js';
-import { loadRateLimitService } from '../src/rls-proto.js';
 import { registerScripts } from '../src/scripts.js';
-import { createGatewayServer, REASON_HEADER, type RateLimitRequest, type RateLimitResponse } from '../src/server.js';
-import { descriptorsFor, envoyDomain, grabHeaders } from './envoy-descriptors.js';
+import { REASON_HEADER, type RateLimitResponse } from '../src/server.js';
+import { descriptorsFor, grabHeaders } from './envoy-descriptors.js';
+import { serveLimiter, shouldRateLimit } from './rls-client.js';
 
 const shippedYaml = readFileSync(new URL('../config/ratelimit.yaml', import.meta.url), 'utf8');
 const config = parseConfig(shippedYaml);
@@ -29,15 +28,6 @@ const USER_LIMIT = Number(
 );
 
 const log = createLogger('gateway-cluster-test', 'silent');
-const RateLimitService = loadRateLimitService({ defaults: true });
-type RlsClient = Client & {
-  ShouldRateLimit: (
-    req: RateLimitRequest,
-    md: Metadata,
-    options: Partial<CallOptions>,
-    cb: (e: ServiceError | null, r: RateLimitResponse) => void,
-  ) => void;
-};
 
 interface Replica {
   limiter: Limiter;
@@ -83,25 +73,14 @@ async function startReplica(): Promise<Replica> {
     // The flag cache would hide the flags this file flips.
     flagCacheMs: 0,
   });
-  const server = await startServer({
-    services: createGatewayServer({ limiter, log }),
-    host: '127.0.0.1',
-    port: 0,
-    log,
-  });
-  const client = new RateLimitService(`127.0.0.1:${server.port}`, credentials.createInsecure()) as unknown as RlsClient;
+  const { server, client } = await serveLimiter(limiter, log);
   cleanups.push(async () => {
     client.close();
     await server.shutdown(1000);
     redis.disconnect();
   });
   const ask = (campaign: string, user: string): Promise<RateLimitResponse> =>
-    call(
-      client.ShouldRateLimit,
-      client,
-      { domain: envoyDomain(), descriptors: descriptorsFor('grab', { headers: grabHeaders(campaign, user) }) } as never,
-      new Metadata(),
-    );
+    shouldRateLimit(client, descriptorsFor('grab', { headers: grabHeaders(campaign, user) }));
   return { limiter, redis, ask };
 }
 

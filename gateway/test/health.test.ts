@@ -3,7 +3,7 @@
  * grpc.health.v1 answers NOT_SERVING, so Envoy's health check and the operator see the outage.
  */
 import { credentials, makeGenericClientConstructor } from '@grpc/grpc-js';
-import { pollUntil, startRedisServer, type TestRedisServer } from '@redpacket/lib/testing';
+import { exitCodeOf, pollUntil, startRedisServer, type TestRedisServer } from '@redpacket/lib/testing';
 import { freePort, spawnNode, type Child } from '@redpacket/loadgen';
 import { service as healthService } from 'grpc-health-check';
 import { afterAll, expect, it } from 'vitest';
@@ -51,7 +51,7 @@ it('NOT_SERVING while its Redis is down, SERVING again once it is back; exits 0 
   await pollUntil('SERVING once Redis is back', async () => (await status(RLS_SERVICE)) === 'SERVING', 15_000);
   expect(await status('')).toBe('SERVING');
 
-  const exit = new Promise<number | null>((r) => child!.proc.once('exit', (code) => r(code)));
+  const exit = exitCodeOf(child.proc);
   child.proc.kill('SIGTERM');
   expect(await exit).toBe(0);
 });

@@ -5,7 +5,6 @@
  * Everything in a Redis database of this test's own (4), so no other gateway sees the switch.
  */
 import { randomBytes } from 'node:crypto';
-import { credentials, Metadata, type CallOptions, type Client, type ServiceError } from '@grpc/grpc-js';
 import {
   BadSwitchValueError,
   createLogger,
@@ -15,23 +14,21 @@ import {
   rateLimitSwitch,
   registerRateLimitRules,
   setRateLimitOverride,
-  startServer,
   Switches,
   UnknownSwitchError,
 } from '@redpacket/lib';
-import { call, deleteKeys, pollUntil, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import { deleteKeys, pollUntil, requireRedis, testRedisDb } from '@redpacket/lib/testing';
 import { freePort, spawnNode } from '@redpacket/loadgen';
 import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listRules, loadConfig } from '../src/config.js';
 import { Limiter } from '../src/limiter.js';
-import { loadRateLimitService } from '../src/rls-proto.js';
 import { registerScripts } from '../src/scripts.js';
-import { createGatewayServer, type RateLimitRequest, type RateLimitResponse } from '../src/server.js';
-import { descriptorsFor, envoyDomain, grabHeaders, type WireDescriptor } from './envoy-descriptors.js';
+import { descriptorsFor, grabHeaders, type WireDescriptor } from './envoy-descriptors.js';
+import { rlsClient, serveLimiter, shouldRateLimit } from './rls-client.js';
 
-const OWN_DB_URL = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/4`;
+const OWN_DB_URL = testRedisDb(4);
 const config = loadConfig(new URL('../config/ratelimit.yaml', import.meta.url).pathname);
 const USER_RULE = 'route_grab.user';
 const fileLimit = Number(
@@ -40,15 +37,6 @@ const fileLimit = Number(
     ?.limit.split('/')[0],
 );
 const log = createLogger('gateway-switch-test', 'silent');
-const RateLimitService = loadRateLimitService({ defaults: true });
-type RlsClient = Client & {
-  ShouldRateLimit: (
-    req: RateLimitRequest,
-    md: Metadata,
-    options: Partial<CallOptions>,
-    cb: (e: ServiceError | null, r: RateLimitResponse) => void,
-  ) => void;
-};
 
 const rand = (): string => randomBytes(5).toString('hex');
 let admin: Redis;
@@ -81,26 +69,12 @@ describe('the ratelimit.<rule> switch', () => {
       keyPrefix: prefix,
       overrides: (id) => switches.rateLimitOverride(id),
     });
-    const server = await startServer({
-      services: createGatewayServer({ limiter, log }),
-      host: '127.0.0.1',
-      port: 0,
-      log,
-    });
-    const client = new RateLimitService(
-      `127.0.0.1:${server.port}`,
-      credentials.createInsecure(),
-    ) as unknown as RlsClient;
+    const { server, client } = await serveLimiter(limiter, log);
     const user = `u-${rand()}`;
     const descriptors: WireDescriptor[] = descriptorsFor('grab', { headers: grabHeaders(`c${rand()}`, user) });
     const userIndex = descriptors.findIndex((d) => d.entries.some((e) => e.key === 'user'));
     const ask = async (): Promise<{ code: string; limit: number | undefined }> => {
-      const r = await call(
-        client.ShouldRateLimit,
-        client,
-        { domain: envoyDomain(), descriptors, hits_addend: 0 } as never,
-        new Metadata(),
-      );
+      const r = await shouldRateLimit(client, descriptors);
       const s = r.statuses[userIndex];
       return { code: r.overall_code, limit: s?.current_limit?.requests_per_unit };
     };
@@ -184,7 +158,7 @@ describe("gateway's main", () => {
       METRICS_PORT: '0',
       LOG_LEVEL: 'info',
     });
-    const client = new RateLimitService(`127.0.0.1:${port}`, credentials.createInsecure()) as unknown as RlsClient;
+    const client = rlsClient(`127.0.0.1:${port}`);
     // the route=tokens rule: per client address, so no other test's bucket
     const descriptors: WireDescriptor[] = descriptorsFor('issue-token', {
       headers: { ':method': 'POST', ':path': '/v1/tokens' },
@@ -192,12 +166,7 @@ describe("gateway's main", () => {
     });
     const rule = 'route_tokens.remote_address';
     const limitNow = async (): Promise<number | undefined> => {
-      const r = await call(
-        client.ShouldRateLimit,
-        client,
-        { domain: envoyDomain(), descriptors, hits_addend: 0 } as never,
-        new Metadata(),
-      );
+      const r = await shouldRateLimit(client, descriptors);
       return r.statuses.find((st) => st.current_limit?.name === rule)?.current_limit?.requests_per_unit;
     };
     try {

@@ -4,16 +4,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { credentials, Metadata, status, type CallOptions, type Client, type ServiceError } from '@grpc/grpc-js';
-import {
-  createLogger,
-  createRedis,
-  HotCounter,
-  keys,
-  startServer,
-  type RedisClient,
-  type RunningServer,
-} from '@redpacket/lib';
+import { Metadata, status } from '@grpc/grpc-js';
+import { createLogger, createRedis, HotCounter, keys, type RedisClient, type RunningServer } from '@redpacket/lib';
 import { call, deleteKeys, grpcError, pollUntil, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
 import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
@@ -21,10 +13,10 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { parseConfig, type RateLimitConfig } from '../src/config.js';
 import { Limiter, type LimiterOptions } from '../src/limiter.js';
-import { loadRateLimitService } from '../src/rls-proto.js';
 import { registerScripts } from '../src/scripts.js';
-import { createGatewayServer, REASON_HEADER, type RateLimitRequest, type RateLimitResponse } from '../src/server.js';
-import { descriptorsFor, envoyDomain, grabHeaders, type WireDescriptor } from './envoy-descriptors.js';
+import { REASON_HEADER, type RateLimitResponse } from '../src/server.js';
+import { descriptorsFor, grabHeaders, type WireDescriptor } from './envoy-descriptors.js';
+import { serveLimiter, shouldRateLimit, type RlsClient } from './rls-client.js';
 
 const shippedYaml = readFileSync(new URL('../config/ratelimit.yaml', import.meta.url), 'utf8');
 type Json = Record<string, unknown>;
@@ -44,15 +36,6 @@ function userRule(doc: Json): Json {
 const userLimit = Number((userRule(parse(shippedYaml) as Json)['rate_limit'] as Json)['requests_per_unit']);
 
 const log = createLogger('gateway-test', 'silent');
-const RateLimitService = loadRateLimitService({ defaults: true });
-type RlsClient = Client & {
-  ShouldRateLimit: (
-    req: RateLimitRequest,
-    md: Metadata,
-    options: Partial<CallOptions>,
-    cb: (e: ServiceError | null, r: RateLimitResponse) => void,
-  ) => void;
-};
 
 let admin: Redis;
 const prefixes: string[] = [];
@@ -99,25 +82,14 @@ async function startGateway(
   registerScripts(redis);
   if (!opts.redisUrl) await pollUntil('the gateway connection to Redis', () => redis.status === 'ready', 5000);
   const limiter = new Limiter({ redis, config, log, registry: new Registry(), keyPrefix: prefix, ...opts });
-  const server = await startServer({
-    services: createGatewayServer({ limiter, log }),
-    host: '127.0.0.1',
-    port: 0,
-    log,
-  });
-  const client = new RateLimitService(`127.0.0.1:${server.port}`, credentials.createInsecure()) as unknown as RlsClient;
+  const { server, client } = await serveLimiter(limiter, log);
   cleanups.push(async () => {
     client.close();
     await server.shutdown(1000);
     redis.disconnect();
   });
   const ask = (descriptors: WireDescriptor[], hitsAddend = 0): Promise<RateLimitResponse> =>
-    call(
-      client.ShouldRateLimit,
-      client,
-      { domain: envoyDomain(), descriptors, hits_addend: hitsAddend } as never,
-      new Metadata(),
-    );
+    shouldRateLimit(client, descriptors, hitsAddend);
   return { client, limiter, redis, server, prefix, ask };
 }
 

@@ -6,40 +6,36 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { credentials, Metadata, type CallOptions, type Client, type ServiceError } from '@grpc/grpc-js';
 import { keys } from '@redpacket/lib';
-import { call, deleteKeys, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import {
+  deleteKeys,
+  exitCodeOf,
+  listeningWorkerPids,
+  refusal,
+  requireRedis,
+  testRedisDb,
+} from '@redpacket/lib/testing';
 import { spawnNode, type Child } from '@redpacket/loadgen';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { loadRateLimitService } from '../src/rls-proto.js';
-import type { RateLimitRequest, RateLimitResponse } from '../src/server.js';
-import { descriptorsFor, envoyDomain, grabHeaders } from './envoy-descriptors.js';
+import type { RateLimitResponse } from '../src/server.js';
+import { descriptorsFor, grabHeaders } from './envoy-descriptors.js';
+import { rlsClient, shouldRateLimit, type RlsClient } from './rls-client.js';
 
 const run = promisify(execFile);
 /** This file's ports (17600-17649 belong to the scale tests). */
 const GRPC_PORT = 17610;
 const METRICS_PORT = 17611;
 /** A Redis database of its own, so the shared global bucket of the shipped rules is ours alone. */
-const REDIS_URL = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/6`;
+const REDIS_URL = testRedisDb(6);
 /** The shipped per-user rule: 10 a minute. */
 const USER_LIMIT = 10;
-
-const RateLimitService = loadRateLimitService({ defaults: true });
-type RlsClient = Client & {
-  ShouldRateLimit: (
-    req: RateLimitRequest,
-    md: Metadata,
-    options: Partial<CallOptions>,
-    cb: (e: ServiceError | null, r: RateLimitResponse) => void,
-  ) => void;
-};
 
 const tag = randomBytes(5).toString('hex');
 let child: Child;
 let redis: Redis;
 const clients: RlsClient[] = [];
-const workerPids: number[] = [];
+let workerPids: number[] = [];
 
 beforeAll(async () => {
   redis = await requireRedis(REDIS_URL);
@@ -53,17 +49,10 @@ beforeAll(async () => {
     REDIS_TIMEOUT_MS: '2000',
     LOG_LEVEL: 'info',
   });
-  for (let n = 1; n <= 2; n++) {
-    const line = await child.waitFor(new RegExp(`"worker":${n},"pid":\\d+.*worker listening`), 30_000);
-    workerPids.push((JSON.parse(line) as { pid: number }).pid);
-  }
+  workerPids = await listeningWorkerPids(child, 2);
   // A subchannel pool per client: 8 separate connections, which the primary deals out in turn.
   for (let i = 0; i < 8; i++) {
-    clients.push(
-      new RateLimitService(`127.0.0.1:${GRPC_PORT}`, credentials.createInsecure(), {
-        'grpc.use_local_subchannel_pool': 1,
-      }) as unknown as RlsClient,
-    );
+    clients.push(rlsClient(`127.0.0.1:${GRPC_PORT}`, { 'grpc.use_local_subchannel_pool': 1 }));
   }
 });
 
@@ -81,12 +70,7 @@ afterAll(async () => {
 });
 
 const ask = (client: RlsClient, campaign: string, user: string): Promise<RateLimitResponse> =>
-  call(
-    client.ShouldRateLimit,
-    client,
-    { domain: envoyDomain(), descriptors: descriptorsFor('grab', { headers: grabHeaders(campaign, user) }) } as never,
-    new Metadata(),
-  );
+  shouldRateLimit(client, descriptorsFor('grab', { headers: grabHeaders(campaign, user) }));
 
 /** Pids of the processes holding established connections on the gRPC port (ss -p). */
 async function serverPids(): Promise<Set<number>> {
@@ -131,15 +115,15 @@ it('WORKERS=2: both processes answer, and N calls over the per-user limit give e
   // SIGHUP reaches the workers (a rules reload), and SIGTERM ends them all with exit code 0.
   child.proc.kill('SIGHUP');
   await child.waitFor(/rate limit rules reloaded/, 10_000);
-  const exit = new Promise<number | null>((r) => child.proc.once('exit', (code) => r(code)));
+  const exit = exitCodeOf(child.proc);
   child.proc.kill('SIGTERM');
   expect(await exit).toBe(0);
 });
 
 it.each(['0', '65', 'two'])('refuses WORKERS=%s before starting anything, naming the variable', async (workers) => {
-  const bad = spawnNode(new URL('../dist/main.js', import.meta.url), [], { WORKERS: workers, REDIS_URL });
-  const line = await bad.waitFor(/bad environment variable/);
+  const { line, exitCode } = await refusal(
+    spawnNode(new URL('../dist/main.js', import.meta.url), [], { WORKERS: workers, REDIS_URL }),
+  );
   expect(line).toContain('WORKERS');
-  await new Promise((r) => (bad.proc.exitCode !== null ? r(null) : bad.proc.once('exit', r)));
-  expect(bad.proc.exitCode).toBe(2);
+  expect(exitCode).toBe(2);
 });

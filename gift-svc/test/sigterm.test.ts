@@ -16,12 +16,13 @@ import { keys, signToken } from '@redpacket/lib';
 import {
   bearer,
   call,
+  exitCodeOf,
   pollUntil,
   requireRedis,
   TEST_AMQP_URL,
   TEST_JWT_SECRET,
   TEST_MYSQL_URL,
-  TEST_REDIS_URL,
+  testRedisDb,
 } from '@redpacket/lib/testing';
 import { freePort, spawnNode, type Child } from '@redpacket/loadgen';
 import { AdminServiceClient, GrabServiceClient, Outcome, Split } from '@redpacket/proto';
@@ -43,7 +44,7 @@ import {
 } from './harness.js';
 
 const run = promisify(execFile);
-const OWN_DB_URL = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/4`;
+const OWN_DB_URL = testRedisDb(4);
 const grabMain = new URL('../../grab-svc/dist/main.js', import.meta.url);
 const giftMain = new URL('../dist/main.js', import.meta.url);
 
@@ -61,9 +62,6 @@ afterAll(async () => {
   await pool.end();
   redis.disconnect();
 });
-
-const exitOf = (c: Child): Promise<number | null> =>
-  new Promise((r) => (c.proc.exitCode !== null ? r(c.proc.exitCode) : c.proc.once('exit', (code) => r(code))));
 
 /** Every message in the queue, taken off it (acked): the packet ids, in order. */
 async function drainQueue(queue: string, expected: number): Promise<string[]> {
@@ -173,7 +171,7 @@ it('SIGTERM to grab-svc while wins flow: its relay confirms what it read, and ev
   expect(next).toBeLessThan(N);
   child.proc.kill('SIGTERM');
   await load;
-  expect(await exitOf(child)).toBe(0);
+  expect(await exitCodeOf(child.proc)).toBe(0);
   admin.close();
   grab.close();
 
@@ -264,7 +262,7 @@ it('SIGTERM to gift-svc while it credits at a throttled rate: in-flight wins ack
   await pollUntil('deliveries in flight', async () => (await unacked(t.queue)) > 0, 10_000, 0);
   const t0 = Date.now();
   first.proc.kill('SIGTERM');
-  expect(await exitOf(first)).toBe(0);
+  expect(await exitCodeOf(first.proc)).toBe(0);
   expect(Date.now() - t0).toBeLessThan(10_000);
   const credited = (await awardCount(pool, id)).n;
   expect(credited).toBeLessThan(N);
@@ -275,7 +273,7 @@ it('SIGTERM to gift-svc while it credits at a throttled rate: in-flight wins ack
   const second = start('0');
   await pollUntil('every win credited', async () => (await awardCount(pool, id)).n === N, 60_000, 50);
   second.proc.kill('SIGTERM');
-  expect(await exitOf(second)).toBe(0);
+  expect(await exitCodeOf(second.proc)).toBe(0);
   expect(await awardCount(pool, id)).toEqual({ n: N, distinct: N });
   const [dead] = await pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM dead_letters WHERE campaign_id = ?', [
     id,

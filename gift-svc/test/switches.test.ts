@@ -14,7 +14,7 @@ import {
   requireRedis,
   TEST_AMQP_URL,
   TEST_JWT_SECRET,
-  TEST_REDIS_URL,
+  testRedisDb,
 } from '@redpacket/lib/testing';
 import { GiftServiceClient } from '@redpacket/proto';
 import { assertTopology, connectAmqp, encodeWin, type Topology, type WinEvent } from '@redpacket/wins';
@@ -33,7 +33,7 @@ import {
   uid,
 } from './harness.js';
 
-const OWN_DB_URL = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/14`;
+const OWN_DB_URL = testRedisDb(14);
 
 let pool: Pool;
 let ownDb: Redis;

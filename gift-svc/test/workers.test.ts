@@ -9,7 +9,16 @@ import type { Redis } from 'ioredis';
 import type { RowDataPacket } from 'mysql2/promise';
 import type { Pool } from '@redpacket/db';
 import { keys } from '@redpacket/lib';
-import { pollUntil, requireRedis, TEST_AMQP_URL, TEST_MYSQL_URL, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import {
+  exitCodeOf,
+  listeningWorkerPids,
+  pollUntil,
+  refusal,
+  requireRedis,
+  TEST_AMQP_URL,
+  TEST_MYSQL_URL,
+  testRedisDb,
+} from '@redpacket/lib/testing';
 import { spawnNode, type Child } from '@redpacket/loadgen';
 import { reconcileCampaign } from '@redpacket/grab-svc/settle';
 import {
@@ -28,7 +37,7 @@ const run = promisify(execFile);
 const GRPC_PORT = 17615;
 const METRICS_PORT = 17616;
 /** A Redis database of the scale tests' own. */
-const REDIS_URL = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/6`;
+const REDIS_URL = testRedisDb(6);
 
 let redis: Redis;
 let relayRedis: Redis;
@@ -113,11 +122,7 @@ it('WORKERS=2 on one queue: every win credited exactly once, through a worker ki
     GIFT_BATCH: '50',
     LOG_LEVEL: 'info',
   });
-  const pids: number[] = [];
-  for (let n = 1; n <= 2; n++) {
-    const line = await child.waitFor(new RegExp(`"worker":${n},"pid":\\d+.*worker listening`), 30_000);
-    pids.push((JSON.parse(line) as { pid: number }).pid);
-  }
+  const pids = await listeningWorkerPids(child, 2);
 
   // Both workers consume the one queue.
   await pollUntil('two consumers on the queue', async () => (await consumerPids(t.queue)).length === 2, 20_000, 100);
@@ -144,17 +149,17 @@ it('WORKERS=2 on one queue: every win credited exactly once, through a worker ki
   const text = await (await fetch(`http://127.0.0.1:${METRICS_PORT}/metrics`)).text();
   expect(text).toMatch(/^process_cpu_user_seconds_total \d/m);
 
-  const exit = new Promise<number | null>((r) => child!.proc.once('exit', (code) => r(code)));
+  const exit = exitCodeOf(child.proc);
   child.proc.kill('SIGTERM');
   expect(await exit).toBe(0);
 });
 
 it.each(['0', '65', 'two'])('refuses WORKERS=%s before starting anything, naming the variable', async (workers) => {
-  const bad = spawnNode(new URL('../dist/main.js', import.meta.url), [], { WORKERS: workers, REDIS_URL });
-  const line = await bad.waitFor(/bad environment variable/);
+  const { line, exitCode } = await refusal(
+    spawnNode(new URL('../dist/main.js', import.meta.url), [], { WORKERS: workers, REDIS_URL }),
+  );
   expect(line).toContain('WORKERS');
-  await new Promise((r) => (bad.proc.exitCode !== null ? r(null) : bad.proc.once('exit', r)));
-  expect(bad.proc.exitCode).toBe(2);
+  expect(exitCode).toBe(2);
 });
 
 it("GIFT_RATE is the instance's: two workers together credit no faster than it", async () => {

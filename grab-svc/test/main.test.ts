@@ -1,6 +1,15 @@
 import { credentials, status } from '@grpc/grpc-js';
 import { keys, signToken } from '@redpacket/lib';
-import { bearer, call, deleteKeys, grpcError, requireRedis, TEST_JWT_SECRET } from '@redpacket/lib/testing';
+import {
+  bearer,
+  call,
+  deleteKeys,
+  exitCodeOf,
+  grpcError,
+  refusal,
+  requireRedis,
+  TEST_JWT_SECRET,
+} from '@redpacket/lib/testing';
 import { freePort, spawnNode } from '@redpacket/loadgen';
 import { AdminServiceClient, GrabServiceClient, Outcome, Split } from '@redpacket/proto';
 import { expect, it } from 'vitest';
@@ -8,11 +17,11 @@ import { expect, it } from 'vitest';
 const mainScript = new URL('../dist/main.js', import.meta.url);
 
 it('refuses to start with a bad environment variable, naming it', async () => {
-  const child = spawnNode(mainScript, [], { GRPC_PORT: 'not-a-port', JWT_SECRET: TEST_JWT_SECRET });
-  const line = await child.waitFor(/bad environment variable/);
+  const { line, exitCode } = await refusal(
+    spawnNode(mainScript, [], { GRPC_PORT: 'not-a-port', JWT_SECRET: TEST_JWT_SECRET }),
+  );
   expect(line).toContain('GRPC_PORT');
-  await new Promise((r) => (child.proc.exitCode !== null ? r(null) : child.proc.once('exit', r)));
-  expect(child.proc.exitCode).toBe(2);
+  expect(exitCode).toBe(2);
 });
 
 it('SIGTERM: in-flight grabs finish, every WON is recorded, the process exits 0', async () => {
@@ -65,9 +74,7 @@ it('SIGTERM: in-flight grabs finish, every WON is recorded, the process exits 0'
     await Promise.race(calls);
     child.proc.kill('SIGTERM');
     const results = await Promise.all(calls);
-    const exit = await new Promise<number | null>((r) =>
-      child.proc.exitCode !== null ? r(child.proc.exitCode) : child.proc.once('exit', (code) => r(code)),
-    );
+    const exit = await exitCodeOf(child.proc);
     expect(exit).toBe(0);
     const won = results.filter((x) => x.ok && x.r.outcome === Outcome.WON);
     const failed = results.filter((x) => !x.ok);

@@ -5,13 +5,13 @@
  * grabs are ever paused.
  */
 import { createLogger, grabPausedFor, setSwitch, Switches } from '@redpacket/lib';
-import { bearer, call, metricValue, pollUntil, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import { bearer, call, metricValue, pollUntil, requireRedis, testRedisDb } from '@redpacket/lib/testing';
 import { Outcome } from '@redpacket/proto';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHarness, type Harness } from './harness.js';
 
-const OWN_DB_URL = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/13`;
+const OWN_DB_URL = testRedisDb(13);
 const log = createLogger('switches-test', 'silent');
 
 let h: Harness;

@@ -1,4 +1,10 @@
-import { startRedisCluster, TEST_JWT_SECRET, type TestRedisCluster } from '@redpacket/lib/testing';
+import {
+  exitCodeOf,
+  listeningWorkerPids,
+  startRedisCluster,
+  TEST_JWT_SECRET,
+  type TestRedisCluster,
+} from '@redpacket/lib/testing';
 import { spawnNode, type Child } from '@redpacket/loadgen';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startHarness, type Harness } from './harness.js';
@@ -11,7 +17,7 @@ const mainScript = new URL('../dist/main.js', import.meta.url);
 let cluster: TestRedisCluster;
 let child: Child;
 let h: Harness;
-const listening: string[] = [];
+let workerPids: number[] = [];
 beforeAll(async () => {
   cluster = await startRedisCluster();
   child = spawnNode(mainScript, [], {
@@ -27,9 +33,7 @@ beforeAll(async () => {
     REDIS_WAIT_REPLICAS: '1',
   });
   // The primary logs each worker once its server is bound.
-  for (let n = 1; n <= 4; n++) {
-    listening.push(await child.waitFor(new RegExp(`"worker":${n},"pid":\\d+.*worker listening`), 30_000));
-  }
+  workerPids = await listeningWorkerPids(child, 4);
   h = await startHarness({ address: `127.0.0.1:${PORT}`, clusterNodes: cluster.nodes, connections: 8 });
 });
 afterAll(async () => {
@@ -39,7 +43,7 @@ afterAll(async () => {
 });
 
 it('WORKERS=4 on the Redis Cluster: four processes share the port, the race proof holds across them, a dead worker is replaced', async () => {
-  const pids = new Set(listening.map((l) => (JSON.parse(l) as { pid: number }).pid));
+  const pids = new Set(workerPids);
   expect(pids.size).toBe(4);
   await raceProof(h);
 
@@ -48,7 +52,7 @@ it('WORKERS=4 on the Redis Cluster: four processes share the port, the race proo
   const replaced = await child.waitFor(/"worker":5,"pid":\d+.*worker listening/, 30_000);
   expect(pids.has((JSON.parse(replaced) as { pid: number }).pid)).toBe(false);
 
-  const exit = new Promise<number | null>((r) => child.proc.once('exit', (code) => r(code)));
+  const exit = exitCodeOf(child.proc);
   child.proc.kill('SIGTERM');
   expect(await exit).toBe(0);
 });

@@ -9,6 +9,11 @@ export const TEST_MYSQL_URL = process.env['MYSQL_URL'] ?? 'mysql://root@127.0.0.
 export const TEST_AMQP_URL = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
 export const TEST_JWT_SECRET = 'test-secret-0123456789abcdef';
 
+/** The test Redis's URL with database `db` instead of its own: a database of one test file's. */
+export function testRedisDb(db: number): string {
+  return `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/${db}`;
+}
+
 /** Connects to the test Redis or fails with how to start it (never skips). */
 export async function requireRedis(url = TEST_REDIS_URL): Promise<Redis> {
   const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
@@ -197,6 +202,39 @@ export async function startRedisServer(port: number): Promise<TestRedisServer> {
     throw err;
   }
   return { port, url, process: proc, stop };
+}
+
+/** Resolves with a process's exit code once it has exited (at once if it already has). */
+export function exitCodeOf(proc: ChildProcess): Promise<number | null> {
+  return new Promise((r) =>
+    proc.exitCode !== null || proc.signalCode !== null ? r(proc.exitCode) : proc.once('exit', (code) => r(code)),
+  );
+}
+
+/**
+ * The pids of workers 1..n of a main started with WORKERS=n, in order, from the primary's
+ * `"worker":<n>,"pid":<pid> ... worker listening` line for each (each awaited up to `timeoutMs`).
+ */
+export async function listeningWorkerPids(
+  child: { waitFor(re: RegExp, timeoutMs?: number): Promise<string> },
+  n: number,
+  timeoutMs = 30_000,
+): Promise<number[]> {
+  const pids: number[] = [];
+  for (let w = 1; w <= n; w++) {
+    const line = await child.waitFor(new RegExp(`"worker":${w},"pid":\\d+.*worker listening`), timeoutMs);
+    pids.push((JSON.parse(line) as { pid: number }).pid);
+  }
+  return pids;
+}
+
+/** A main refusing its environment: the "bad environment variable" line it logs, then its exit code. */
+export async function refusal(child: {
+  proc: ChildProcess;
+  waitFor(re: RegExp, timeoutMs?: number): Promise<string>;
+}): Promise<{ line: string; exitCode: number | null }> {
+  const line = await child.waitFor(/bad environment variable/);
+  return { line, exitCode: await exitCodeOf(child.proc) };
 }
 
 export * from './testing-cluster.js';

@@ -14,12 +14,12 @@ import {
   Switches,
   UnknownSwitchError,
 } from '../src/index.js';
-import { pollUntil, requireRedis, TEST_REDIS_URL } from '../src/testing.js';
+import { pollUntil, requireRedis, testRedisDb } from '../src/testing.js';
 
 const silent = pino({ level: 'silent' });
 const uid = (): string => randomBytes(6).toString('hex');
 /** A Redis database nobody else uses, for the global switches. */
-const OWN_DB_URL = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/11`;
+const OWN_DB_URL = testRedisDb(11);
 
 describe('Switches', () => {
   it('sees a flip within 2 s of setSwitch, on and off again, without a restart', async () => {
