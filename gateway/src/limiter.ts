@@ -208,8 +208,9 @@ export class Limiter {
       const values = d.entries.map((e) => campaignOf(this.config, e) ?? e.value);
       buckets.push({
         index,
-        // The rate is part of the key: changed rules start from full buckets.
-        key: `${this.prefix}{${this.config.domain}}:${rule.id}:${rule.requestsPerUnit}/${rule.unit}:${values.join('|')}`,
+        // The rate is part of the key: changed rules start from full buckets. `s:` marks the
+        // bucket as one string (take-tokens-n.lua); hash buckets of older gateways are never read.
+        key: `${this.prefix}{${this.config.domain}}:${rule.id}:${rule.requestsPerUnit}/${rule.unit}:s:${values.join('|')}`,
         capacity: rule.requestsPerUnit,
         periodMs: UNIT_MS[rule.unit],
         shadow: rule.shadow,
