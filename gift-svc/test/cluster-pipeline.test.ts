@@ -2,13 +2,16 @@
  * The win pipeline with grab-svc's Redis on a real Redis Cluster and every part doubled, as N
  * replicas run it: grabs -> outbox -> two relays (one consumer group) -> RabbitMQ (quorum queue)
  * -> two gift consumers -> MySQL, exact reconcile; then two settle timers at once settle once.
+ * And the relay's outbox gauge over a campaign's sub-pool outboxes, on different slots.
  */
 import type { Cluster } from 'ioredis';
 import type { RowDataPacket } from 'mysql2/promise';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Pool } from '@redpacket/db';
-import { createRedis, keys } from '@redpacket/lib';
-import { pollUntil, startRedisCluster, type TestRedisCluster } from '@redpacket/lib/testing';
+import { createRedis, keys, poolId } from '@redpacket/lib';
+import { metricValue, pollUntil, startRedisCluster, type TestRedisCluster } from '@redpacket/lib/testing';
+import { OutboxRelay } from '@redpacket/grab-svc/relay/outbox-relay';
+import { topologyWithSuffix } from '@redpacket/wins';
 import { closeCampaign } from '@redpacket/grab-svc/campaigns';
 import { reconcileCampaign } from '@redpacket/grab-svc/settle';
 import { settleEnded } from '@redpacket/grab-svc/settle-timer';
@@ -18,6 +21,7 @@ import {
   dropTopology,
   grabMany,
   makeCampaign,
+  queueDepth,
   requireMysql,
   requireTopology,
   silent,
@@ -112,4 +116,54 @@ it('two relays and two gift consumers on the cluster: every win credited once, r
   expect(Number(settlements[0]?.['refund'])).toBeGreaterThan(0);
   expect(refunds.map((r) => Number(r['amount_cents']))).toEqual([Number(settlements[0]?.['refund'])]);
   expect(await redis.hget(keys.meta(meta.id), 'settled')).toBe('1');
+});
+
+it('redpacket_outbox_length sums the XLEN of sub-pool outboxes on different slots, and reads 0 once relayed', async () => {
+  const t = await requireTopology();
+  const meta = await makeCampaign(redis, pool, { count: 30, totalCents: 3000, subPools: 3 });
+  cleanups.push(
+    () => dropTopology(t),
+    () => dropCampaign(redis, pool, meta.id),
+  );
+  const pools = [0, 1, 2].map((p) => poolId(meta.id, p));
+  const slotOf = async (key: string): Promise<number> => Number(await redis.cluster('KEYSLOT', key));
+  expect(new Set(await Promise.all(pools.map((p) => slotOf(keys.outbox(p))))).size).toBe(3);
+  // A different number of wins in each pool's outbox: a sum that left out any of them would differ.
+  const wins = [2, 3, 4];
+  for (const [p, n] of wins.entries()) expect(await grabMany(redis, pools[p] as string, n, `p${p}-`)).toBe(n);
+  const lengths = await Promise.all(pools.map((p) => redis.xlen(keys.outbox(p))));
+  expect(lengths).toEqual(wins);
+  const gauge = (): Promise<number> => metricValue('redpacket_outbox_length', { campaign: meta.id });
+
+  // Publishing held back: a relay whose broker is unreachable reads the outboxes, confirms nothing.
+  const held = new OutboxRelay({
+    redis: clusterClient(),
+    amqpUrl: 'amqp://guest:guest@127.0.0.1:17198',
+    topology: topologyWithSuffix(`held-${t.queue}`),
+    connectionName: `test-relay-held-${t.queue}`,
+    log: silent,
+    campaigns: async () => [meta.id],
+    maxBackoffMs: 100,
+  });
+  held.start();
+  try {
+    await pollUntil('the relay to report the outboxes', async () => (await gauge()) > 0);
+    expect(await gauge()).toBe(9);
+    expect(held.stats.published).toBe(0);
+  } finally {
+    await held.stop();
+  }
+
+  // A relay that can publish drains every pool's outbox (taking over the entries the held one had
+  // read, as from a relay that died, after claimIdleMs); the gauge follows.
+  const r = await testRelay(t, [meta.id], {
+    redis: clusterClient(),
+    connectionName: `test-relay-drain-${t.queue}`,
+    claimIdleMs: 200,
+  });
+  cleanups.push(r.stop);
+  await pollUntil('nine wins queued', async () => (await queueDepth(t.queue)) === 9, 20_000, 50);
+  await pollUntil('the gauge to read 0', async () => (await gauge()) === 0, 10_000, 50);
+  expect(await Promise.all(pools.map((p) => redis.xlen(keys.outbox(p))))).toEqual([0, 0, 0]);
+  expect(r.relay.stats.published).toBe(9);
 });

@@ -1,5 +1,9 @@
-/** grab-svc's own metrics: grab outcomes by campaign, counted without slowing the grab. */
-import { HotCounter, shared, type HotChild } from '@redpacket/lib';
+/**
+ * grab-svc's own metrics: grab outcomes by campaign, counted without slowing the grab, and the
+ * outcomes of the replica waits (REDIS_WAIT_REPLICAS).
+ */
+import { Counter } from 'prom-client';
+import { HotCounter, registry, shared, type HotChild } from '@redpacket/lib';
 import { Outcome } from '@redpacket/proto';
 
 /** Campaigns counted one by one; later ones count under campaign="_other". */
@@ -43,3 +47,19 @@ export function countGrab(campaignId: string, outcome: Outcome): void {
 export function countPausedGrab(campaignId: string): void {
   childrenOf(campaignId)[PAUSED]?.inc();
 }
+
+/** How a replica wait (one marker + WAIT barrier, covering every win answered after it) ended. */
+export type ReplicaWaitResult = 'acked' | 'timed_out' | 'failed';
+
+export const replicaWaits = shared(
+  'redpacket_replica_waits_total',
+  () =>
+    new Counter({
+      name: 'redpacket_replica_waits_total',
+      help:
+        'REDIS_WAIT_REPLICAS barriers, by result: acked (the replicas asked for had the wins), timed_out ' +
+        '(fewer within the timeout) or failed (the call failed); the wins are answered in every case',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+);

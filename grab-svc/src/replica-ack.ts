@@ -11,7 +11,15 @@
  * next, which covers them all, so the cost is a replication round trip of latency, not a WAIT a
  * grab.
  */
-import { keys, type Logger, type RedisClient } from '@redpacket/lib';
+import { dependencyTimer, keys, type Logger, type RedisClient } from '@redpacket/lib';
+import { replicaWaits } from './metrics.js';
+
+const timer = dependencyTimer('redis', 'replica_wait');
+const results = {
+  acked: replicaWaits.labels('acked'),
+  timedOut: replicaWaits.labels('timed_out'),
+  failed: replicaWaits.labels('failed'),
+};
 
 export interface ReplicaAckOptions {
   /** A connection (or Cluster client) of its own: WAIT blocks it. */
@@ -76,23 +84,30 @@ export class ReplicaAck {
   private async barrier(pool: string): Promise<number> {
     this.stats.barriers++;
     try {
-      // One pipeline, so both go to the master of the marker's slot: the pool's master.
-      const res = await this.o.redis
-        .pipeline()
-        .set(keys.replicaMark(pool), '1', 'PX', 60_000)
-        .wait(this.o.replicas, this.o.timeoutMs)
-        .exec();
-      const [setErr] = res?.[0] ?? [];
-      const [waitErr, acked] = res?.[1] ?? [];
-      if (setErr || waitErr) throw setErr ?? waitErr;
-      const n = Number(acked);
+      // Timed as one call, a failed command inside the pipeline counted as a failed call.
+      const n = await timer.time(async () => {
+        // One pipeline, so both go to the master of the marker's slot: the pool's master.
+        const res = await this.o.redis
+          .pipeline()
+          .set(keys.replicaMark(pool), '1', 'PX', 60_000)
+          .wait(this.o.replicas, this.o.timeoutMs)
+          .exec();
+        const [setErr] = res?.[0] ?? [];
+        const [waitErr, acked] = res?.[1] ?? [];
+        if (setErr || waitErr) throw setErr ?? waitErr;
+        return Number(acked);
+      });
       if (n < this.o.replicas) {
         this.stats.short++;
+        results.timedOut.inc();
         this.o.log.warn({ pool, acked: n, wanted: this.o.replicas }, 'wins answered before a replica had them');
+      } else {
+        results.acked.inc();
       }
       return n;
     } catch (err) {
       this.stats.short++;
+      results.failed.inc();
       this.o.log.warn(
         { pool, err: (err as Error).message },
         'replica wait failed; wins answered from the master alone',

@@ -1,11 +1,12 @@
 /**
  * REDIS_WAIT_REPLICAS on a real Redis Cluster: a WON is answered only once the replica of the
  * campaign's master has the claim (the replica is stopped with SIGSTOP to make the wait visible),
- * a timeout answers it anyway and counts it, and concurrent wins share their barriers.
+ * a timeout answers it anyway and counts it, and concurrent wins share their barriers; each
+ * barrier's result and latency reach the Prometheus metrics.
  */
 import { randomBytes } from 'node:crypto';
 import { createLogger, createRedis, keys, type Identity } from '@redpacket/lib';
-import { pollUntil, startRedisCluster, type TestRedisCluster } from '@redpacket/lib/testing';
+import { metricValue, pollUntil, startRedisCluster, type TestRedisCluster } from '@redpacket/lib/testing';
 import { Outcome, Split } from '@redpacket/proto';
 import type { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -91,6 +92,25 @@ async function replicaOf(campaignId: string): Promise<{ conn: Redis; pid: number
   return { conn, pid };
 }
 
+/** The replica-wait metrics now: waits by result, and the barrier's dependency latency series. */
+async function waitMetrics(): Promise<Record<string, number>> {
+  const op = { op: 'replica_wait' };
+  return {
+    acked: await metricValue('redpacket_replica_waits_total', { result: 'acked' }),
+    timed_out: await metricValue('redpacket_replica_waits_total', { result: 'timed_out' }),
+    failed: await metricValue('redpacket_replica_waits_total', { result: 'failed' }),
+    calls: await metricValue('redpacket_dependency_duration_seconds_count', op),
+    seconds: await metricValue('redpacket_dependency_duration_seconds_sum', op),
+    errors: await metricValue('redpacket_dependency_errors_total', op),
+  };
+}
+
+/** How much each replica-wait metric moved since `before`. */
+async function waitMetricsSince(before: Record<string, number>): Promise<Record<string, number>> {
+  const now = await waitMetrics();
+  return Object.fromEntries(Object.entries(now).map(([k, v]) => [k, v - (before[k] ?? 0)]));
+}
+
 const user = (id: string): Identity => ({ userId: id, role: 'user', openedAtMs: undefined });
 const grabAs = (c: string, u: string, ack: ReplicaAck) =>
   grab(redis, everyoneEligible, user(u), { campaignId: c, requestId: `r-${u}` }, undefined, '', ack);
@@ -108,6 +128,7 @@ it('a WON is answered only once the replica has the claim', async () => {
   const c = await campaign(10);
   const replica = await replicaOf(c);
   const ack = new ReplicaAck({ redis: ackRedis, replicas: 1, timeoutMs: 10_000, log });
+  const before = await waitMetrics();
   expect((await grabAs(c, 'warm', ack)).outcome).toBe(Outcome.WON);
 
   stop(replica.pid);
@@ -125,12 +146,18 @@ it('a WON is answered only once the replica has the claim', async () => {
   expect(res.outcome).toBe(Outcome.WON);
   expect(await replica.conn.hget(keys.claims(c), 'alice')).toMatch(new RegExp(`^${res.packetId}\\|`));
   expect(ack.stats.short).toBe(0);
+  // one acked wait a barrier (warm's, alice's), each timed; alice's lasted the 500 ms stop
+  const moved = await waitMetricsSince(before);
+  expect(ack.stats.barriers).toBe(2);
+  expect(moved).toMatchObject({ acked: 2, timed_out: 0, failed: 0, calls: 2, errors: 0 });
+  expect(moved['seconds']).toBeGreaterThanOrEqual(0.45);
 });
 
 it('past the timeout the win is answered anyway (it is on the master) and counted', async () => {
   const c = await campaign(10);
   const replica = await replicaOf(c);
   const ack = new ReplicaAck({ redis: ackRedis, replicas: 1, timeoutMs: 300, log });
+  const before = await waitMetrics();
   stop(replica.pid);
   const t0 = Date.now();
   const res = await grabAs(c, 'bob', ack);
@@ -140,12 +167,28 @@ it('past the timeout the win is answered anyway (it is on the master) and counte
   expect(ms).toBeGreaterThanOrEqual(250);
   expect(ms).toBeLessThan(5000);
   expect(ack.stats.short).toBe(1);
+  const moved = await waitMetricsSince(before);
+  expect(moved).toMatchObject({ acked: 0, timed_out: 1, failed: 0, calls: 1, errors: 0 });
+  expect(moved['seconds']).toBeGreaterThanOrEqual(0.25);
+});
+
+it('a wait that fails answers the win from the master alone, counted as failed', async () => {
+  const c = await campaign(10);
+  // Sent to the pool's replica instead of its master, the barrier is refused by Redis (MOVED).
+  const replica = await replicaOf(c);
+  const ack = new ReplicaAck({ redis: replica.conn, replicas: 1, timeoutMs: 10_000, log });
+  const before = await waitMetrics();
+  const res = await grabAs(c, 'carol', ack);
+  expect(res.outcome).toBe(Outcome.WON);
+  expect(ack.stats.short).toBe(1);
+  expect(await waitMetricsSince(before)).toMatchObject({ acked: 0, timed_out: 0, failed: 1, calls: 1, errors: 1 });
 });
 
 it('2,000 concurrent wins share their barriers, and every answered win is on the replica', async () => {
   const c = await campaign(2000);
   const replica = await replicaOf(c);
   const ack = new ReplicaAck({ redis: ackRedis, replicas: 1, timeoutMs: 10_000, log });
+  const before = await waitMetrics();
   const results = await Promise.all(
     Array.from({ length: 2000 }, async (_, i) => {
       const r = await grabAs(c, `u${i}`, ack);
@@ -158,4 +201,6 @@ it('2,000 concurrent wins share their barriers, and every answered win is on the
   expect(ack.stats.barriers).toBeGreaterThan(0);
   expect(ack.stats.barriers).toBeLessThan(500);
   expect(ack.stats.short).toBe(0);
+  // the metrics count barriers, not wins
+  expect(await waitMetricsSince(before)).toMatchObject({ acked: ack.stats.barriers, timed_out: 0, failed: 0 });
 });

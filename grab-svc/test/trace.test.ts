@@ -10,7 +10,7 @@ import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import type { Pool } from '@redpacket/db';
 import { keys, REQUEST_ID_HEADER } from '@redpacket/lib';
-import { bearer, call, pollUntil, requireRedis, TEST_AMQP_URL } from '@redpacket/lib/testing';
+import { bearer, call, callWithHeaders, pollUntil, requireRedis, TEST_AMQP_URL } from '@redpacket/lib/testing';
 import { Outcome } from '@redpacket/proto';
 import { connectAmqp, decodeWin, TRACE_HEADER, type WinEvent } from '@redpacket/wins';
 import { writeAwards } from '../../gift-svc/src/awards-writer.js';
@@ -43,7 +43,7 @@ afterAll(async () => {
   redis.disconnect();
 });
 
-it("grab-svc's access lines: the grab at debug with the request id, other calls at info, never a token", async () => {
+it("grab-svc's access lines and replies: the grab at debug with the request id it answers with, other calls at info, never a token", async () => {
   const lines: Line[] = [];
   const log = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Line) });
   const g = await startHarness({ log });
@@ -52,14 +52,21 @@ it("grab-svc's access lines: the grab at debug with the request id, other calls 
     const token = await g.userToken(`${g.run}-logged`);
     const md = bearer(token);
     md.set(REQUEST_ID_HEADER, 'grab-req-1');
-    expect((await call(g.grab.grab, g.grab, { campaignId: c.campaignId, requestId: '' }, md)).outcome).toBe(
-      Outcome.WON,
-    );
+    const grab = (m: typeof md) => callWithHeaders(g.grab.grab, g.grab, { campaignId: c.campaignId, requestId: '' }, m);
+    // the caller gets the id back as x-request-id response metadata, on a win and on an error
+    const won = await grab(md);
+    expect(won.response?.outcome).toBe(Outcome.WON);
+    expect(won.headers?.get(REQUEST_ID_HEADER)).toEqual(['grab-req-1']);
     const forged = bearer(`${token.slice(0, -4)}AAAA`);
     forged.set(REQUEST_ID_HEADER, 'grab-req-2');
-    await expect(call(g.grab.grab, g.grab, { campaignId: c.campaignId, requestId: '' }, forged)).rejects.toThrow(
-      /UNAUTHENTICATED/,
-    );
+    const refused = await grab(forged);
+    expect(refused.error?.message).toMatch(/UNAUTHENTICATED/);
+    expect(refused.headers?.get(REQUEST_ID_HEADER)).toEqual(['grab-req-2']);
+    // none sent: the id grab-svc generated comes back (the access line's, checked below)
+    const untraced = await grab(bearer(await g.userToken(`${g.run}-untraced`)));
+    expect(untraced.response?.outcome).toBe(Outcome.WON);
+    const generated = untraced.headers?.get(REQUEST_ID_HEADER)[0];
+    expect(generated).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     const rpc = lines.filter((l) => l.msg === 'rpc');
     expect(rpc).toEqual([
       expect.objectContaining({ level: 30, method: '/redpacket.v1.AdminService/CreateCampaign', code: 'OK' }),
@@ -74,6 +81,12 @@ it("grab-svc's access lines: the grab at debug with the request id, other calls 
         method: '/redpacket.v1.GrabService/Grab',
         code: 'UNAUTHENTICATED',
         requestId: 'grab-req-2',
+      }),
+      expect.objectContaining({
+        level: 20,
+        method: '/redpacket.v1.GrabService/Grab',
+        code: 'OK',
+        requestId: generated,
       }),
     ]);
     const all = JSON.stringify(lines);

@@ -1,11 +1,11 @@
 /** gRPC server plumbing: typed handlers behind one error path, health, reflection, shutdown. */
 import { readFileSync } from 'node:fs';
 import {
+  Metadata,
   Server,
   ServerCredentials,
   status,
   type handleUnaryCall,
-  type Metadata,
   type ServerReadableStream,
   type ServerUnaryCall,
   type ServiceError as GrpcServiceError,
@@ -19,7 +19,7 @@ import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { toGrpcError } from './errors.js';
 import { rpcSeconds, rpcTotal } from './metrics.js';
-import { requestIdOf } from './request-id.js';
+import { REQUEST_ID_HEADER, requestIdOf } from './request-id.js';
 
 /** A unary handler as plain async code: return the response or throw. */
 export type AsyncUnary<Req, Res> = (request: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>;
@@ -61,10 +61,24 @@ function accessLine(
 }
 
 /**
+ * Sends the call's request id back as initial metadata (`x-request-id`), just before the answer or
+ * the error, so a client or Envoy can match a reply with the log lines. A response sends (empty)
+ * initial metadata anyway, so an answer costs no extra frame; an error is sent as headers then
+ * trailers instead of trailers-only, so the id is in the initial metadata there too. A no-op if
+ * a handler already sent initial metadata of its own.
+ */
+function echoRequestId(call: { metadata: Metadata; sendMetadata(md: Metadata): void }): void {
+  const md = new Metadata();
+  md.set(REQUEST_ID_HEADER, requestIdOf(call));
+  call.sendMetadata(md);
+}
+
+/**
  * Adapts async handlers to a generated service interface: every unary result or throw
  * goes through toGrpcError, so no handler can leak a stack trace or forget a callback.
- * Each unary call gets a request id (requestIdOf) and, when it ends, one access log line at the
- * method's level; a client-streaming call gets its line when it answers.
+ * Each unary call gets a request id (requestIdOf), sent back to the caller as `x-request-id`
+ * response metadata, and, when it ends, one access log line at the method's level; a
+ * client-streaming call gets both when it answers.
  */
 export function implement<S extends UntypedServiceImplementation>(
   definition: ServiceDefinition,
@@ -98,6 +112,7 @@ export function implement<S extends UntypedServiceImplementation>(
           ok.inc();
           // The level check first: a disabled level (the grab at info) builds no object.
           if (level !== 'silent' && log.isLevelEnabled(level)) accessLine(log, level, method.path, 'OK', seconds, call);
+          echoRequestId(call);
           callback(null, res);
         },
         (err: unknown) => {
@@ -106,6 +121,7 @@ export function implement<S extends UntypedServiceImplementation>(
           const code = status[e.code ?? status.UNKNOWN];
           rpcTotal.inc({ method: method.path, code });
           if (level !== 'silent' && log.isLevelEnabled(level)) accessLine(log, level, method.path, code, seconds, call);
+          echoRequestId(call);
           callback(e);
         },
       );
@@ -132,6 +148,7 @@ function clientStreamWithAccessLog(
         const code = err ? status[err.code ?? status.UNKNOWN] : 'OK';
         accessLine(log, level, path, code, (performance.now() - started) / 1000, call);
       }
+      echoRequestId(call);
       callback(err, res);
     });
   };

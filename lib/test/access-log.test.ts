@@ -1,7 +1,8 @@
 /**
  * implement()'s access log and request ids, through a real server and a real client: one line per
  * call with method, code, duration, request id and peer, never a token; the request id the edge
- * sent (or a fresh one when it is missing or unusable) is what the handler sees.
+ * sent (or a fresh one when it is missing or unusable) is what the handler sees and what the
+ * caller gets back as `x-request-id` response metadata.
  */
 import { Metadata, status } from '@grpc/grpc-js';
 import { AccountServiceClient, AccountServiceService, type ImportUsersResponse } from '@redpacket/proto';
@@ -9,7 +10,7 @@ import { credentials, type ServerReadableStream, type sendUnaryData } from '@grp
 import { pino, type Level } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { implement, isValidRequestId, REQUEST_ID_HEADER, requestIdOf, startServer } from '../src/index.js';
-import { bearer, call, grpcError } from '../src/testing.js';
+import { bearer, call, callWithHeaders, grpcError } from '../src/testing.js';
 import { startFakeGrab } from './fake-grab.js';
 
 type Line = Record<string, unknown> & { msg: string; level: number };
@@ -87,6 +88,43 @@ describe('access log', () => {
     }
   });
 
+  it('sends the request id back as response metadata, once, on answers and on errors', async () => {
+    const { log, lines } = capture('info');
+    const { client, stop } = await startFakeGrab(log);
+    const grab = (campaignId: string, requestId?: string) =>
+      callWithHeaders(client.grab, client, { campaignId, requestId: '' }, md(requestId));
+    try {
+      // given by the edge: the same id comes back, on an answer and on both kinds of error
+      for (const [campaign, code] of [
+        ['c1', undefined],
+        ['bad', status.INVALID_ARGUMENT],
+        ['bug', status.INTERNAL],
+      ] as const) {
+        const r = await grab(campaign, `echo-${campaign}`);
+        expect(r.error?.code).toBe(code);
+        expect(r.headers?.get(REQUEST_ID_HEADER)).toEqual([`echo-${campaign}`]);
+      }
+      // none given, or an unusable one: the generated id comes back, the one the handler saw and
+      // the access line has; the unusable one is not echoed
+      const fresh = await grab('c1');
+      const replaced = await grab('c1', 'has space');
+      const failed = await grab('bad');
+      const ids = [fresh, replaced, failed].map((r) => r.headers?.get(REQUEST_ID_HEADER));
+      for (const id of ids) expect(id).toEqual([expect.stringMatching(UUID)]);
+      expect(fresh.response?.packetId).toBe(ids[0]?.[0]);
+      expect(replaced.response?.packetId).toBe(ids[1]?.[0]);
+      expect(failed.error?.code).toBe(status.INVALID_ARGUMENT);
+      expect(lines.filter((l) => l.msg === 'rpc').map((l) => l['requestId'])).toEqual([
+        'echo-c1',
+        'echo-bad',
+        'echo-bug',
+        ...ids.map((id) => id?.[0]),
+      ]);
+    } finally {
+      await stop();
+    }
+  });
+
   it('an unhandled error is logged with the same request id as the access line', async () => {
     const { log, lines } = capture('info');
     const { client, stop } = await startFakeGrab(log);
@@ -123,7 +161,7 @@ describe('access log', () => {
     }
   });
 
-  it('a client-streaming call (ImportUsers) gets its line when it answers', async () => {
+  it('a client-streaming call (ImportUsers) gets its line, and its id back, when it answers', async () => {
     const { log, lines } = capture('info');
     const unused = async (): Promise<never> => {
       throw new Error('not used');
@@ -154,15 +192,19 @@ describe('access log', () => {
       log,
     });
     const client = new AccountServiceClient(`127.0.0.1:${server.port}`, credentials.createInsecure());
-    const importUsers = (n: number, id: string): Promise<{ err: { code: number } | null }> =>
+    const importUsers = (n: number, id: string): Promise<{ err: { code: number } | null; echoed: unknown }> =>
       new Promise((resolve) => {
-        const s = client.importUsers(md(id), (err) => resolve({ err }));
+        let echoed: unknown;
+        const s = client.importUsers(md(id), (err) => resolve({ err, echoed }));
+        s.on('metadata', (m: Metadata) => (echoed = m.get(REQUEST_ID_HEADER)));
         for (let i = 0; i < n; i++) s.write({ users: [] });
         s.end();
       });
     try {
-      expect((await importUsers(3, 'imp-1')).err).toBeNull();
-      expect((await importUsers(0, 'imp-2')).err?.code).toBe(status.INVALID_ARGUMENT);
+      expect(await importUsers(3, 'imp-1')).toEqual({ err: null, echoed: ['imp-1'] });
+      const failed = await importUsers(0, 'imp-2');
+      expect(failed.err?.code).toBe(status.INVALID_ARGUMENT);
+      expect(failed.echoed).toEqual(['imp-2']);
       const rpc = lines.filter((l) => l.msg === 'rpc');
       expect(rpc).toEqual([
         expect.objectContaining({ method: '/redpacket.v1.AccountService/ImportUsers', code: 'OK', requestId: 'imp-1' }),
