@@ -21,6 +21,9 @@ const results = {
   failed: replicaWaits.labels('failed'),
 };
 
+/** How long past its own timeout a WAIT may take to answer before the barrier counts as failed. */
+export const ANSWER_GRACE_MS = 1000;
+
 export interface ReplicaAckOptions {
   /** A connection (or Cluster client) of its own: WAIT blocks it. */
   redis: RedisClient;
@@ -87,11 +90,21 @@ export class ReplicaAck {
       // Timed as one call, a failed command inside the pipeline counted as a failed call.
       const n = await timer.time(async () => {
         // One pipeline, so both go to the master of the marker's slot: the pool's master.
-        const res = await this.o.redis
+        const sent = this.o.redis
           .pipeline()
           .set(keys.replicaMark(pool), '1', 'PX', 60_000)
           .wait(this.o.replicas, this.o.timeoutMs)
           .exec();
+        // WAIT answers by timeoutMs; a master that does not answer at all (stopped, or the
+        // connection lost and its commands queued) must not hold the wins: they are answered.
+        const deadlineMs = this.o.timeoutMs + ANSWER_GRACE_MS;
+        let giveUp: NodeJS.Timeout | undefined;
+        const res = await Promise.race([
+          sent,
+          new Promise<never>((_, reject) => {
+            giveUp = setTimeout(() => reject(new Error(`no answer to WAIT within ${deadlineMs} ms`)), deadlineMs);
+          }),
+        ]).finally(() => clearTimeout(giveUp));
         const [setErr] = res?.[0] ?? [];
         const [waitErr, acked] = res?.[1] ?? [];
         if (setErr || waitErr) throw setErr ?? waitErr;

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { validateCreate, writeCampaign } from '../src/campaigns.js';
 import { everyoneEligible } from '../src/eligibility-mirror.js';
 import { grab } from '../src/grab.js';
-import { ReplicaAck } from '../src/replica-ack.js';
+import { ANSWER_GRACE_MS, ReplicaAck } from '../src/replica-ack.js';
 import { registerScripts } from '../src/scripts.js';
 
 const log = createLogger('replica-ack-test', 'silent');
@@ -181,6 +181,23 @@ it('a wait that fails answers the win from the master alone, counted as failed',
   const res = await grabAs(c, 'carol', ack);
   expect(res.outcome).toBe(Outcome.WON);
   expect(ack.stats.short).toBe(1);
+  expect(await waitMetricsSince(before)).toMatchObject({ acked: 0, timed_out: 0, failed: 1, calls: 1, errors: 1 });
+});
+
+it('a master that never answers the barrier does not hold the win: failed after the timeout and a grace', async () => {
+  const c = await campaign(10);
+  // A stopped node never answers: the barrier sent there stands for a master lost mid-wait.
+  const replica = await replicaOf(c);
+  const ack = new ReplicaAck({ redis: replica.conn, replicas: 1, timeoutMs: 200, log });
+  const before = await waitMetrics();
+  stop(replica.pid);
+  const t0 = Date.now();
+  const res = await grabAs(c, 'dave', ack);
+  const ms = Date.now() - t0;
+  resume(replica.pid);
+  expect(res.outcome).toBe(Outcome.WON);
+  expect(ms).toBeGreaterThanOrEqual(200 + ANSWER_GRACE_MS - 50);
+  expect(ms).toBeLessThan(10_000);
   expect(await waitMetricsSince(before)).toMatchObject({ acked: 0, timed_out: 0, failed: 1, calls: 1, errors: 1 });
 });
 
