@@ -6,11 +6,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { status } from '@grpc/grpc-js';
 import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import type { Pool } from '@redpacket/db';
 import { keys, REQUEST_ID_HEADER } from '@redpacket/lib';
-import { bearer, call, callWithHeaders, pollUntil, requireRedis, TEST_AMQP_URL } from '@redpacket/lib/testing';
+import { bearer, call, callWithTrailers, pollUntil, requireRedis, TEST_AMQP_URL } from '@redpacket/lib/testing';
 import { Outcome } from '@redpacket/proto';
 import { connectAmqp, decodeWin, TRACE_HEADER, type WinEvent } from '@redpacket/wins';
 import { writeAwards } from '../../gift-svc/src/awards-writer.js';
@@ -43,7 +44,7 @@ afterAll(async () => {
   redis.disconnect();
 });
 
-it("grab-svc's access lines and replies: the grab at debug with the request id it answers with, other calls at info, never a token", async () => {
+it("grab-svc's access lines and replies: the grab at debug with its request id and no id in its reply, other calls at info and answering with theirs, never a token", async () => {
   const lines: Line[] = [];
   const log = pino({ level: 'debug' }, { write: (s: string) => void lines.push(JSON.parse(s) as Line) });
   const g = await startHarness({ log });
@@ -52,20 +53,31 @@ it("grab-svc's access lines and replies: the grab at debug with the request id i
     const token = await g.userToken(`${g.run}-logged`);
     const md = bearer(token);
     md.set(REQUEST_ID_HEADER, 'grab-req-1');
-    const grab = (m: typeof md) => callWithHeaders(g.grab.grab, g.grab, { campaignId: c.campaignId, requestId: '' }, m);
-    // the caller gets the id back as x-request-id response metadata, on a win and on an error
+    const grab = (m: typeof md) =>
+      callWithTrailers(g.grab.grab, g.grab, { campaignId: c.campaignId, requestId: '' }, m);
+    // the grab is a hot path: its reply carries no id (through Envoy the caller has Envoy's)
     const won = await grab(md);
     expect(won.response?.outcome).toBe(Outcome.WON);
-    expect(won.headers?.get(REQUEST_ID_HEADER)).toEqual(['grab-req-1']);
+    expect(won.trailers.get(REQUEST_ID_HEADER)).toEqual([]);
     const forged = bearer(`${token.slice(0, -4)}AAAA`);
     forged.set(REQUEST_ID_HEADER, 'grab-req-2');
     const refused = await grab(forged);
     expect(refused.error?.message).toMatch(/UNAUTHENTICATED/);
-    expect(refused.headers?.get(REQUEST_ID_HEADER)).toEqual(['grab-req-2']);
-    // none sent: the id grab-svc generated comes back (the access line's, checked below)
-    const untraced = await grab(bearer(await g.userToken(`${g.run}-untraced`)));
-    expect(untraced.response?.outcome).toBe(Outcome.WON);
-    const generated = untraced.headers?.get(REQUEST_ID_HEADER)[0];
+    expect(refused.trailers.get(REQUEST_ID_HEADER)).toEqual([]);
+    // any other call answers with its id: the one sent, or the one generated (the access line's)
+    const asked = bearer(token);
+    asked.set(REQUEST_ID_HEADER, 'get-req-3');
+    const got = await callWithTrailers(g.grab.getCampaign, g.grab, { campaignId: c.campaignId }, asked);
+    expect(got.response?.campaignId).toBe(c.campaignId);
+    expect(got.trailers.get(REQUEST_ID_HEADER)).toEqual(['get-req-3']);
+    const missing = await callWithTrailers(
+      g.grab.getCampaign,
+      g.grab,
+      { campaignId: 'no-such-campaign' },
+      bearer(token),
+    );
+    expect(missing.error?.code).toBe(status.NOT_FOUND);
+    const generated = missing.trailers.get(REQUEST_ID_HEADER)[0];
     expect(generated).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     const rpc = lines.filter((l) => l.msg === 'rpc');
     expect(rpc).toEqual([
@@ -83,9 +95,15 @@ it("grab-svc's access lines and replies: the grab at debug with the request id i
         requestId: 'grab-req-2',
       }),
       expect.objectContaining({
-        level: 20,
-        method: '/redpacket.v1.GrabService/Grab',
+        level: 30,
+        method: '/redpacket.v1.GrabService/GetCampaign',
         code: 'OK',
+        requestId: 'get-req-3',
+      }),
+      expect.objectContaining({
+        level: 30,
+        method: '/redpacket.v1.GrabService/GetCampaign',
+        code: 'NOT_FOUND',
         requestId: generated,
       }),
     ]);

@@ -1,6 +1,6 @@
 /** Helpers for the tests of every workspace (imported as '@redpacket/lib/testing'). */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { Metadata, type CallOptions, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, type CallOptions, type ClientUnaryCall, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { Cluster, Redis } from 'ioredis';
 import { registry } from './metrics.js';
 
@@ -53,28 +53,28 @@ export function call<Req, Res>(method: UnaryMethod<Req, Res>, self: object, req:
   });
 }
 
-/** What a unary call returned, with the server's initial (response) metadata. */
+/** What a unary call returned, with the server's trailing metadata. */
 export interface CallReply<Res> {
-  /** The initial metadata the server sent; undefined if it sent none (a trailers-only error). */
-  headers: Metadata | undefined;
+  /** The metadata the server sent with the status (trailers), of an answer or an error alike. */
+  trailers: Metadata;
   response?: Res;
   error?: ServiceError;
 }
 
-/** Calls like call(), but resolves with the response or the error and the response's headers. */
-export function callWithHeaders<Req, Res>(
+/** Calls like call(), but resolves with the response or the error and the trailing metadata. */
+export function callWithTrailers<Req, Res>(
   method: UnaryMethod<Req, Res>,
   self: object,
   req: Req,
   md: Metadata,
 ): Promise<CallReply<Res>> {
   return new Promise((resolve) => {
-    let headers: Metadata | undefined;
-    const c = method.call(self, req, md, {}, (error, response) =>
-      resolve(error ? { headers, error } : { headers, response }),
-    ) as ClientUnaryCall;
-    // grpc-js emits 'metadata' before the callback runs
-    c.on('metadata', (m: Metadata) => (headers = m));
+    let result: { response?: Res; error?: ServiceError } = {};
+    const c = method.call(self, req, md, {}, (error, response) => {
+      result = error ? { error } : { response };
+    }) as ClientUnaryCall;
+    // grpc-js runs the callback first, then emits 'status' with the trailers
+    c.on('status', (s: StatusObject) => resolve({ trailers: s.metadata, ...result }));
   });
 }
 

@@ -2,7 +2,7 @@
  * implement()'s access log and request ids, through a real server and a real client: one line per
  * call with method, code, duration, request id and peer, never a token; the request id the edge
  * sent (or a fresh one when it is missing or unusable) is what the handler sees and what the
- * caller gets back as `x-request-id` response metadata.
+ * caller gets back as `x-request-id` trailing metadata (but from a hot path, logged below info).
  */
 import { Metadata, status } from '@grpc/grpc-js';
 import { AccountServiceClient, AccountServiceService, type ImportUsersResponse } from '@redpacket/proto';
@@ -10,7 +10,7 @@ import { credentials, type ServerReadableStream, type sendUnaryData } from '@grp
 import { pino, type Level } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { implement, isValidRequestId, REQUEST_ID_HEADER, requestIdOf, startServer } from '../src/index.js';
-import { bearer, call, callWithHeaders, grpcError } from '../src/testing.js';
+import { bearer, call, callWithTrailers, grpcError } from '../src/testing.js';
 import { startFakeGrab } from './fake-grab.js';
 
 type Line = Record<string, unknown> & { msg: string; level: number };
@@ -88,11 +88,11 @@ describe('access log', () => {
     }
   });
 
-  it('sends the request id back as response metadata, once, on answers and on errors', async () => {
+  it('sends the request id back as trailing metadata, once, on answers and on errors', async () => {
     const { log, lines } = capture('info');
     const { client, stop } = await startFakeGrab(log);
     const grab = (campaignId: string, requestId?: string) =>
-      callWithHeaders(client.grab, client, { campaignId, requestId: '' }, md(requestId));
+      callWithTrailers(client.grab, client, { campaignId, requestId: '' }, md(requestId));
     try {
       // given by the edge: the same id comes back, on an answer and on both kinds of error
       for (const [campaign, code] of [
@@ -102,14 +102,14 @@ describe('access log', () => {
       ] as const) {
         const r = await grab(campaign, `echo-${campaign}`);
         expect(r.error?.code).toBe(code);
-        expect(r.headers?.get(REQUEST_ID_HEADER)).toEqual([`echo-${campaign}`]);
+        expect(r.trailers.get(REQUEST_ID_HEADER)).toEqual([`echo-${campaign}`]);
       }
       // none given, or an unusable one: the generated id comes back, the one the handler saw and
       // the access line has; the unusable one is not echoed
       const fresh = await grab('c1');
       const replaced = await grab('c1', 'has space');
       const failed = await grab('bad');
-      const ids = [fresh, replaced, failed].map((r) => r.headers?.get(REQUEST_ID_HEADER));
+      const ids = [fresh, replaced, failed].map((r) => r.trailers.get(REQUEST_ID_HEADER));
       for (const id of ids) expect(id).toEqual([expect.stringMatching(UUID)]);
       expect(fresh.response?.packetId).toBe(ids[0]?.[0]);
       expect(replaced.response?.packetId).toBe(ids[1]?.[0]);
@@ -138,14 +138,19 @@ describe('access log', () => {
     }
   });
 
-  it('a method logged at debug (the grab) writes nothing at info, and its line at debug', async () => {
+  it('a method logged at debug (the grab) writes nothing at info, its line at debug, and sends no id back', async () => {
     const quiet = capture('info');
     const a = await startFakeGrab(quiet.log, { accessLog: { grab: 'debug' } });
     try {
-      const res = await call(a.client.grab, a.client, { campaignId: 'c1', requestId: '' }, md('q1'));
+      const res = await callWithTrailers(a.client.grab, a.client, { campaignId: 'c1', requestId: '' }, md('q1'));
       // the request id is there for the handler all the same
-      expect(res.packetId).toBe('q1');
+      expect(res.response?.packetId).toBe('q1');
       expect(quiet.lines.filter((l) => l.msg === 'rpc')).toEqual([]);
+      // a hot path does not send it back, on an answer or an error
+      expect(res.trailers.get(REQUEST_ID_HEADER)).toEqual([]);
+      const bad = await callWithTrailers(a.client.grab, a.client, { campaignId: 'bad', requestId: '' }, md('q3'));
+      expect(bad.error?.code).toBe(status.INVALID_ARGUMENT);
+      expect(bad.trailers.get(REQUEST_ID_HEADER)).toEqual([]);
     } finally {
       await a.stop();
     }
@@ -194,9 +199,12 @@ describe('access log', () => {
     const client = new AccountServiceClient(`127.0.0.1:${server.port}`, credentials.createInsecure());
     const importUsers = (n: number, id: string): Promise<{ err: { code: number } | null; echoed: unknown }> =>
       new Promise((resolve) => {
-        let echoed: unknown;
-        const s = client.importUsers(md(id), (err) => resolve({ err, echoed }));
-        s.on('metadata', (m: Metadata) => (echoed = m.get(REQUEST_ID_HEADER)));
+        const s = client.importUsers(md(id), (err) =>
+          err ? resolve({ err, echoed: err.metadata.get(REQUEST_ID_HEADER) }) : undefined,
+        );
+        s.on('status', (st: { metadata: Metadata; code: number }) => {
+          if (st.code === status.OK) resolve({ err: null, echoed: st.metadata.get(REQUEST_ID_HEADER) });
+        });
         for (let i = 0; i < n; i++) s.write({ users: [] });
         s.end();
       });
