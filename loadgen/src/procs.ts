@@ -1,6 +1,6 @@
 /** Child processes for benchmarks: servers under test, and h2load as the native reference. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,7 +41,11 @@ export function spawnNode(
   });
   let output = '';
   const listeners = new Set<() => void>();
+  // BENCH_CHILD_LOG=<file>: every spawned server's output is appended there too (with
+  // BENCH_NODE_FLAGS="--max-semi-space-size=32 --trace-gc", grab-svc's GC pauses: performance.md).
+  const copyTo = process.env['BENCH_CHILD_LOG'];
   const onData = (d: Buffer): void => {
+    if (copyTo) appendFileSync(copyTo, d);
     output += d.toString();
     if (output.length > 1 << 20) output = output.slice(-(1 << 19));
     listeners.forEach((l) => l());

@@ -3,7 +3,8 @@
  * both driven by the same load generator in the same run, plus Redis calls per grab and the
  * effect of campaign size; the grab's latency at half its maximum rate (open loop, fixed
  * arrival schedule); creating 1,000,000 packets next to redis-benchmark pushing as many. Figures,
- * not a test. Env: BENCH_REQUESTS, BENCH_CONCURRENCY, BENCH_ROUNDS, REDIS_URL, BENCH_NODE_FLAGS;
+ * not a test. Env: BENCH_REQUESTS, BENCH_CONCURRENCY, BENCH_ROUNDS, REDIS_URL, BENCH_NODE_FLAGS, BENCH_CHILD_LOG
+ * (a file the servers' output is appended to);
  * `--json` prints the figures as JSON too; `--profile` adds a run of a grab-svc under
  * `node --cpu-prof` and prints where its CPU went (self time by function and by package).
  */
