@@ -158,8 +158,10 @@ function clientStreamWithAccessLog(
         const code = err ? status[err.code ?? status.UNKNOWN] : 'OK';
         accessLine(log, level, path, code, (performance.now() - started) / 1000, call);
       }
-      if (err) err.metadata = idTrailer(call, err.metadata);
-      callback(err, res, idTrailer(call));
+      if (err) {
+        err.metadata = idTrailer(call, err.metadata);
+        callback(err);
+      } else callback(null, res, idTrailer(call));
     });
   };
 }
