@@ -52,6 +52,14 @@ export function createGiftServer(deps: GiftServerDeps): ServiceEntry[] {
         await tokens.admin(call.metadata);
         return deliveryStats(pool, redis, req.campaignId);
       },
+      async listDeadLetters(_req, call) {
+        await tokens.admin(call.metadata);
+        throw new ServiceError(status.UNIMPLEMENTED, 'ListDeadLetters is being built');
+      },
+      async redriveDeadLetters(_req, call) {
+        await tokens.admin(call.metadata);
+        throw new ServiceError(status.UNIMPLEMENTED, 'RedriveDeadLetters is being built');
+      },
     },
     log,
   );

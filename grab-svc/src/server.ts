@@ -15,7 +15,8 @@ import {
   type AdminServiceServer,
   type GrabServiceServer,
 } from '@redpacket/proto';
-import { failedPrecondition } from '@redpacket/lib';
+import { failedPrecondition, ServiceError } from '@redpacket/lib';
+import { status } from '@grpc/grpc-js';
 import type { Pool } from '@redpacket/db';
 import {
   checkCampaignId,
@@ -137,6 +138,11 @@ export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
           throw failedPrecondition(`reconciliation ${NO_PIPELINE}`);
         }
         return reconcileCampaign(redis, pool, id);
+      },
+      async restoreCampaign(req, call) {
+        await tokens.admin(call.metadata);
+        checkCampaignId(req.campaignId);
+        throw new ServiceError(status.UNIMPLEMENTED, 'RestoreCampaign is being built');
       },
     },
     log,

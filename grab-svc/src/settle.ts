@@ -252,5 +252,10 @@ export async function reconcileCampaign(redis: RedisClient, pool: Pool, id: stri
     unknownInMysql: unknown.slice(0, CAP),
     mismatched: mismatched.slice(0, CAP),
     differences,
+    deadLettered: [],
+    packetsDeadLettered: 0,
+    amountDeadLetteredCents: 0n,
+    packetsLost: 0,
+    amountLostCents: 0n,
   };
 }

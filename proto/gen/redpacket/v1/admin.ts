@@ -142,6 +142,58 @@ export interface Reconciliation {
   mismatched: string[];
   /** One human-readable line per difference found. */
   differences: string[];
+  /**
+   * Claimed in Redis, parked in the dead-letter queue and not yet re-driven
+   * (not counted in missing_in_mysql; capped at 1,000).
+   */
+  deadLettered: string[];
+  packetsDeadLettered: number;
+  amountDeadLetteredCents: bigint;
+  /**
+   * Won before a Redis restore but never delivered: winner unknown (see
+   * RestoreReport.lost_wins); held back, refunded at settle.
+   */
+  packetsLost: number;
+  amountLostCents: bigint;
+}
+
+export interface RestoreCampaignRequest {
+  campaignId: string;
+  /**
+   * Restore even while wins are still queued for delivery in RabbitMQ (any
+   * that later contradicts the restored state is dead-lettered, never dropped).
+   */
+  allowQueued: boolean;
+}
+
+/**
+ * A packet won before Redis lost its state whose winner no surviving store
+ * knows: it is not issued again; its amount is refunded at settle unless the
+ * win is delivered after all.
+ */
+export interface LostWin {
+  packetId: string;
+  amountCents: bigint;
+  batch: number;
+  pool: number;
+}
+
+export interface RestoreReport {
+  campaignId: string;
+  packetsTotal: number;
+  /** Claims rebuilt from MySQL: delivered awards and parked dead letters. */
+  claimsRestored: number;
+  amountClaimedCents: bigint;
+  /** Packets put back, not yet awarded. */
+  packetsRemaining: number;
+  amountRemainingCents: bigint;
+  lostWins: LostWin[];
+  amountLostCents: bigint;
+  /** Wins still queued in RabbitMQ when the restore ran (allow_queued only). */
+  winsQueued: bigint;
+  /** What the restore could not know, and what it did about it, one line each. */
+  notes: string[];
+  campaign: Campaign | undefined;
 }
 
 function createBaseCreateCampaignRequest(): CreateCampaignRequest {
@@ -1651,6 +1703,11 @@ function createBaseReconciliation(): Reconciliation {
     unknownInMysql: [],
     mismatched: [],
     differences: [],
+    deadLettered: [],
+    packetsDeadLettered: 0,
+    amountDeadLetteredCents: 0n,
+    packetsLost: 0,
+    amountLostCents: 0n,
   };
 }
 
@@ -1713,6 +1770,27 @@ export const Reconciliation: MessageFns<Reconciliation> = {
     }
     for (const v of message.differences) {
       writer.uint32(114).string(v!);
+    }
+    for (const v of message.deadLettered) {
+      writer.uint32(122).string(v!);
+    }
+    if (message.packetsDeadLettered !== 0) {
+      writer.uint32(128).int32(message.packetsDeadLettered);
+    }
+    if (message.amountDeadLetteredCents !== 0n) {
+      if (BigInt.asIntN(64, message.amountDeadLetteredCents) !== message.amountDeadLetteredCents) {
+        throw new globalThis.Error("value provided for field message.amountDeadLetteredCents of type int64 too large");
+      }
+      writer.uint32(136).int64(message.amountDeadLetteredCents);
+    }
+    if (message.packetsLost !== 0) {
+      writer.uint32(144).int32(message.packetsLost);
+    }
+    if (message.amountLostCents !== 0n) {
+      if (BigInt.asIntN(64, message.amountLostCents) !== message.amountLostCents) {
+        throw new globalThis.Error("value provided for field message.amountLostCents of type int64 too large");
+      }
+      writer.uint32(152).int64(message.amountLostCents);
     }
     return writer;
   },
@@ -1842,6 +1920,46 @@ export const Reconciliation: MessageFns<Reconciliation> = {
             message.differences.push(reader.string());
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.deadLettered.push(reader.string());
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.packetsDeadLettered = reader.int32();
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.amountDeadLetteredCents = reader.int64() as bigint;
+            continue;
+          }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.packetsLost = reader.int32();
+            continue;
+          }
+          case 19: {
+            if (tag !== 152) {
+              break;
+            }
+
+            message.amountLostCents = reader.int64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1918,6 +2036,31 @@ export const Reconciliation: MessageFns<Reconciliation> = {
       differences: globalThis.Array.isArray(object?.differences)
         ? object.differences.map((e: any) => globalThis.String(e))
         : [],
+      deadLettered: globalThis.Array.isArray(object?.deadLettered)
+        ? object.deadLettered.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.dead_lettered)
+        ? object.dead_lettered.map((e: any) => globalThis.String(e))
+        : [],
+      packetsDeadLettered: isSet(object.packetsDeadLettered)
+        ? globalThis.Number(object.packetsDeadLettered)
+        : isSet(object.packets_dead_lettered)
+        ? globalThis.Number(object.packets_dead_lettered)
+        : 0,
+      amountDeadLetteredCents: isSet(object.amountDeadLetteredCents)
+        ? BigInt(object.amountDeadLetteredCents)
+        : isSet(object.amount_dead_lettered_cents)
+        ? BigInt(object.amount_dead_lettered_cents)
+        : 0n,
+      packetsLost: isSet(object.packetsLost)
+        ? globalThis.Number(object.packetsLost)
+        : isSet(object.packets_lost)
+        ? globalThis.Number(object.packets_lost)
+        : 0,
+      amountLostCents: isSet(object.amountLostCents)
+        ? BigInt(object.amountLostCents)
+        : isSet(object.amount_lost_cents)
+        ? BigInt(object.amount_lost_cents)
+        : 0n,
     };
   },
 
@@ -1965,6 +2108,21 @@ export const Reconciliation: MessageFns<Reconciliation> = {
     if (message.differences?.length) {
       obj.differences = message.differences;
     }
+    if (message.deadLettered?.length) {
+      obj.deadLettered = message.deadLettered;
+    }
+    if (message.packetsDeadLettered !== 0) {
+      obj.packetsDeadLettered = Math.round(message.packetsDeadLettered);
+    }
+    if (message.amountDeadLetteredCents !== 0n) {
+      obj.amountDeadLetteredCents = message.amountDeadLetteredCents.toString();
+    }
+    if (message.packetsLost !== 0) {
+      obj.packetsLost = Math.round(message.packetsLost);
+    }
+    if (message.amountLostCents !== 0n) {
+      obj.amountLostCents = message.amountLostCents.toString();
+    }
     return obj;
   },
 
@@ -1998,6 +2156,540 @@ export const Reconciliation: MessageFns<Reconciliation> = {
     message.unknownInMysql = object.unknownInMysql?.map((e) => e) || [];
     message.mismatched = object.mismatched?.map((e) => e) || [];
     message.differences = object.differences?.map((e) => e) || [];
+    message.deadLettered = object.deadLettered?.map((e) => e) || [];
+    message.packetsDeadLettered = object.packetsDeadLettered ?? 0;
+    message.amountDeadLetteredCents =
+      (object.amountDeadLetteredCents !== undefined && object.amountDeadLetteredCents !== null)
+        ? BigInt(object.amountDeadLetteredCents)
+        : 0n;
+    message.packetsLost = object.packetsLost ?? 0;
+    message.amountLostCents = (object.amountLostCents !== undefined && object.amountLostCents !== null)
+      ? BigInt(object.amountLostCents)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseRestoreCampaignRequest(): RestoreCampaignRequest {
+  return { campaignId: "", allowQueued: false };
+}
+
+export const RestoreCampaignRequest: MessageFns<RestoreCampaignRequest> = {
+  encode(message: RestoreCampaignRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.campaignId !== "") {
+      writer.uint32(10).string(message.campaignId);
+    }
+    if (message.allowQueued !== false) {
+      writer.uint32(16).bool(message.allowQueued);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestoreCampaignRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestoreCampaignRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.campaignId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.allowQueued = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RestoreCampaignRequest {
+    return {
+      campaignId: isSet(object.campaignId)
+        ? globalThis.String(object.campaignId)
+        : isSet(object.campaign_id)
+        ? globalThis.String(object.campaign_id)
+        : "",
+      allowQueued: isSet(object.allowQueued)
+        ? globalThis.Boolean(object.allowQueued)
+        : isSet(object.allow_queued)
+        ? globalThis.Boolean(object.allow_queued)
+        : false,
+    };
+  },
+
+  toJSON(message: RestoreCampaignRequest): unknown {
+    const obj: any = {};
+    if (message.campaignId !== "") {
+      obj.campaignId = message.campaignId;
+    }
+    if (message.allowQueued !== false) {
+      obj.allowQueued = message.allowQueued;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RestoreCampaignRequest>, I>>(base?: I): RestoreCampaignRequest {
+    return RestoreCampaignRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RestoreCampaignRequest>, I>>(object: I): RestoreCampaignRequest {
+    const message = createBaseRestoreCampaignRequest();
+    message.campaignId = object.campaignId ?? "";
+    message.allowQueued = object.allowQueued ?? false;
+    return message;
+  },
+};
+
+function createBaseLostWin(): LostWin {
+  return { packetId: "", amountCents: 0n, batch: 0, pool: 0 };
+}
+
+export const LostWin: MessageFns<LostWin> = {
+  encode(message: LostWin, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.packetId !== "") {
+      writer.uint32(10).string(message.packetId);
+    }
+    if (message.amountCents !== 0n) {
+      if (BigInt.asIntN(64, message.amountCents) !== message.amountCents) {
+        throw new globalThis.Error("value provided for field message.amountCents of type int64 too large");
+      }
+      writer.uint32(16).int64(message.amountCents);
+    }
+    if (message.batch !== 0) {
+      writer.uint32(24).int32(message.batch);
+    }
+    if (message.pool !== 0) {
+      writer.uint32(32).int32(message.pool);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LostWin {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLostWin();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.packetId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.amountCents = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.batch = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.pool = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LostWin {
+    return {
+      packetId: isSet(object.packetId)
+        ? globalThis.String(object.packetId)
+        : isSet(object.packet_id)
+        ? globalThis.String(object.packet_id)
+        : "",
+      amountCents: isSet(object.amountCents)
+        ? BigInt(object.amountCents)
+        : isSet(object.amount_cents)
+        ? BigInt(object.amount_cents)
+        : 0n,
+      batch: isSet(object.batch) ? globalThis.Number(object.batch) : 0,
+      pool: isSet(object.pool) ? globalThis.Number(object.pool) : 0,
+    };
+  },
+
+  toJSON(message: LostWin): unknown {
+    const obj: any = {};
+    if (message.packetId !== "") {
+      obj.packetId = message.packetId;
+    }
+    if (message.amountCents !== 0n) {
+      obj.amountCents = message.amountCents.toString();
+    }
+    if (message.batch !== 0) {
+      obj.batch = Math.round(message.batch);
+    }
+    if (message.pool !== 0) {
+      obj.pool = Math.round(message.pool);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LostWin>, I>>(base?: I): LostWin {
+    return LostWin.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LostWin>, I>>(object: I): LostWin {
+    const message = createBaseLostWin();
+    message.packetId = object.packetId ?? "";
+    message.amountCents = (object.amountCents !== undefined && object.amountCents !== null)
+      ? BigInt(object.amountCents)
+      : 0n;
+    message.batch = object.batch ?? 0;
+    message.pool = object.pool ?? 0;
+    return message;
+  },
+};
+
+function createBaseRestoreReport(): RestoreReport {
+  return {
+    campaignId: "",
+    packetsTotal: 0,
+    claimsRestored: 0,
+    amountClaimedCents: 0n,
+    packetsRemaining: 0,
+    amountRemainingCents: 0n,
+    lostWins: [],
+    amountLostCents: 0n,
+    winsQueued: 0n,
+    notes: [],
+    campaign: undefined,
+  };
+}
+
+export const RestoreReport: MessageFns<RestoreReport> = {
+  encode(message: RestoreReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.campaignId !== "") {
+      writer.uint32(10).string(message.campaignId);
+    }
+    if (message.packetsTotal !== 0) {
+      writer.uint32(16).int32(message.packetsTotal);
+    }
+    if (message.claimsRestored !== 0) {
+      writer.uint32(24).int32(message.claimsRestored);
+    }
+    if (message.amountClaimedCents !== 0n) {
+      if (BigInt.asIntN(64, message.amountClaimedCents) !== message.amountClaimedCents) {
+        throw new globalThis.Error("value provided for field message.amountClaimedCents of type int64 too large");
+      }
+      writer.uint32(32).int64(message.amountClaimedCents);
+    }
+    if (message.packetsRemaining !== 0) {
+      writer.uint32(40).int32(message.packetsRemaining);
+    }
+    if (message.amountRemainingCents !== 0n) {
+      if (BigInt.asIntN(64, message.amountRemainingCents) !== message.amountRemainingCents) {
+        throw new globalThis.Error("value provided for field message.amountRemainingCents of type int64 too large");
+      }
+      writer.uint32(48).int64(message.amountRemainingCents);
+    }
+    for (const v of message.lostWins) {
+      LostWin.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.amountLostCents !== 0n) {
+      if (BigInt.asIntN(64, message.amountLostCents) !== message.amountLostCents) {
+        throw new globalThis.Error("value provided for field message.amountLostCents of type int64 too large");
+      }
+      writer.uint32(64).int64(message.amountLostCents);
+    }
+    if (message.winsQueued !== 0n) {
+      if (BigInt.asIntN(64, message.winsQueued) !== message.winsQueued) {
+        throw new globalThis.Error("value provided for field message.winsQueued of type int64 too large");
+      }
+      writer.uint32(72).int64(message.winsQueued);
+    }
+    for (const v of message.notes) {
+      writer.uint32(82).string(v!);
+    }
+    if (message.campaign !== undefined) {
+      Campaign.encode(message.campaign, writer.uint32(90).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestoreReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestoreReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.campaignId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.packetsTotal = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.claimsRestored = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.amountClaimedCents = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.packetsRemaining = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.amountRemainingCents = reader.int64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.lostWins.push(LostWin.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.amountLostCents = reader.int64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.winsQueued = reader.int64() as bigint;
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.notes.push(reader.string());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.campaign = Campaign.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RestoreReport {
+    return {
+      campaignId: isSet(object.campaignId)
+        ? globalThis.String(object.campaignId)
+        : isSet(object.campaign_id)
+        ? globalThis.String(object.campaign_id)
+        : "",
+      packetsTotal: isSet(object.packetsTotal)
+        ? globalThis.Number(object.packetsTotal)
+        : isSet(object.packets_total)
+        ? globalThis.Number(object.packets_total)
+        : 0,
+      claimsRestored: isSet(object.claimsRestored)
+        ? globalThis.Number(object.claimsRestored)
+        : isSet(object.claims_restored)
+        ? globalThis.Number(object.claims_restored)
+        : 0,
+      amountClaimedCents: isSet(object.amountClaimedCents)
+        ? BigInt(object.amountClaimedCents)
+        : isSet(object.amount_claimed_cents)
+        ? BigInt(object.amount_claimed_cents)
+        : 0n,
+      packetsRemaining: isSet(object.packetsRemaining)
+        ? globalThis.Number(object.packetsRemaining)
+        : isSet(object.packets_remaining)
+        ? globalThis.Number(object.packets_remaining)
+        : 0,
+      amountRemainingCents: isSet(object.amountRemainingCents)
+        ? BigInt(object.amountRemainingCents)
+        : isSet(object.amount_remaining_cents)
+        ? BigInt(object.amount_remaining_cents)
+        : 0n,
+      lostWins: globalThis.Array.isArray(object?.lostWins)
+        ? object.lostWins.map((e: any) => LostWin.fromJSON(e))
+        : globalThis.Array.isArray(object?.lost_wins)
+        ? object.lost_wins.map((e: any) => LostWin.fromJSON(e))
+        : [],
+      amountLostCents: isSet(object.amountLostCents)
+        ? BigInt(object.amountLostCents)
+        : isSet(object.amount_lost_cents)
+        ? BigInt(object.amount_lost_cents)
+        : 0n,
+      winsQueued: isSet(object.winsQueued)
+        ? BigInt(object.winsQueued)
+        : isSet(object.wins_queued)
+        ? BigInt(object.wins_queued)
+        : 0n,
+      notes: globalThis.Array.isArray(object?.notes)
+        ? object.notes.map((e: any) => globalThis.String(e))
+        : [],
+      campaign: isSet(object.campaign) ? Campaign.fromJSON(object.campaign) : undefined,
+    };
+  },
+
+  toJSON(message: RestoreReport): unknown {
+    const obj: any = {};
+    if (message.campaignId !== "") {
+      obj.campaignId = message.campaignId;
+    }
+    if (message.packetsTotal !== 0) {
+      obj.packetsTotal = Math.round(message.packetsTotal);
+    }
+    if (message.claimsRestored !== 0) {
+      obj.claimsRestored = Math.round(message.claimsRestored);
+    }
+    if (message.amountClaimedCents !== 0n) {
+      obj.amountClaimedCents = message.amountClaimedCents.toString();
+    }
+    if (message.packetsRemaining !== 0) {
+      obj.packetsRemaining = Math.round(message.packetsRemaining);
+    }
+    if (message.amountRemainingCents !== 0n) {
+      obj.amountRemainingCents = message.amountRemainingCents.toString();
+    }
+    if (message.lostWins?.length) {
+      obj.lostWins = message.lostWins.map((e) => LostWin.toJSON(e));
+    }
+    if (message.amountLostCents !== 0n) {
+      obj.amountLostCents = message.amountLostCents.toString();
+    }
+    if (message.winsQueued !== 0n) {
+      obj.winsQueued = message.winsQueued.toString();
+    }
+    if (message.notes?.length) {
+      obj.notes = message.notes;
+    }
+    if (message.campaign !== undefined) {
+      obj.campaign = Campaign.toJSON(message.campaign);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RestoreReport>, I>>(base?: I): RestoreReport {
+    return RestoreReport.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RestoreReport>, I>>(object: I): RestoreReport {
+    const message = createBaseRestoreReport();
+    message.campaignId = object.campaignId ?? "";
+    message.packetsTotal = object.packetsTotal ?? 0;
+    message.claimsRestored = object.claimsRestored ?? 0;
+    message.amountClaimedCents = (object.amountClaimedCents !== undefined && object.amountClaimedCents !== null)
+      ? BigInt(object.amountClaimedCents)
+      : 0n;
+    message.packetsRemaining = object.packetsRemaining ?? 0;
+    message.amountRemainingCents = (object.amountRemainingCents !== undefined && object.amountRemainingCents !== null)
+      ? BigInt(object.amountRemainingCents)
+      : 0n;
+    message.lostWins = object.lostWins?.map((e) => LostWin.fromPartial(e)) || [];
+    message.amountLostCents = (object.amountLostCents !== undefined && object.amountLostCents !== null)
+      ? BigInt(object.amountLostCents)
+      : 0n;
+    message.winsQueued = (object.winsQueued !== undefined && object.winsQueued !== null)
+      ? BigInt(object.winsQueued)
+      : 0n;
+    message.notes = object.notes?.map((e) => e) || [];
+    message.campaign = (object.campaign !== undefined && object.campaign !== null)
+      ? Campaign.fromPartial(object.campaign)
+      : undefined;
     return message;
   },
 };
@@ -2070,6 +2762,22 @@ export const AdminServiceService = {
     responseSerialize: (value: Reconciliation): Buffer => Buffer.from(Reconciliation.encode(value).finish()),
     responseDeserialize: (value: Buffer): Reconciliation => Reconciliation.decode(value),
   },
+  /**
+   * Rebuilds a campaign whose Redis state is gone, from MySQL: meta, the
+   * packets not yet awarded, the delivered claims, counters and the outbox
+   * group. Refuses (FAILED_PRECONDITION) to overwrite state that is still
+   * there; reports exactly what cannot be known.
+   */
+  restoreCampaign: {
+    path: "/redpacket.v1.AdminService/RestoreCampaign" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RestoreCampaignRequest): Buffer =>
+      Buffer.from(RestoreCampaignRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RestoreCampaignRequest => RestoreCampaignRequest.decode(value),
+    responseSerialize: (value: RestoreReport): Buffer => Buffer.from(RestoreReport.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RestoreReport => RestoreReport.decode(value),
+  },
 } as const;
 
 export interface AdminServiceServer extends UntypedServiceImplementation {
@@ -2085,6 +2793,13 @@ export interface AdminServiceServer extends UntypedServiceImplementation {
   settleCampaign: handleUnaryCall<SettleCampaignRequest, Settlement>;
   /** Compares Redis claims, MySQL awards and the total. */
   reconcileCampaign: handleUnaryCall<ReconcileCampaignRequest, Reconciliation>;
+  /**
+   * Rebuilds a campaign whose Redis state is gone, from MySQL: meta, the
+   * packets not yet awarded, the delivered claims, counters and the outbox
+   * group. Refuses (FAILED_PRECONDITION) to overwrite state that is still
+   * there; reports exactly what cannot be known.
+   */
+  restoreCampaign: handleUnaryCall<RestoreCampaignRequest, RestoreReport>;
 }
 
 export interface AdminServiceClient extends Client {
@@ -2183,6 +2898,27 @@ export interface AdminServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Reconciliation) => void,
+  ): ClientUnaryCall;
+  /**
+   * Rebuilds a campaign whose Redis state is gone, from MySQL: meta, the
+   * packets not yet awarded, the delivered claims, counters and the outbox
+   * group. Refuses (FAILED_PRECONDITION) to overwrite state that is still
+   * there; reports exactly what cannot be known.
+   */
+  restoreCampaign(
+    request: RestoreCampaignRequest,
+    callback: (error: ServiceError | null, response: RestoreReport) => void,
+  ): ClientUnaryCall;
+  restoreCampaign(
+    request: RestoreCampaignRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RestoreReport) => void,
+  ): ClientUnaryCall;
+  restoreCampaign(
+    request: RestoreCampaignRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RestoreReport) => void,
   ): ClientUnaryCall;
 }
 

@@ -62,6 +62,63 @@ export interface DeliveryStats {
   lastDeliveredAt: Date | undefined;
 }
 
+export interface ListDeadLettersRequest {
+  /** Empty means every campaign. */
+  campaignId: string;
+  /** At most 500; 0 means 50. */
+  pageSize: number;
+  pageToken: string;
+  /** Also list the ones already re-driven. */
+  includeRedriven: boolean;
+}
+
+export interface DeadLetter {
+  /** The dead letter's own id (its row in MySQL). */
+  deadLetterId: string;
+  campaignId: string;
+  packetId: string;
+  /** Empty when the message could not be decoded. */
+  userId: string;
+  amountCents: bigint;
+  reason: string;
+  attempts: number;
+  deadLetteredAt:
+    | Date
+    | undefined;
+  /** Set once a re-drive credited it (or found it credited already). */
+  redrivenAt:
+    | Date
+    | undefined;
+  /** The grab's request id and the edge's trace id, when the message carried them. */
+  requestId: string;
+  traceId: string;
+}
+
+export interface ListDeadLettersResponse {
+  deadLetters: DeadLetter[];
+  nextPageToken: string;
+  /** Not yet re-driven (of the campaign, or of all). */
+  parkedCount: bigint;
+}
+
+export interface RedriveDeadLettersRequest {
+  /** Empty means every campaign. */
+  campaignId: string;
+  /** Only these dead letters (dead_letter_id); empty means all parked ones. */
+  deadLetterIds: string[];
+}
+
+export interface RedriveDeadLettersResponse {
+  /** Dead letters credited now or found already credited, and marked re-driven. */
+  redriven: bigint;
+  /** Of those, wins that were new in MySQL. */
+  credited: bigint;
+  /** Still parked: the write failed again, or the message cannot be decoded. */
+  failed: bigint;
+  /** One line per dead letter still parked, saying why. */
+  errors: string[];
+}
+
 function createBaseAward(): Award {
   return { packetId: "", campaignId: "", userId: "", amountCents: 0n, wonAt: undefined, creditedAt: undefined };
 }
@@ -867,6 +924,758 @@ export const DeliveryStats: MessageFns<DeliveryStats> = {
   },
 };
 
+function createBaseListDeadLettersRequest(): ListDeadLettersRequest {
+  return { campaignId: "", pageSize: 0, pageToken: "", includeRedriven: false };
+}
+
+export const ListDeadLettersRequest: MessageFns<ListDeadLettersRequest> = {
+  encode(message: ListDeadLettersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.campaignId !== "") {
+      writer.uint32(10).string(message.campaignId);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    if (message.includeRedriven !== false) {
+      writer.uint32(32).bool(message.includeRedriven);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListDeadLettersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListDeadLettersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.campaignId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.includeRedriven = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListDeadLettersRequest {
+    return {
+      campaignId: isSet(object.campaignId)
+        ? globalThis.String(object.campaignId)
+        : isSet(object.campaign_id)
+        ? globalThis.String(object.campaign_id)
+        : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+      includeRedriven: isSet(object.includeRedriven)
+        ? globalThis.Boolean(object.includeRedriven)
+        : isSet(object.include_redriven)
+        ? globalThis.Boolean(object.include_redriven)
+        : false,
+    };
+  },
+
+  toJSON(message: ListDeadLettersRequest): unknown {
+    const obj: any = {};
+    if (message.campaignId !== "") {
+      obj.campaignId = message.campaignId;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    if (message.includeRedriven !== false) {
+      obj.includeRedriven = message.includeRedriven;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListDeadLettersRequest>, I>>(base?: I): ListDeadLettersRequest {
+    return ListDeadLettersRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListDeadLettersRequest>, I>>(object: I): ListDeadLettersRequest {
+    const message = createBaseListDeadLettersRequest();
+    message.campaignId = object.campaignId ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    message.includeRedriven = object.includeRedriven ?? false;
+    return message;
+  },
+};
+
+function createBaseDeadLetter(): DeadLetter {
+  return {
+    deadLetterId: "",
+    campaignId: "",
+    packetId: "",
+    userId: "",
+    amountCents: 0n,
+    reason: "",
+    attempts: 0,
+    deadLetteredAt: undefined,
+    redrivenAt: undefined,
+    requestId: "",
+    traceId: "",
+  };
+}
+
+export const DeadLetter: MessageFns<DeadLetter> = {
+  encode(message: DeadLetter, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deadLetterId !== "") {
+      writer.uint32(10).string(message.deadLetterId);
+    }
+    if (message.campaignId !== "") {
+      writer.uint32(18).string(message.campaignId);
+    }
+    if (message.packetId !== "") {
+      writer.uint32(26).string(message.packetId);
+    }
+    if (message.userId !== "") {
+      writer.uint32(34).string(message.userId);
+    }
+    if (message.amountCents !== 0n) {
+      if (BigInt.asIntN(64, message.amountCents) !== message.amountCents) {
+        throw new globalThis.Error("value provided for field message.amountCents of type int64 too large");
+      }
+      writer.uint32(40).int64(message.amountCents);
+    }
+    if (message.reason !== "") {
+      writer.uint32(50).string(message.reason);
+    }
+    if (message.attempts !== 0) {
+      writer.uint32(56).int32(message.attempts);
+    }
+    if (message.deadLetteredAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.deadLetteredAt), writer.uint32(66).fork()).join();
+    }
+    if (message.redrivenAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.redrivenAt), writer.uint32(74).fork()).join();
+    }
+    if (message.requestId !== "") {
+      writer.uint32(82).string(message.requestId);
+    }
+    if (message.traceId !== "") {
+      writer.uint32(90).string(message.traceId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeadLetter {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeadLetter();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.deadLetterId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.campaignId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.packetId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.amountCents = reader.int64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.attempts = reader.int32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.deadLetteredAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.redrivenAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.traceId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeadLetter {
+    return {
+      deadLetterId: isSet(object.deadLetterId)
+        ? globalThis.String(object.deadLetterId)
+        : isSet(object.dead_letter_id)
+        ? globalThis.String(object.dead_letter_id)
+        : "",
+      campaignId: isSet(object.campaignId)
+        ? globalThis.String(object.campaignId)
+        : isSet(object.campaign_id)
+        ? globalThis.String(object.campaign_id)
+        : "",
+      packetId: isSet(object.packetId)
+        ? globalThis.String(object.packetId)
+        : isSet(object.packet_id)
+        ? globalThis.String(object.packet_id)
+        : "",
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      amountCents: isSet(object.amountCents)
+        ? BigInt(object.amountCents)
+        : isSet(object.amount_cents)
+        ? BigInt(object.amount_cents)
+        : 0n,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      attempts: isSet(object.attempts) ? globalThis.Number(object.attempts) : 0,
+      deadLetteredAt: isSet(object.deadLetteredAt)
+        ? fromJsonTimestamp(object.deadLetteredAt)
+        : isSet(object.dead_lettered_at)
+        ? fromJsonTimestamp(object.dead_lettered_at)
+        : undefined,
+      redrivenAt: isSet(object.redrivenAt)
+        ? fromJsonTimestamp(object.redrivenAt)
+        : isSet(object.redriven_at)
+        ? fromJsonTimestamp(object.redriven_at)
+        : undefined,
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      traceId: isSet(object.traceId)
+        ? globalThis.String(object.traceId)
+        : isSet(object.trace_id)
+        ? globalThis.String(object.trace_id)
+        : "",
+    };
+  },
+
+  toJSON(message: DeadLetter): unknown {
+    const obj: any = {};
+    if (message.deadLetterId !== "") {
+      obj.deadLetterId = message.deadLetterId;
+    }
+    if (message.campaignId !== "") {
+      obj.campaignId = message.campaignId;
+    }
+    if (message.packetId !== "") {
+      obj.packetId = message.packetId;
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.amountCents !== 0n) {
+      obj.amountCents = message.amountCents.toString();
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.attempts !== 0) {
+      obj.attempts = Math.round(message.attempts);
+    }
+    if (message.deadLetteredAt !== undefined) {
+      obj.deadLetteredAt = message.deadLetteredAt.toISOString();
+    }
+    if (message.redrivenAt !== undefined) {
+      obj.redrivenAt = message.redrivenAt.toISOString();
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.traceId !== "") {
+      obj.traceId = message.traceId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeadLetter>, I>>(base?: I): DeadLetter {
+    return DeadLetter.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeadLetter>, I>>(object: I): DeadLetter {
+    const message = createBaseDeadLetter();
+    message.deadLetterId = object.deadLetterId ?? "";
+    message.campaignId = object.campaignId ?? "";
+    message.packetId = object.packetId ?? "";
+    message.userId = object.userId ?? "";
+    message.amountCents = (object.amountCents !== undefined && object.amountCents !== null)
+      ? BigInt(object.amountCents)
+      : 0n;
+    message.reason = object.reason ?? "";
+    message.attempts = object.attempts ?? 0;
+    message.deadLetteredAt = object.deadLetteredAt ?? undefined;
+    message.redrivenAt = object.redrivenAt ?? undefined;
+    message.requestId = object.requestId ?? "";
+    message.traceId = object.traceId ?? "";
+    return message;
+  },
+};
+
+function createBaseListDeadLettersResponse(): ListDeadLettersResponse {
+  return { deadLetters: [], nextPageToken: "", parkedCount: 0n };
+}
+
+export const ListDeadLettersResponse: MessageFns<ListDeadLettersResponse> = {
+  encode(message: ListDeadLettersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.deadLetters) {
+      DeadLetter.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    if (message.parkedCount !== 0n) {
+      if (BigInt.asIntN(64, message.parkedCount) !== message.parkedCount) {
+        throw new globalThis.Error("value provided for field message.parkedCount of type int64 too large");
+      }
+      writer.uint32(24).int64(message.parkedCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListDeadLettersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListDeadLettersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.deadLetters.push(DeadLetter.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.parkedCount = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListDeadLettersResponse {
+    return {
+      deadLetters: globalThis.Array.isArray(object?.deadLetters)
+        ? object.deadLetters.map((e: any) => DeadLetter.fromJSON(e))
+        : globalThis.Array.isArray(object?.dead_letters)
+        ? object.dead_letters.map((e: any) => DeadLetter.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+      parkedCount: isSet(object.parkedCount)
+        ? BigInt(object.parkedCount)
+        : isSet(object.parked_count)
+        ? BigInt(object.parked_count)
+        : 0n,
+    };
+  },
+
+  toJSON(message: ListDeadLettersResponse): unknown {
+    const obj: any = {};
+    if (message.deadLetters?.length) {
+      obj.deadLetters = message.deadLetters.map((e) => DeadLetter.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    if (message.parkedCount !== 0n) {
+      obj.parkedCount = message.parkedCount.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListDeadLettersResponse>, I>>(base?: I): ListDeadLettersResponse {
+    return ListDeadLettersResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListDeadLettersResponse>, I>>(object: I): ListDeadLettersResponse {
+    const message = createBaseListDeadLettersResponse();
+    message.deadLetters = object.deadLetters?.map((e) => DeadLetter.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    message.parkedCount = (object.parkedCount !== undefined && object.parkedCount !== null)
+      ? BigInt(object.parkedCount)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseRedriveDeadLettersRequest(): RedriveDeadLettersRequest {
+  return { campaignId: "", deadLetterIds: [] };
+}
+
+export const RedriveDeadLettersRequest: MessageFns<RedriveDeadLettersRequest> = {
+  encode(message: RedriveDeadLettersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.campaignId !== "") {
+      writer.uint32(10).string(message.campaignId);
+    }
+    for (const v of message.deadLetterIds) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedriveDeadLettersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedriveDeadLettersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.campaignId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.deadLetterIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedriveDeadLettersRequest {
+    return {
+      campaignId: isSet(object.campaignId)
+        ? globalThis.String(object.campaignId)
+        : isSet(object.campaign_id)
+        ? globalThis.String(object.campaign_id)
+        : "",
+      deadLetterIds: globalThis.Array.isArray(object?.deadLetterIds)
+        ? object.deadLetterIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.dead_letter_ids)
+        ? object.dead_letter_ids.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RedriveDeadLettersRequest): unknown {
+    const obj: any = {};
+    if (message.campaignId !== "") {
+      obj.campaignId = message.campaignId;
+    }
+    if (message.deadLetterIds?.length) {
+      obj.deadLetterIds = message.deadLetterIds;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RedriveDeadLettersRequest>, I>>(base?: I): RedriveDeadLettersRequest {
+    return RedriveDeadLettersRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RedriveDeadLettersRequest>, I>>(object: I): RedriveDeadLettersRequest {
+    const message = createBaseRedriveDeadLettersRequest();
+    message.campaignId = object.campaignId ?? "";
+    message.deadLetterIds = object.deadLetterIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseRedriveDeadLettersResponse(): RedriveDeadLettersResponse {
+  return { redriven: 0n, credited: 0n, failed: 0n, errors: [] };
+}
+
+export const RedriveDeadLettersResponse: MessageFns<RedriveDeadLettersResponse> = {
+  encode(message: RedriveDeadLettersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.redriven !== 0n) {
+      if (BigInt.asIntN(64, message.redriven) !== message.redriven) {
+        throw new globalThis.Error("value provided for field message.redriven of type int64 too large");
+      }
+      writer.uint32(8).int64(message.redriven);
+    }
+    if (message.credited !== 0n) {
+      if (BigInt.asIntN(64, message.credited) !== message.credited) {
+        throw new globalThis.Error("value provided for field message.credited of type int64 too large");
+      }
+      writer.uint32(16).int64(message.credited);
+    }
+    if (message.failed !== 0n) {
+      if (BigInt.asIntN(64, message.failed) !== message.failed) {
+        throw new globalThis.Error("value provided for field message.failed of type int64 too large");
+      }
+      writer.uint32(24).int64(message.failed);
+    }
+    for (const v of message.errors) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedriveDeadLettersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedriveDeadLettersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.redriven = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.credited = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.failed = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.errors.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedriveDeadLettersResponse {
+    return {
+      redriven: isSet(object.redriven) ? BigInt(object.redriven) : 0n,
+      credited: isSet(object.credited) ? BigInt(object.credited) : 0n,
+      failed: isSet(object.failed) ? BigInt(object.failed) : 0n,
+      errors: globalThis.Array.isArray(object?.errors) ? object.errors.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: RedriveDeadLettersResponse): unknown {
+    const obj: any = {};
+    if (message.redriven !== 0n) {
+      obj.redriven = message.redriven.toString();
+    }
+    if (message.credited !== 0n) {
+      obj.credited = message.credited.toString();
+    }
+    if (message.failed !== 0n) {
+      obj.failed = message.failed.toString();
+    }
+    if (message.errors?.length) {
+      obj.errors = message.errors;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RedriveDeadLettersResponse>, I>>(base?: I): RedriveDeadLettersResponse {
+    return RedriveDeadLettersResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RedriveDeadLettersResponse>, I>>(object: I): RedriveDeadLettersResponse {
+    const message = createBaseRedriveDeadLettersResponse();
+    message.redriven = (object.redriven !== undefined && object.redriven !== null) ? BigInt(object.redriven) : 0n;
+    message.credited = (object.credited !== undefined && object.credited !== null) ? BigInt(object.credited) : 0n;
+    message.failed = (object.failed !== undefined && object.failed !== null) ? BigInt(object.failed) : 0n;
+    message.errors = object.errors?.map((e) => e) || [];
+    return message;
+  },
+};
+
 /** Awards credited into MySQL by gift-svc. */
 export type GiftServiceService = typeof GiftServiceService;
 export const GiftServiceService = {
@@ -902,6 +1711,36 @@ export const GiftServiceService = {
     responseSerialize: (value: DeliveryStats): Buffer => Buffer.from(DeliveryStats.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeliveryStats => DeliveryStats.decode(value),
   },
+  /**
+   * Admin: the wins parked in the dead-letter queue (never silently dropped),
+   * of one campaign or of all; re-driven ones are listed with redriven_at.
+   */
+  listDeadLetters: {
+    path: "/redpacket.v1.GiftService/ListDeadLetters" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListDeadLettersRequest): Buffer =>
+      Buffer.from(ListDeadLettersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListDeadLettersRequest => ListDeadLettersRequest.decode(value),
+    responseSerialize: (value: ListDeadLettersResponse): Buffer =>
+      Buffer.from(ListDeadLettersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListDeadLettersResponse => ListDeadLettersResponse.decode(value),
+  },
+  /**
+   * Admin: credits the parked wins again through the same idempotent writer
+   * (compensation); each is credited exactly once, however often this runs.
+   */
+  redriveDeadLetters: {
+    path: "/redpacket.v1.GiftService/RedriveDeadLetters" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RedriveDeadLettersRequest): Buffer =>
+      Buffer.from(RedriveDeadLettersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RedriveDeadLettersRequest => RedriveDeadLettersRequest.decode(value),
+    responseSerialize: (value: RedriveDeadLettersResponse): Buffer =>
+      Buffer.from(RedriveDeadLettersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RedriveDeadLettersResponse => RedriveDeadLettersResponse.decode(value),
+  },
 } as const;
 
 export interface GiftServiceServer extends UntypedServiceImplementation {
@@ -911,6 +1750,16 @@ export interface GiftServiceServer extends UntypedServiceImplementation {
   listCampaignAwards: handleUnaryCall<ListCampaignAwardsRequest, ListAwardsResponse>;
   /** Admin: delivered, in flight and dead-lettered wins of a campaign. */
   getDeliveryStats: handleUnaryCall<GetDeliveryStatsRequest, DeliveryStats>;
+  /**
+   * Admin: the wins parked in the dead-letter queue (never silently dropped),
+   * of one campaign or of all; re-driven ones are listed with redriven_at.
+   */
+  listDeadLetters: handleUnaryCall<ListDeadLettersRequest, ListDeadLettersResponse>;
+  /**
+   * Admin: credits the parked wins again through the same idempotent writer
+   * (compensation); each is credited exactly once, however often this runs.
+   */
+  redriveDeadLetters: handleUnaryCall<RedriveDeadLettersRequest, RedriveDeadLettersResponse>;
 }
 
 export interface GiftServiceClient extends Client {
@@ -961,6 +1810,44 @@ export interface GiftServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeliveryStats) => void,
+  ): ClientUnaryCall;
+  /**
+   * Admin: the wins parked in the dead-letter queue (never silently dropped),
+   * of one campaign or of all; re-driven ones are listed with redriven_at.
+   */
+  listDeadLetters(
+    request: ListDeadLettersRequest,
+    callback: (error: ServiceError | null, response: ListDeadLettersResponse) => void,
+  ): ClientUnaryCall;
+  listDeadLetters(
+    request: ListDeadLettersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListDeadLettersResponse) => void,
+  ): ClientUnaryCall;
+  listDeadLetters(
+    request: ListDeadLettersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListDeadLettersResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Admin: credits the parked wins again through the same idempotent writer
+   * (compensation); each is credited exactly once, however often this runs.
+   */
+  redriveDeadLetters(
+    request: RedriveDeadLettersRequest,
+    callback: (error: ServiceError | null, response: RedriveDeadLettersResponse) => void,
+  ): ClientUnaryCall;
+  redriveDeadLetters(
+    request: RedriveDeadLettersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RedriveDeadLettersResponse) => void,
+  ): ClientUnaryCall;
+  redriveDeadLetters(
+    request: RedriveDeadLettersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RedriveDeadLettersResponse) => void,
   ): ClientUnaryCall;
 }
 
