@@ -12,6 +12,8 @@ export interface CliEnv {
   REDPACKET_TOKEN?: string;
   JWT_SECRET?: string;
   REDIS_URL?: string;
+  /** grab-svc's policy for the demo's services when REDIS_URL names a Redis of your own. */
+  REDIS_DURABILITY?: string;
   MYSQL_URL?: string;
   AMQP_URL?: string;
   DEMO_PACKETS?: string;

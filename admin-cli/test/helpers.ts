@@ -76,6 +76,8 @@ export async function startGrabSvc(): Promise<GrabServer> {
   const port = await freePort();
   const child: Child = spawnNode(GRAB_MAIN, [], {
     GRPC_PORT: String(port),
+    // The shared test Redis keeps nothing on disk: best effort, opted into explicitly.
+    REDIS_DURABILITY: 'none',
     JWT_SECRET: TEST_JWT_SECRET,
     REDIS_URL: TEST_REDIS_URL,
     LOG_LEVEL: 'info',

@@ -109,6 +109,8 @@ it('SIGTERM to grab-svc while wins flow: its relay confirms what it read, and ev
   const port = await freePort();
   const child = spawnNode(grabMain, [], {
     GRPC_PORT: String(port),
+    // The shared test Redis keeps nothing on disk: best effort, opted into explicitly.
+    REDIS_DURABILITY: 'none',
     REDIS_URL: OWN_DB_URL,
     MYSQL_URL: TEST_MYSQL_URL,
     AMQP_URL: TEST_AMQP_URL,

@@ -4,7 +4,7 @@ import { dependencyTimer, notFound, invalidArgument, poolId, type Identity, type
 import { Outcome, type GrabRequest, type GrabResponse } from '@redpacket/proto';
 import { checkCampaignId } from './campaigns.js';
 import type { EligibilityView } from './eligibility-mirror.js';
-import type { ReplicaAck } from './replica-ack.js';
+import type { Durability } from './durability.js';
 import { grabScript, type GrabReply } from './scripts.js';
 import { countGrab } from './metrics.js';
 import { grabPooled, type PoolCounts } from './sub-pools.js';
@@ -57,7 +57,8 @@ export async function grab(
   poolCounts?: PoolCounts,
   /** The edge's x-request-id, carried into the outbox entry of a win (and on to gift-svc). */
   traceId = '',
-  replicaAck?: ReplicaAck,
+  /** The durability barrier; without it a win is answered as soon as Redis has it. */
+  durability?: Durability,
 ): Promise<GrabResponse> {
   checkCampaignId(req.campaignId);
   if (!REQUEST_ID_PATTERN.test(req.requestId)) {
@@ -83,10 +84,11 @@ export async function grab(
       : await scriptTimer.time(() =>
           grabScript(redis, req.campaignId, who.userId, requestId, who.openedAtMs, verdict, 0, 1, traceId),
         );
-  if (replicaAck && (reply[0] === GrabCode.Won || reply[0] === GrabCode.AlreadyGrabbed)) {
-    // A win (or its repetition) is answered only once a replica has it: which pool took it is not
+  if (durability && (reply[0] === GrabCode.Won || reply[0] === GrabCode.AlreadyGrabbed)) {
+    // A win (or its repetition) is answered only once it is durable: which pool took it is not
     // reported with sub-pools, so every pool's master is waited for (one barrier each, shared).
-    await Promise.all(Array.from({ length: pools }, (_, p) => replicaAck.after(poolId(req.campaignId, p))));
+    // An ALREADY_GRABBED is held too: it repeats a win the client may not have heard of.
+    await durability.confirm(Array.from({ length: pools }, (_, p) => poolId(req.campaignId, p)));
   }
   const res = toGrabResponse(req.campaignId, reply);
   countGrab(req.campaignId, res.outcome);

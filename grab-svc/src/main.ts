@@ -9,6 +9,7 @@ import {
   WorkersEnv,
   TokenVerifier,
   serveMetrics,
+  type RedisClient,
 } from '@redpacket/lib';
 import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
 import { DEFAULT_TOPOLOGY, topologyWithSuffix } from '@redpacket/wins';
@@ -17,6 +18,7 @@ import { EligibilityMirror } from './eligibility-mirror.js';
 import { OutboxRelay } from './relay/outbox-relay.js';
 import { RelayEnv } from './relay/relay-env.js';
 import { ReplicaAck } from './replica-ack.js';
+import { DEFAULT_AOF_CHECK_MS, DEFAULT_DURABILITY, Durability, DURABILITY_POLICIES } from './durability.js';
 import { registerScripts } from './scripts.js';
 import { createGrabServer } from './server.js';
 import { startSettleTimer } from './settle-timer.js';
@@ -40,7 +42,32 @@ const Env = RelayEnv.extend({
   /** Replicas that must have a win before it is answered (Redis WAIT); 0 = off (docs/scale.md). */
   REDIS_WAIT_REPLICAS: z.coerce.number().int().min(0).max(16).default(0),
   REDIS_WAIT_TIMEOUT_MS: z.coerce.number().int().min(1).max(10_000).default(100),
-});
+  /**
+   * When a win is durable enough to answer (durability.ts): aof (default; replicas when
+   * REDIS_WAIT_REPLICAS > 0), aof-everysec, replicas, aof+replicas, or none (best effort, opt-in).
+   */
+  REDIS_DURABILITY: z.enum(DURABILITY_POLICIES).optional(),
+  REDIS_AOF_CHECK_MS: z.coerce.number().int().min(50).max(60_000).default(DEFAULT_AOF_CHECK_MS),
+})
+  .transform((e) => ({
+    ...e,
+    REDIS_DURABILITY: e.REDIS_DURABILITY ?? (e.REDIS_WAIT_REPLICAS > 0 ? 'replicas' : DEFAULT_DURABILITY),
+  }))
+  .superRefine((e, ctx) => {
+    const waits = e.REDIS_DURABILITY === 'replicas' || e.REDIS_DURABILITY === 'aof+replicas';
+    if (waits && e.REDIS_WAIT_REPLICAS === 0)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['REDIS_WAIT_REPLICAS'],
+        message: `must be at least 1 with REDIS_DURABILITY=${e.REDIS_DURABILITY}`,
+      });
+    if (!waits && e.REDIS_WAIT_REPLICAS > 0)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['REDIS_DURABILITY'],
+        message: `${e.REDIS_DURABILITY} ignores REDIS_WAIT_REPLICAS=${e.REDIS_WAIT_REPLICAS}: use replicas or aof+replicas`,
+      });
+  });
 
 const parsed = Env.safeParse(process.env);
 if (!parsed.success) {
@@ -78,8 +105,36 @@ const pool = createPool(env.MYSQL_URL);
 const createdHere = new Set<string>();
 const scope = env.RELAY_SCOPE === 'created-here' ? async () => [...createdHere] : undefined;
 
+// WAIT blocks the connection it is sent on: the grab path's and the relay's replica barriers each
+// get a connection of their own.
+const waitReplicas = env.REDIS_DURABILITY === 'replicas' || env.REDIS_DURABILITY === 'aof+replicas';
+const ackConnections: RedisClient[] = [];
+const durabilityFor = (part: string): Durability => {
+  const ackRedis = waitReplicas ? redis.duplicate() : undefined;
+  if (ackRedis) ackConnections.push(ackRedis);
+  return new Durability({
+    policy: env.REDIS_DURABILITY,
+    redis,
+    replicaAck: ackRedis
+      ? new ReplicaAck({
+          redis: ackRedis,
+          replicas: env.REDIS_WAIT_REPLICAS,
+          timeoutMs: env.REDIS_WAIT_TIMEOUT_MS,
+          log: log.child({ part: `${part}-replica-ack` }),
+        })
+      : undefined,
+    log: log.child({ part: `${part}-durability` }),
+    checkEveryMs: env.REDIS_AOF_CHECK_MS,
+  });
+};
+const durability = durabilityFor('grab');
+await durability.start();
+log.info({ policy: durability.policy, problem: durability.problem }, 'durability policy');
+
 // The relay gets connections of its own, so it never queues behind (or slows) a grab.
 const relayRedis = env.RELAY_ENABLED === '1' ? redis.duplicate() : undefined;
+const relayDurability = relayRedis ? durabilityFor('relay') : undefined;
+await relayDurability?.start();
 const relay = relayRedis
   ? new OutboxRelay({
       redis: relayRedis,
@@ -90,6 +145,7 @@ const relay = relayRedis
       batchSize: env.RELAY_BATCH,
       claimIdleMs: env.RELAY_CLAIM_IDLE_MS,
       campaigns: scope,
+      durable: env.REDIS_DURABILITY === 'none' ? undefined : (pool) => relayDurability!.confirm([pool]),
     })
   : undefined;
 relay?.start();
@@ -97,17 +153,6 @@ const stopSettling =
   env.SETTLE_EVERY_MS > 0
     ? startSettleTimer({ redis, pool, log, everyMs: env.SETTLE_EVERY_MS, campaigns: scope })
     : undefined;
-
-// WAIT blocks the connection it is sent on: the replica barriers get connections of their own.
-const ackRedis = env.REDIS_WAIT_REPLICAS > 0 ? redis.duplicate() : undefined;
-const replicaAck = ackRedis
-  ? new ReplicaAck({
-      redis: ackRedis,
-      replicas: env.REDIS_WAIT_REPLICAS,
-      timeoutMs: env.REDIS_WAIT_TIMEOUT_MS,
-      log: log.child({ part: 'replica-ack' }),
-    })
-  : undefined;
 
 const services = createGrabServer({
   redis,
@@ -117,7 +162,7 @@ const services = createGrabServer({
   pool,
   onCampaignCreated: (id) => createdHere.add(id),
   switches,
-  replicaAck,
+  durability: env.REDIS_DURABILITY === 'none' ? undefined : durability,
 });
 // SERVING only while Redis answers: grabs need nothing else (the relay retries on its own)
 const running = await startServer({
@@ -135,8 +180,10 @@ stop = async () => {
   switches.stop();
   await stopSettling?.();
   await relay?.stop();
+  durability.stop();
+  relayDurability?.stop();
   await pool.end();
   await relayRedis?.quit();
-  await ackRedis?.quit();
+  for (const c of ackConnections) await c.quit();
   await redis.quit();
 };

@@ -58,7 +58,21 @@ export const replicaWaits = shared(
       name: 'redpacket_replica_waits_total',
       help:
         'REDIS_WAIT_REPLICAS barriers, by result: acked (the replicas asked for had the wins), timed_out ' +
-        '(fewer within the timeout) or failed (the call failed); the wins are answered in every case',
+        '(fewer within the timeout) or failed (the call failed); wins are answered WON only when acked',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+);
+
+/** The AOF policies' checks of the masters' configuration, by what they found. */
+export const durabilityChecks = shared(
+  'redpacket_durability_checks_total',
+  () =>
+    new Counter({
+      name: 'redpacket_durability_checks_total',
+      help:
+        'REDIS_DURABILITY aof checks of every master, by result: durable, or not_durable (wins answered ' +
+        'UNAVAILABLE until the next check finds them durable)',
       labelNames: ['result'] as const,
       registers: [registry],
     }),

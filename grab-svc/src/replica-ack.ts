@@ -1,7 +1,10 @@
 /**
  * REDIS_WAIT_REPLICAS: a WON is answered only once a replica of the campaign's master has it, so a
  * master that crashes right after cannot take an answered win with it (Redis replicates
- * asynchronously; a replica promoted in its place would not know the claim).
+ * asynchronously; a replica promoted in its place would not know the claim). A barrier that
+ * times out or fails says so (fewer replicas than asked), and durability.ts answers UNAVAILABLE.
+ * The outbox relay waits the same way before it publishes, so no win a promoted replica lacks
+ * ever reaches RabbitMQ.
  *
  * WAIT waits for the writes of the connection it is sent on and blocks that connection meanwhile,
  * so it is never sent on the connection the grabs share: after the grab's reply, a connection of
@@ -12,6 +15,7 @@
  * grab.
  */
 import { dependencyTimer, keys, type Logger, type RedisClient } from '@redpacket/lib';
+import { Cluster } from 'ioredis';
 import { replicaWaits } from './metrics.js';
 
 const timer = dependencyTimer('redis', 'replica_wait');
@@ -29,7 +33,7 @@ export interface ReplicaAckOptions {
   redis: RedisClient;
   /** Replicas that must have a win before it is answered (>= 1). */
   replicas: number;
-  /** Longest wait; a win is answered after it anyway (it is on the master), and counted. */
+  /** Longest wait; past it the barrier reports the replicas that had acknowledged. */
   timeoutMs: number;
   log: Logger;
 }
@@ -52,6 +56,11 @@ export class ReplicaAck {
 
   constructor(private readonly o: ReplicaAckOptions) {
     if (!Number.isInteger(o.replicas) || o.replicas < 1) throw new Error('ReplicaAck needs replicas >= 1');
+  }
+
+  /** Replicas a win must reach. */
+  get replicas(): number {
+    return this.o.replicas;
   }
 
   /**
@@ -96,7 +105,7 @@ export class ReplicaAck {
           .wait(this.o.replicas, this.o.timeoutMs)
           .exec();
         // WAIT answers by timeoutMs; a master that does not answer at all (stopped, or the
-        // connection lost and its commands queued) must not hold the wins: they are answered.
+        // connection lost and its commands queued) must not hold the callers: they are told.
         const deadlineMs = this.o.timeoutMs + ANSWER_GRACE_MS;
         let giveUp: NodeJS.Timeout | undefined;
         const res = await Promise.race([
@@ -107,13 +116,19 @@ export class ReplicaAck {
         ]).finally(() => clearTimeout(giveUp));
         const [setErr] = res?.[0] ?? [];
         const [waitErr, acked] = res?.[1] ?? [];
+        if (setErr && /^(MOVED|ASK|CLUSTERDOWN)\b/.test(setErr.message) && this.o.redis instanceof Cluster) {
+          // The slot moved (a failover): the pipeline went to a node that no longer owns it, whose
+          // WAIT says nothing of this pool. ioredis does not follow a MOVED inside a pipeline
+          // whose other command succeeded, so the slot map is refreshed here for the next barrier.
+          this.o.redis.refreshSlotsCache();
+        }
         if (setErr || waitErr) throw setErr ?? waitErr;
         return Number(acked);
       });
       if (n < this.o.replicas) {
         this.stats.short++;
         results.timedOut.inc();
-        this.o.log.warn({ pool, acked: n, wanted: this.o.replicas }, 'wins answered before a replica had them');
+        this.o.log.warn({ pool, acked: n, wanted: this.o.replicas }, 'wins not on enough replicas in time');
       } else {
         results.acked.inc();
       }
@@ -121,10 +136,7 @@ export class ReplicaAck {
     } catch (err) {
       this.stats.short++;
       results.failed.inc();
-      this.o.log.warn(
-        { pool, err: (err as Error).message },
-        'replica wait failed; wins answered from the master alone',
-      );
+      this.o.log.warn({ pool, err: (err as Error).message }, 'replica wait failed');
       return 0;
     }
   }

@@ -32,7 +32,7 @@ import type { EligibilityView } from './eligibility-mirror.js';
 import { grab } from './grab.js';
 import { countPausedGrab } from './metrics.js';
 import { insertCampaignRow, recordClose, reconcileCampaign, settleCampaign } from './settle.js';
-import type { ReplicaAck } from './replica-ack.js';
+import type { Durability } from './durability.js';
 import { PoolCounts } from './sub-pools.js';
 
 export interface GrabServerDeps {
@@ -47,8 +47,8 @@ export interface GrabServerDeps {
   onCampaignCreated?: (campaignId: string) => void;
   /** Degrade switches (grab.paused, grab.paused:<campaignId>); without them grabs are never paused. */
   switches?: Switches;
-  /** REDIS_WAIT_REPLICAS > 0: a win is answered once a replica has it (see replica-ack.ts). */
-  replicaAck?: ReplicaAck;
+  /** REDIS_DURABILITY: a win is answered once durable (see durability.ts); absent = at once. */
+  durability?: Durability;
 }
 
 const NO_PIPELINE = 'needs the win pipeline (gift-svc and MySQL), not configured in this server';
@@ -75,7 +75,7 @@ export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
             campaignId: req.campaignId,
           };
         }
-        return grab(redis, eligibility, who, req, poolCounts, requestIdOf(call), deps.replicaAck);
+        return grab(redis, eligibility, who, req, poolCounts, requestIdOf(call), deps.durability);
       },
       async getCampaign(req, call) {
         await tokens.fromMetadata(call.metadata);

@@ -31,6 +31,8 @@ it('SIGTERM: in-flight grabs finish, every WON is recorded, the process exits 0'
   // no settle timer: it would settle other tests' ended campaigns
   const child = spawnNode(mainScript, [], {
     GRPC_PORT: String(port),
+    // The shared test Redis keeps nothing on disk: best effort, opted into explicitly.
+    REDIS_DURABILITY: 'none',
     JWT_SECRET: TEST_JWT_SECRET,
     LOG_LEVEL: 'info',
     RELAY_ENABLED: '0',
@@ -103,6 +105,8 @@ it('METRICS_PORT: the real process serves Prometheus metrics that count its call
   const [port, metricsPort] = [await freePort(), await freePort()];
   const child = spawnNode(mainScript, [], {
     GRPC_PORT: String(port),
+    // The shared test Redis keeps nothing on disk: best effort, opted into explicitly.
+    REDIS_DURABILITY: 'none',
     METRICS_PORT: String(metricsPort),
     JWT_SECRET: TEST_JWT_SECRET,
     LOG_LEVEL: 'info',

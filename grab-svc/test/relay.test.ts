@@ -193,6 +193,8 @@ describe("grab-svc's main with its relay", () => {
     const port = await freePort();
     const child = spawnNode(new URL('../dist/main.js', import.meta.url), [], {
       GRPC_PORT: String(port),
+      // The shared test Redis keeps nothing on disk: best effort, opted into explicitly.
+      REDIS_DURABILITY: 'none',
       JWT_SECRET: TEST_JWT_SECRET,
       WINS_TOPOLOGY_SUFFIX: suffix,
       RELAY_SCOPE: 'created-here',

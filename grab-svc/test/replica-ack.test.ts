@@ -1,16 +1,19 @@
 /**
  * REDIS_WAIT_REPLICAS on a real Redis Cluster: a WON is answered only once the replica of the
  * campaign's master has the claim (the replica is stopped with SIGSTOP to make the wait visible),
- * a timeout answers it anyway and counts it, and concurrent wins share their barriers; each
+ * a timeout or a failed wait answers UNAVAILABLE (the retry with the same request id gets the same
+ * win once the replica has it), and concurrent wins share their barriers; each
  * barrier's result and latency reach the Prometheus metrics.
  */
 import { randomBytes } from 'node:crypto';
-import { createLogger, createRedis, keys, type Identity } from '@redpacket/lib';
+import { status } from '@grpc/grpc-js';
+import { createLogger, createRedis, keys, ServiceError, type Identity } from '@redpacket/lib';
 import { metricValue, pollUntil, startRedisCluster, type TestRedisCluster } from '@redpacket/lib/testing';
 import { Outcome, Split } from '@redpacket/proto';
 import type { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { validateCreate, writeCampaign } from '../src/campaigns.js';
+import { Durability } from '../src/durability.js';
 import { everyoneEligible } from '../src/eligibility-mirror.js';
 import { grab } from '../src/grab.js';
 import { ANSWER_GRACE_MS, ReplicaAck } from '../src/replica-ack.js';
@@ -113,7 +116,24 @@ async function waitMetricsSince(before: Record<string, number>): Promise<Record<
 
 const user = (id: string): Identity => ({ userId: id, role: 'user', openedAtMs: undefined });
 const grabAs = (c: string, u: string, ack: ReplicaAck) =>
-  grab(redis, everyoneEligible, user(u), { campaignId: c, requestId: `r-${u}` }, undefined, '', ack);
+  grab(
+    redis,
+    everyoneEligible,
+    user(u),
+    { campaignId: c, requestId: `r-${u}` },
+    undefined,
+    '',
+    new Durability({ policy: 'replicas', redis, replicaAck: ack, log }),
+  );
+/** The grab's gRPC error (it must fail). */
+const refused = async (p: Promise<unknown>): Promise<ServiceError> => {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (!(err instanceof ServiceError)) throw new Error(`expected a ServiceError, got ${String(err)}`);
+  return err;
+};
 
 function stop(pid: number): void {
   process.kill(pid, 'SIGSTOP');
@@ -153,38 +173,45 @@ it('a WON is answered only once the replica has the claim', async () => {
   expect(moved['seconds']).toBeGreaterThanOrEqual(0.45);
 });
 
-it('past the timeout the win is answered anyway (it is on the master) and counted', async () => {
+it('past the timeout the win is not answered: UNAVAILABLE, and the retry with the same request id gets the same win', async () => {
   const c = await campaign(10);
   const replica = await replicaOf(c);
   const ack = new ReplicaAck({ redis: ackRedis, replicas: 1, timeoutMs: 300, log });
   const before = await waitMetrics();
   stop(replica.pid);
   const t0 = Date.now();
-  const res = await grabAs(c, 'bob', ack);
+  const err = await refused(grabAs(c, 'bob', ack));
   const ms = Date.now() - t0;
   resume(replica.pid);
-  expect(res.outcome).toBe(Outcome.WON);
+  expect(err.code).toBe(status.UNAVAILABLE);
+  expect(err.message).toMatch(/not yet on 1 replica.*retry with the same request_id/);
   expect(ms).toBeGreaterThanOrEqual(250);
   expect(ms).toBeLessThan(5000);
   expect(ack.stats.short).toBe(1);
   const moved = await waitMetricsSince(before);
   expect(moved).toMatchObject({ acked: 0, timed_out: 1, failed: 0, calls: 1, errors: 0 });
   expect(moved['seconds']).toBeGreaterThanOrEqual(0.25);
+  // The claim stayed on the master; once the replica has it, the retry is answered with it.
+  const claim = await redis.hget(keys.claims(c), 'bob');
+  const res = await grabAs(c, 'bob', ack);
+  expect(res.outcome).toBe(Outcome.WON);
+  expect(claim).toMatch(new RegExp(`^${res.packetId}\\|${res.amountCents}\\|r-bob\\|`));
+  expect(await replica.conn.hget(keys.claims(c), 'bob')).toBe(claim);
 });
 
-it('a wait that fails answers the win from the master alone, counted as failed', async () => {
+it('a wait that fails answers UNAVAILABLE, counted as failed', async () => {
   const c = await campaign(10);
   // Sent to the pool's replica instead of its master, the barrier is refused by Redis (MOVED).
   const replica = await replicaOf(c);
   const ack = new ReplicaAck({ redis: replica.conn, replicas: 1, timeoutMs: 10_000, log });
   const before = await waitMetrics();
-  const res = await grabAs(c, 'carol', ack);
-  expect(res.outcome).toBe(Outcome.WON);
+  const err = await refused(grabAs(c, 'carol', ack));
+  expect(err.code).toBe(status.UNAVAILABLE);
   expect(ack.stats.short).toBe(1);
   expect(await waitMetricsSince(before)).toMatchObject({ acked: 0, timed_out: 0, failed: 1, calls: 1, errors: 1 });
 });
 
-it('a master that never answers the barrier does not hold the win: failed after the timeout and a grace', async () => {
+it('a master that never answers the barrier does not hold the caller: UNAVAILABLE after the timeout and a grace', async () => {
   const c = await campaign(10);
   // A stopped node never answers: the barrier sent there stands for a master lost mid-wait.
   const replica = await replicaOf(c);
@@ -192,10 +219,10 @@ it('a master that never answers the barrier does not hold the win: failed after 
   const before = await waitMetrics();
   stop(replica.pid);
   const t0 = Date.now();
-  const res = await grabAs(c, 'dave', ack);
+  const err = await refused(grabAs(c, 'dave', ack));
   const ms = Date.now() - t0;
   resume(replica.pid);
-  expect(res.outcome).toBe(Outcome.WON);
+  expect(err.code).toBe(status.UNAVAILABLE);
   expect(ms).toBeGreaterThanOrEqual(200 + ANSWER_GRACE_MS - 50);
   expect(ms).toBeLessThan(10_000);
   expect(await waitMetricsSince(before)).toMatchObject({ acked: 0, timed_out: 0, failed: 1, calls: 1, errors: 1 });

@@ -22,6 +22,8 @@ beforeAll(async () => {
   cluster = await startRedisCluster();
   child = spawnNode(mainScript, [], {
     GRPC_PORT: String(PORT),
+    // The shared test Redis keeps nothing on disk: best effort, opted into explicitly.
+    REDIS_DURABILITY: 'none',
     WORKERS: '4',
     REDIS_CLUSTER_NODES: cluster.nodes,
     JWT_SECRET: TEST_JWT_SECRET,

@@ -10,3 +10,5 @@ export * from './metrics.js';
 export * from './switches.js';
 export * from './workers.js';
 export * from './request-id.js';
+export * from './redis-server.js';
+export * from './poll.js';

@@ -19,6 +19,10 @@ export interface TestRedisCluster {
   ports: number[];
   /** A plain connection to each node (for CLUSTER commands); closed by stop(). */
   node(port: number): Redis;
+  /** SIGKILLs one node's process (a crash: nothing saved, no goodbye to the cluster). */
+  kill(port: number): Promise<void>;
+  /** Starts a killed node again with its own config file: it rejoins (a dead master as a replica). */
+  restart(port: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -137,40 +141,59 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
     return c;
   };
 
+  const spawnNode = (i: number): ChildProcess => {
+    const port = ports[i] as number;
+    const dir = dirs[i] as string;
+    return spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--cluster-port',
+        String(base + 6 + i),
+        '--bind',
+        '127.0.0.1',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        join(dir, 'nodes.conf'),
+        '--cluster-node-timeout',
+        '5000',
+        '--dir',
+        dir,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--daemonize',
+        'no',
+        '--logfile',
+        join(dir, 'redis.log'),
+      ],
+      { stdio: 'ignore' },
+    );
+  };
+  const kill = async (port: number): Promise<void> => {
+    const p = procs[ports.indexOf(port)];
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    conns.get(port)?.disconnect();
+    conns.delete(port);
+    await new Promise<void>((resolve) => {
+      p.once('exit', () => resolve());
+      p.kill('SIGKILL');
+    });
+  };
+  const restart = async (port: number): Promise<void> => {
+    const i = ports.indexOf(port);
+    if (i < 0) throw new Error(`port ${port} is not a node of this test cluster`);
+    await kill(port);
+    procs[i] = spawnNode(i);
+    await waitFor(`redis-server on ${port} again`, async () => (await node(port).ping()) === 'PONG', 10_000);
+  };
+
   try {
-    for (const [i, port] of ports.entries()) {
-      const dir = mkdtempSync(join(tmpdir(), `redpacket-cluster-${port}-`));
-      dirs.push(dir);
-      const p = spawn(
-        'redis-server',
-        [
-          '--port',
-          String(port),
-          '--cluster-port',
-          String(base + 6 + i),
-          '--bind',
-          '127.0.0.1',
-          '--cluster-enabled',
-          'yes',
-          '--cluster-config-file',
-          join(dir, 'nodes.conf'),
-          '--cluster-node-timeout',
-          '5000',
-          '--dir',
-          dir,
-          '--save',
-          '',
-          '--appendonly',
-          'no',
-          '--daemonize',
-          'no',
-          '--logfile',
-          join(dir, 'redis.log'),
-        ],
-        { stdio: 'ignore' },
-      );
-      procs.push(p);
-    }
+    for (const port of ports) dirs.push(mkdtempSync(join(tmpdir(), `redpacket-cluster-${port}-`)));
+    for (let i = 0; i < ports.length; i++) procs.push(spawnNode(i));
     for (const port of ports) {
       await waitFor(`redis-server on ${port}`, async () => (await node(port).ping()) === 'PONG', 10_000);
     }
@@ -189,9 +212,22 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
         30_000,
       );
     }
+    // Replicas in sync with their masters: a WAIT (REDIS_WAIT_REPLICAS) can be acknowledged.
+    for (const port of ports) {
+      await waitFor(
+        `the replica of ${port} online`,
+        async () => {
+          const info = await node(port).info('replication');
+          return info.includes('role:slave')
+            ? info.includes('master_link_status:up')
+            : /slave0:.*state=online/.test(info);
+        },
+        30_000,
+      );
+    }
   } catch (err) {
     await stop();
     throw err;
   }
-  return { nodes: ports.map((p) => `127.0.0.1:${p}`).join(','), ports, node, stop };
+  return { nodes: ports.map((p) => `127.0.0.1:${p}`).join(','), ports, node, kill, restart, stop };
 }

@@ -1,5 +1,5 @@
 /** Helpers for the tests of every workspace (imported as '@redpacket/lib/testing'). */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Metadata, type CallOptions, type ClientUnaryCall, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { Cluster, Redis } from 'ioredis';
 import { registry } from './metrics.js';
@@ -88,21 +88,7 @@ export async function grpcError(p: Promise<unknown>): Promise<ServiceError> {
   throw new Error('expected a gRPC error, got a response');
 }
 
-/** Polls `check` until it returns a value other than undefined/false, or fails after `timeoutMs`. */
-export async function pollUntil<T>(
-  what: string,
-  check: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 10_000,
-  everyMs = 20,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
+export { pollUntil } from './poll.js';
 
 /** Deletes every key matching a pattern (SCAN, never KEYS), on every master of a cluster. */
 export async function deleteKeys(redis: Redis | Cluster, pattern: string): Promise<number> {
@@ -181,53 +167,11 @@ export function sampleSum(samples: Sample[], name: string, labels: Record<string
     .reduce((a, s) => a + s.value, 0);
 }
 
-/** A redis-server of a test's own (nothing on disk); `stop()` ends it by its pid. */
-export interface TestRedisServer {
-  port: number;
-  url: string;
-  process: ChildProcess;
-  stop(): Promise<void>;
-}
-
-/** Starts a redis-server on 127.0.0.1:`port` and waits until it answers PING. */
-export async function startRedisServer(port: number): Promise<TestRedisServer> {
-  const proc = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    {
-      stdio: 'ignore',
-    },
-  );
-  await new Promise<void>((resolve, reject) => {
-    proc.once('error', (e) =>
-      reject(new Error(`redis-server not runnable (apt-get install redis-server): ${e.message}`)),
-    );
-    proc.once('spawn', () => resolve());
-  });
-  const url = `redis://127.0.0.1:${port}`;
-  const stop = (): Promise<void> =>
-    new Promise((r) =>
-      proc.exitCode !== null || proc.signalCode !== null ? r() : (proc.once('exit', () => r()), proc.kill('SIGKILL')),
-    );
-  try {
-    await pollUntil(`redis-server on port ${port} answers`, async () => {
-      const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      probe.on('error', () => undefined);
-      try {
-        await probe.connect();
-        return (await probe.ping()) === 'PONG';
-      } catch {
-        return false;
-      } finally {
-        probe.disconnect();
-      }
-    });
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return { port, url, process: proc, stop };
-}
+export {
+  startRedisServer,
+  type LocalRedisServer as TestRedisServer,
+  type LocalRedisOptions as TestRedisOptions,
+} from './redis-server.js';
 
 /** Resolves with a process's exit code once it has exited (at once if it already has). */
 export function exitCodeOf(proc: ChildProcess): Promise<number | null> {

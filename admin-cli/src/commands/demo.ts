@@ -17,7 +17,13 @@ import { keyValueTable, num, plain, table, yuan } from '../format.js';
 import { asDuration, asInt, yuanToCents } from '../parse.js';
 import { percentile, type Child } from '@redpacket/loadgen';
 import { runCrowd, type CrowdResult } from '../demo/crowd.js';
-import { serviceCommand, startService, type RunningService, type ServiceName } from '../demo/services.js';
+import {
+  serviceCommand,
+  startDurableRedis,
+  startService,
+  type RunningService,
+  type ServiceName,
+} from '../demo/services.js';
 import { signUserTokens } from '../tokens.js';
 import { createRequest, reconciliationRows, settlementRows } from './campaign.js';
 
@@ -48,7 +54,13 @@ function log(json: boolean, msg: string): void {
 async function demo(ctx: CliContext, o: DemoOptions, env: CliEnv): Promise<void> {
   const t0 = Date.now();
   const json = ctx.json;
-  const redisUrl = env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  // Without REDIS_URL the demo runs the shipped durable configuration: a redis-server of its own
+  // with appendonly yes + appendfsync always, under grab-svc's default policy (aof).
+  const ownRedis = env.REDIS_URL ? undefined : await startDurableRedis();
+  const redisUrl = env.REDIS_URL ?? ownRedis!.server.url;
+  const durability = env.REDIS_URL
+    ? (env.REDIS_DURABILITY ?? 'aof')
+    : `aof (appendfsync always, a redis-server of the demo's own on :${ownRedis!.server.port})`;
   const mysqlUrl = env.MYSQL_URL ?? DEFAULT_MYSQL_URL;
   const secret = env.JWT_SECRET || randomBytes(24).toString('base64url');
   const totalCents = yuanToCents(o.total);
@@ -68,8 +80,9 @@ async function demo(ctx: CliContext, o: DemoOptions, env: CliEnv): Promise<void>
       }
       demoCtx?.close();
       for (const c of children.reverse()) await c.stop();
+      await ownRedis?.stop();
       const gift = started.some((s) => s.name === 'gift-svc');
-      if (campaignId && !o.keep && !gift) {
+      if (campaignId && !o.keep && !gift && !ownRedis) {
         const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
         const id = campaignId;
         const batchKeys = Array.from({ length: o.batches }, (_, i) => keys.batch(id, i));
@@ -103,6 +116,7 @@ async function demo(ctx: CliContext, o: DemoOptions, env: CliEnv): Promise<void>
       MYSQL_URL: mysqlUrl,
       AMQP_URL: env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
       JWT_SECRET: secret,
+      ...(env.REDIS_DURABILITY ? { REDIS_DURABILITY: env.REDIS_DURABILITY } : {}),
       // grab-svc's relay and settle timer act on the demo's campaign only, not on every campaign
       // of a Redis it may share with others.
       RELAY_SCOPE: 'created-here',
@@ -227,6 +241,7 @@ async function demo(ctx: CliContext, o: DemoOptions, env: CliEnv): Promise<void>
       campaignId,
       totalCents,
       services: started,
+      durability,
       migrations: applied.length,
       imported,
       signMs,
@@ -354,6 +369,8 @@ function buildReport(r: {
   campaignId: string;
   totalCents: bigint;
   services: RunningService[];
+  /** grab-svc's durability policy and the Redis it ran on. */
+  durability: string;
   migrations: number;
   imported: unknown;
   signMs: number;
@@ -389,6 +406,7 @@ function buildReport(r: {
       intervalMs: r.o.interval,
     },
     services: r.services.map((x) => ({ name: x.name, port: x.port, pid: x.pid })),
+    durability: r.durability,
     notStarted: absent,
     migrationsApplied: r.migrations,
     imported: r.imported,
@@ -436,6 +454,7 @@ function buildReport(r: {
       ],
       ['services started', r.services.map((x) => `${x.name} :${x.port}`).join(', ')],
       ['not in this build', absent.length ? absent.join(', ') : '-'],
+      ['durability', r.durability],
       [
         'grabs/s',
         `${num(grabsPerSecond)} while the crowd pressed (${busySeconds.toFixed(1)} s), ${num(peak)} in the busiest wave`,

@@ -1,6 +1,10 @@
 /** The demo's child processes: every service workspace that is built in this checkout. */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startRedisServer, type LocalRedisServer } from '@redpacket/lib';
 import { freePort, spawnNode, type Child } from '@redpacket/loadgen';
 
 /** The repository root, from admin-cli/dist/demo/. */
@@ -58,4 +62,20 @@ export async function startService(
     throw err;
   }
   return { name, port, address: `127.0.0.1:${port}`, pid: child.proc.pid, child };
+}
+
+/**
+ * A redis-server of the demo's own, configured as shipped (appendonly yes, appendfsync always),
+ * its AOF in a temporary directory removed by stop().
+ */
+export async function startDurableRedis(): Promise<{ server: LocalRedisServer; stop(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'redpacket-demo-redis-'));
+  const server = await startRedisServer(await freePort(), { appendfsync: 'always', dir });
+  return {
+    server,
+    async stop() {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -56,6 +56,12 @@ export interface RelayOptions {
   confirmTimeoutMs?: number;
   /** Longest back-off between reconnect attempts. */
   maxBackoffMs?: number;
+  /**
+   * Resolves once the entries just read from a pool's outbox are durable under grab-svc's policy
+   * (durability.ts), throws if not: a win is never published before it is durable, so no win a
+   * promoted replica or a restarted Redis lacks ever reaches RabbitMQ. Absent: publish at once.
+   */
+  durable?: (pool: string) => Promise<void>;
 }
 
 export interface RelayStats {
@@ -67,6 +73,14 @@ export interface RelayStats {
 }
 
 type StreamEntry = [id: string, fields: string[] | null];
+
+/** The entries read are not durable yet (RelayOptions.durable refused them). */
+class NotDurable extends Error {
+  constructor(cause: Error) {
+    super(`wins not durable yet: ${cause.message}`, { cause });
+    this.name = 'NotDurable';
+  }
+}
 
 /** A published batch waiting for its confirms. */
 interface InFlight {
@@ -145,7 +159,8 @@ export async function activeOutboxes(redis: RedisClient, nowMs = Date.now()): Pr
 
 export class OutboxRelay {
   readonly stats: RelayStats = { published: 0, confirmedBatches: 0, failures: 0, claimed: 0, reconnects: 0 };
-  private readonly o: Required<Omit<RelayOptions, 'campaigns'>> & Pick<RelayOptions, 'campaigns'>;
+  private readonly o: Required<Omit<RelayOptions, 'campaigns' | 'durable'>> &
+    Pick<RelayOptions, 'campaigns' | 'durable'>;
   private conn: ChannelModel | undefined;
   private ch: ConfirmChannel | undefined;
   private running = false;
@@ -226,7 +241,8 @@ export class OutboxRelay {
         this.stats.failures++;
         relayFailures.inc();
         this.o.log.warn({ err: (err as Error).message }, 'relay batch failed; entries stay pending');
-        await this.closeAmqp();
+        // The broker is fine when it is the wins that are not durable yet.
+        if (!(err instanceof NotDurable)) await this.closeAmqp();
       }
       if (moved === 0 && this.running) await this.pause(this.o.idleMs);
     }
@@ -300,6 +316,8 @@ export class OutboxRelay {
       if (entries.length === 0) entries = await this.readGroup(stream, '>');
       if (entries.length === 0) break;
       this.ownPending.add(campaignId);
+      // Not durable yet: the entries stay pending and are read again on a later pass.
+      if (this.o.durable) await this.o.durable(campaignId).catch((err: Error) => Promise.reject(new NotDurable(err)));
       // An entry deleted while pending comes back without fields: nothing left to publish.
       const gone = entries.filter(([, f]) => f === null).map(([id]) => id);
       const live = entries.filter((e): e is [string, string[]] => e[1] !== null);
