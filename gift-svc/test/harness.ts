@@ -152,25 +152,30 @@ export async function awardCount(pool: Pool, campaignId: string): Promise<{ n: n
 export async function dropCampaign(redis: RedisClient, pool: Pool, campaignId: string): Promise<void> {
   await deleteKeys(redis, `rp:{${campaignId}}:*`);
   await redis.zrem(keys.campaigns, campaignId);
+  await redis.zrem(keys.liveCampaigns, campaignId);
   for (const table of ['awards', 'ledger', 'settlements', 'dead_letters', 'campaigns']) {
     await pool.query(`DELETE FROM ${table} WHERE campaign_id = ?`, [campaignId]);
   }
 }
 
-/** A relay on its own Redis connection, for exactly these campaigns; `stop` ends it. */
+/**
+ * A relay on its own Redis connection (to `redisUrl`, default the test Redis), for exactly these
+ * campaigns, or for what the live index lists when `campaignIds` is undefined; `stop` ends it.
+ */
 export async function testRelay(
   t: Topology,
-  campaignIds: string[],
+  campaignIds: string[] | undefined,
   extra: Partial<RelayOptions> = {},
+  redisUrl?: string,
 ): Promise<{ relay: OutboxRelay; stop: () => Promise<void> }> {
-  const own = await requireRedis();
+  const own = await requireRedis(redisUrl);
   const relay = new OutboxRelay({
     redis: own,
     amqpUrl: TEST_AMQP_URL,
     topology: t,
     connectionName: `test-relay-${t.queue}`,
     log: silent,
-    campaigns: async () => campaignIds,
+    campaigns: campaignIds && (async () => campaignIds),
     batchSize: 200,
     maxBackoffMs: 500,
     ...extra,

@@ -226,8 +226,8 @@ export async function writeCampaign(redis: RedisClient, c: CampaignMeta): Promis
   const untilStart = c.startMs - Date.now();
   if (untilStart > 0) pipe.set(keys.state(c.id), 'not_started', 'PX', untilStart);
   await execOrThrow(pipe);
-  // Not in the pipeline: the index is on another Redis Cluster slot than the campaign.
-  await redis.zadd(keys.campaigns, c.createdMs, c.id);
+  // Not in the pipeline: the indexes are on other Redis Cluster slots than the campaign.
+  await Promise.all([redis.zadd(keys.campaigns, c.createdMs, c.id), redis.zadd(keys.liveCampaigns, c.createdMs, c.id)]);
 }
 
 async function execOrThrow(pipe: ReturnType<RedisClient['pipeline']>): Promise<void> {

@@ -2,8 +2,8 @@
 import { ServiceError, type Logger, type RedisClient } from '@redpacket/lib';
 import type { Pool } from '@redpacket/db';
 import { status } from '@grpc/grpc-js';
+import { fillLiveIndex, pruneLive, unsettledCampaigns } from './campaign-index.js';
 import { loadMeta } from './campaigns.js';
-import { unsettledCampaigns } from './relay/outbox-relay.js';
 import { settleCampaign } from './settle.js';
 
 export interface SettleTimerOptions {
@@ -11,7 +11,7 @@ export interface SettleTimerOptions {
   pool: Pool;
   log: Logger;
   everyMs?: number;
-  /** Which campaigns to consider; default: every unsettled campaign in rp:campaigns. */
+  /** Which campaigns to consider; default: every unsettled campaign in the live index. */
   campaigns?: () => Promise<string[]>;
 }
 
@@ -27,6 +27,8 @@ export async function settleEnded(o: SettleTimerOptions, nowMs = Date.now()): Pr
         o.log.info({ campaignId: id, refundCents: String(s.refundCents) }, 'campaign settled');
         settled.push(id);
       }
+      // Its outboxes are most likely empty already: out of the live index now, not a pass later.
+      await pruneLive(o.redis, [id], nowMs);
     } catch (err) {
       // Wins still in flight: the next pass tries again.
       if (err instanceof ServiceError && err.code === status.FAILED_PRECONDITION) continue;
@@ -36,11 +38,22 @@ export async function settleEnded(o: SettleTimerOptions, nowMs = Date.now()): Pr
   return settled;
 }
 
-/** Runs settleEnded every `everyMs` (default 10 s), one pass at a time; returns a stop function. */
+/**
+ * Runs settleEnded every `everyMs` (default 10 s), one pass at a time, the live index filled first
+ * on a deployment older than it; returns a stop function.
+ */
 export function startSettleTimer(o: SettleTimerOptions): () => Promise<void> {
   let pass: Promise<unknown> = Promise.resolve();
+  let indexFilled = o.campaigns !== undefined;
+  const run = async (): Promise<string[]> => {
+    if (!indexFilled) {
+      await fillLiveIndex(o.redis);
+      indexFilled = true;
+    }
+    return settleEnded(o);
+  };
   const timer = setInterval(() => {
-    pass = pass.then(() => settleEnded(o)).catch((err: Error) => o.log.warn({ err: err.message }, 'settle pass'));
+    pass = pass.then(run).catch((err: Error) => o.log.warn({ err: err.message }, 'settle pass'));
   }, o.everyMs ?? 10_000);
   timer.unref();
   return async () => {

@@ -23,7 +23,8 @@ import {
   testRelay,
 } from '../../gift-svc/test/harness.js';
 import { closeCampaign } from '../src/campaigns.js';
-import { activeOutboxes, entryToWin, OutboxRelay } from '../src/relay/outbox-relay.js';
+import { activeOutboxes } from '../src/campaign-index.js';
+import { entryToWin, OutboxRelay } from '../src/relay/outbox-relay.js';
 
 let redis: Redis;
 let pool: Pool;

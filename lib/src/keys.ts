@@ -38,6 +38,16 @@ export const keys = {
   replicaMark: (c: string) => `${campaignPrefix(c)}replica-mark`,
   /** Sorted set of campaign ids by creation time. */
   campaigns: 'rp:campaigns',
+  /**
+   * Sorted set of the live campaign ids by creation time: every campaign from its creation until it
+   * is settled with its outboxes (all sub-pools) empty. The relay and the settle timer read it whole.
+   */
+  liveCampaigns: 'rp:campaigns:live',
+  /**
+   * String: present once liveCampaigns was filled from campaigns (a deployment older than the
+   * index); absent, the relay and the settle timer fill it at start.
+   */
+  liveCampaignsFilled: 'rp:campaigns:live:filled',
   /** Set of blocked user ids (account-svc keeps it). */
   blocked: 'rp:blocked',
   /** Hash user -> risk score (account-svc keeps it). */

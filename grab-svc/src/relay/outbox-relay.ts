@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
-import { dependencyTimer, keys, poolId, type Logger, type RedisClient } from '@redpacket/lib';
+import { dependencyTimer, keys, type Logger, type RedisClient } from '@redpacket/lib';
 import {
   assertTopology,
   connectAmqp,
@@ -20,6 +20,7 @@ import {
   type Topology,
   type WinEvent,
 } from '@redpacket/wins';
+import { activeOutboxes, fillLiveIndex, mapBounded, withSubPools } from '../campaign-index.js';
 import { relayFailures, relayLag, relayLastLag, relayPublished, watchOutboxes } from './relay-metrics.js';
 
 const timers = {
@@ -37,7 +38,10 @@ export interface RelayOptions {
   /** Shown by `rabbitmqctl list_connections`; fault tests close connections by it. */
   connectionName: string;
   log: Logger;
-  /** Which campaigns' outboxes to relay; default: activeOutboxes(), refreshed every second. */
+  /**
+   * Which campaigns' outboxes to relay; default: activeOutboxes() (every live campaign, the index
+   * filled first on a deployment older than it), refreshed every second.
+   */
   campaigns?: () => Promise<string[]>;
   /** Consumer group name (one per deployment) and this relay's consumer name in it. */
   group?: string;
@@ -96,7 +100,6 @@ const PRUNE_EVERY_MS = 60_000;
 
 export const DEFAULT_RELAY_GROUP = 'relay';
 const CAMPAIGN_REFRESH_MS = 1000;
-const DISCOVERY_LIMIT = 1000;
 
 /**
  * Turns an outbox entry (fields c, p, u, a, r, t, and x: the trace id, absent in entries written
@@ -116,45 +119,6 @@ export function entryToWin(id: string, fields: string[]): WinEvent {
     streamId: id,
     traceId: f['x'] ?? '',
   };
-}
-
-/**
- * A campaign with sub-pools has an outbox per pool, each on its own slot: campaign ids become the
- * ids of all their pools (pool ids, which contain a '.', are kept as they are).
- */
-export async function withSubPools(redis: RedisClient, ids: string[]): Promise<string[]> {
-  const pools = await Promise.all(ids.map((id) => (id.includes('.') ? '1' : redis.hget(keys.meta(id), 'pools'))));
-  return ids.flatMap((id, i) =>
-    id.includes('.') ? [id] : Array.from({ length: Number(pools[i] ?? 1) || 1 }, (_, p) => poolId(id, p)),
-  );
-}
-
-/** Every campaign not yet settled, newest first (bounded). */
-export async function unsettledCampaigns(redis: RedisClient): Promise<string[]> {
-  const ids = await redis.zrevrange(keys.campaigns, 0, DISCOVERY_LIMIT - 1);
-  if (ids.length === 0) return [];
-  const settled = await Promise.all(ids.map((id) => redis.hget(keys.meta(id), 'settled')));
-  return ids.filter((_, i) => settled[i] !== '1');
-}
-
-/**
- * The outboxes worth reading: campaigns still open (they may win more), and any campaign,
- * even settled, with entries left in its outbox (a relay may have died between the broker's
- * confirm and XACK: publishing those again is harmless). The newest DISCOVERY_LIMIT only.
- */
-export async function activeOutboxes(redis: RedisClient, nowMs = Date.now()): Promise<string[]> {
-  const ids = await withSubPools(redis, await redis.zrevrange(keys.campaigns, 0, DISCOVERY_LIMIT - 1));
-  const active = await Promise.all(
-    ids.map(async (id) => {
-      const [[settled, closed, expires], len] = await Promise.all([
-        redis.hmget(keys.meta(id), 'settled', 'closed', 'expires'),
-        redis.xlen(keys.outbox(id)),
-      ]);
-      const open = settled !== '1' && closed !== '1' && nowMs < Number(expires ?? 0);
-      return open || len > 0;
-    }),
-  );
-  return ids.filter((_, i) => active[i]);
 }
 
 export class OutboxRelay {
@@ -177,6 +141,7 @@ export class OutboxRelay {
   private readonly lastPruneMs = new Map<string, number>();
   private campaignList: string[] = [];
   private campaignListAt = 0;
+  private indexFilled = false;
   private unwatch: (() => void) | undefined;
 
   constructor(opts: RelayOptions) {
@@ -207,11 +172,12 @@ export class OutboxRelay {
 
   /**
    * Entries in each outbox this relay reads, by campaign (sub-pools summed): one XLEN each, sent
-   * at once (not one pipeline: on Redis Cluster the outboxes live on different slots).
+   * concurrently, a bounded number at a time (not one pipeline: on Redis Cluster the outboxes
+   * live on different slots).
    */
   async outboxLengths(): Promise<Map<string, number>> {
     const ids = this.campaignList;
-    const lengths = await Promise.all(ids.map((id) => this.o.redis.xlen(keys.outbox(id))));
+    const lengths = await mapBounded(ids, (id) => this.o.redis.xlen(keys.outbox(id)));
     const out = new Map<string, number>();
     ids.forEach((id, i) => {
       const campaign = id.includes('.') ? id.slice(0, id.lastIndexOf('.')) : id;
@@ -261,6 +227,10 @@ export class OutboxRelay {
   private async campaigns(): Promise<string[]> {
     const now = Date.now();
     if (now - this.campaignListAt >= CAMPAIGN_REFRESH_MS) {
+      if (!this.o.campaigns && !this.indexFilled) {
+        await fillLiveIndex(this.o.redis);
+        this.indexFilled = true;
+      }
       this.campaignList = this.o.campaigns
         ? await withSubPools(this.o.redis, await this.o.campaigns())
         : await activeOutboxes(this.o.redis);
