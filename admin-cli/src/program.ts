@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { benchCommand } from './commands/bench.js';
 import { campaignCommand } from './commands/campaign.js';
+import { deadLettersCommand } from './commands/dead-letters.js';
 import { demoCommand } from './commands/demo.js';
 import { switchCommand } from './commands/switch.js';
 import { tokenCommand } from './commands/token.js';
@@ -11,7 +12,9 @@ import { asDuration } from './parse.js';
 
 export function buildProgram(env: CliEnv): Command {
   const program = new Command('redpacket')
-    .description("The red packet mesh's operator tool: campaigns, users, tokens, switches, load tests and the demo.")
+    .description(
+      "The red packet mesh's operator tool: campaigns, dead letters, users, tokens, switches, load tests and the demo.",
+    )
     .version('0.1.0')
     .option('--grab-addr <host:port>', 'grab-svc (env GRAB_ADDR)', env.GRAB_ADDR ?? '127.0.0.1:50051')
     .option('--account-addr <host:port>', 'account-svc (env ACCOUNT_ADDR)', env.ACCOUNT_ADDR ?? '127.0.0.1:50052')
@@ -41,12 +44,14 @@ Examples:
   $ npm start                                   # the demo: a whole campaign end to end
   $ redpacket campaign create --name Gala --total 10000 --packets 10000 --batches 3 --interval 2s
   $ redpacket campaign watch <id>
+  $ redpacket deadletters redrive --campaign <id> # credit the wins parked as dead letters
   $ redpacket switch set gift.paused on           # degrade switches: see redpacket switch --help
   $ redpacket bench --call redpacket.v1.GrabService.Grab -n 20000 -c 200 --token-per-user 20000 \\
       -d '{"campaign_id":"<id>","request_id":"r{{.RequestNumber}}"}' --baseline
 `,
     );
   program.addCommand(campaignCommand());
+  program.addCommand(deadLettersCommand());
   program.addCommand(usersCommand());
   program.addCommand(tokenCommand());
   program.addCommand(switchCommand(env));

@@ -5,6 +5,7 @@ import mysql, { type Pool, type PoolConnection, type RowDataPacket } from 'mysql
 import { Umzug, type UmzugStorage } from 'umzug';
 
 export type { Pool, PoolConnection } from 'mysql2/promise';
+export { parkedDeadLetters, type Parked } from './dead-letters.js';
 
 export const DEFAULT_MYSQL_URL = 'mysql://root@127.0.0.1:3306/redpacket';
 

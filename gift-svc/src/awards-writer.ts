@@ -98,18 +98,34 @@ export function release(conn: PoolConnection, broken: boolean): void {
 export interface DeadLetter {
   campaignId: string;
   packetId: string;
+  /** The rest of the win, when the body decoded (empty / 0n when it did not). */
+  userId?: string;
+  amountCents?: bigint;
+  requestId?: string;
+  traceId?: string;
   reason: string;
   attempts: number;
   body: Buffer;
 }
 
-/** Records a dead-lettered message so delivery stats can count it per campaign. */
+/**
+ * Records a dead-lettered message: the record of truth that settle refuses on and
+ * RedriveDeadLetters credits from (the body kept whole, so the win can be written again).
+ */
 export async function recordDeadLetter(pool: Pool, d: DeadLetter): Promise<void> {
-  await pool.query('INSERT INTO dead_letters (campaign_id, packet_id, reason, attempts, body) VALUES (?, ?, ?, ?, ?)', [
-    d.campaignId.slice(0, 64),
-    d.packetId.slice(0, 32),
-    d.reason.slice(0, 512),
-    d.attempts,
-    d.body.subarray(0, 4096),
-  ]);
+  await pool.query(
+    'INSERT INTO dead_letters (campaign_id, packet_id, user_id, amount_cents, request_id, trace_id, reason, ' +
+      'attempts, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    [
+      d.campaignId.slice(0, 64),
+      d.packetId.slice(0, 32),
+      (d.userId ?? '').slice(0, 128),
+      (d.amountCents ?? 0n).toString(),
+      (d.requestId ?? '').slice(0, 128),
+      (d.traceId ?? '').slice(0, 128),
+      d.reason.slice(0, 512),
+      d.attempts,
+      d.body.subarray(0, 4096),
+    ],
+  );
 }

@@ -1,6 +1,6 @@
 /** Award queries behind GiftService: a user's awards, a campaign's winners, delivery stats. */
 import { CAMPAIGN_ID_PATTERN, invalidArgument, keys, type RedisClient } from '@redpacket/lib';
-import type { Pool } from '@redpacket/db';
+import { parkedDeadLetters, type Pool } from '@redpacket/db';
 import type { Award, DeliveryStats, ListAwardsResponse } from '@redpacket/proto';
 import type { RowDataPacket } from 'mysql2/promise';
 
@@ -30,7 +30,8 @@ export function page(pageSize: number, pageToken: string): { size: number; offse
   return { size: pageSize || 50, offset: pageToken === '' ? 0 : Number(pageToken) };
 }
 
-const nextToken = (offset: number, size: number, total: number): string =>
+/** The token of the page after `offset`, or empty on the last page. */
+export const nextToken = (offset: number, size: number, total: number): string =>
   offset + size < total ? String(offset + size) : '';
 
 /** The user's awards, newest first, optionally of one campaign. */
@@ -85,28 +86,32 @@ export async function listCampaignAwards(
   };
 }
 
-/** Delivered and dead-lettered from MySQL; in flight = claimed in Redis minus delivered. */
+/**
+ * Delivered and dead-lettered (parked, not yet re-driven) from MySQL; in flight = claimed in
+ * Redis minus delivered minus parked: a dead letter waits for an operator, not for delivery.
+ */
 export async function deliveryStats(
   pool: Pool,
   redis: RedisClient | undefined,
   campaignIdIn: string,
 ): Promise<DeliveryStats> {
   const campaignId = checkCampaignId(campaignIdIn);
-  const [[agg], [dead], claimed] = await Promise.all([
+  const [[agg], dead, claimed] = await Promise.all([
     pool.query<RowDataPacket[]>(
       'SELECT COUNT(*) AS n, COALESCE(SUM(amount_cents), 0) AS cents, MAX(credited_at) AS last FROM awards WHERE campaign_id = ?',
       [campaignId],
     ),
-    pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM dead_letters WHERE campaign_id = ?', [campaignId]),
+    parkedDeadLetters(pool, campaignId),
     redis ? redis.hget(keys.stats(campaignId), 'claimed') : Promise.resolve(null),
   ]);
   const delivered = Number(agg[0]?.['n'] ?? 0);
+  const parked = dead.count;
   return {
     campaignId,
     delivered: BigInt(delivered),
     deliveredCents: BigInt(String(agg[0]?.['cents'] ?? '0')),
-    inFlight: BigInt(Math.max(0, Number(claimed ?? 0) - delivered)),
-    deadLettered: BigInt(Number(dead[0]?.['n'] ?? 0)),
+    inFlight: BigInt(Math.max(0, Number(claimed ?? 0) - delivered - parked)),
+    deadLettered: BigInt(parked),
     lastDeliveredAt: (agg[0]?.['last'] as Date | null) ?? undefined,
   };
 }

@@ -450,18 +450,10 @@ export class GiftConsumer implements BacklogSource {
     p: Pending,
     reason: string,
     attempts: number,
-    win: { campaignId: string; packetId: string; traceId: string },
+    win: { campaignId: string; packetId: string; traceId: string } | WinEvent,
   ): Promise<void> {
     await this.retryOutages(() =>
-      timers.deadLetter.time(() =>
-        recordDeadLetter(this.o.pool, {
-          campaignId: win.campaignId,
-          packetId: win.packetId,
-          reason,
-          attempts,
-          body: p.msg.content,
-        }),
-      ),
+      timers.deadLetter.time(() => recordDeadLetter(this.o.pool, { ...win, reason, attempts, body: p.msg.content })),
     );
     this.stats.deadLettered++;
     giftMetrics.deadLettered.inc();

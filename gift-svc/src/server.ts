@@ -12,6 +12,7 @@ import {
 import type { Pool } from '@redpacket/db';
 import { GiftServiceService, type GiftServiceServer } from '@redpacket/proto';
 import { deliveryStats, listCampaignAwards, listMyAwards } from './awards.js';
+import { listDeadLetters, redriveDeadLetters, type WinWriter } from './dead-letters.js';
 
 export interface GiftServerDeps {
   pool: Pool;
@@ -21,6 +22,8 @@ export interface GiftServerDeps {
   log: Logger;
   /** Degrade switches (awards.queries_disabled); without them the queries are always served. */
   switches?: Switches;
+  /** The writer re-drives credit through; default writeAwards, the consumer's (tests make it fail). */
+  write?: WinWriter;
 }
 
 /** The award queries are MySQL reads an operator may shed during a rush (awards.queries_disabled). */
@@ -34,7 +37,7 @@ function checkQueriesEnabled(switches: Switches | undefined): void {
 }
 
 export function createGiftServer(deps: GiftServerDeps): ServiceEntry[] {
-  const { pool, redis, tokens, log, switches } = deps;
+  const { pool, redis, tokens, log, switches, write } = deps;
   const implementation = implement<GiftServiceServer>(
     GiftServiceService,
     {
@@ -52,13 +55,26 @@ export function createGiftServer(deps: GiftServerDeps): ServiceEntry[] {
         await tokens.admin(call.metadata);
         return deliveryStats(pool, redis, req.campaignId);
       },
-      async listDeadLetters(_req, call) {
+      async listDeadLetters(req, call) {
         await tokens.admin(call.metadata);
-        throw new ServiceError(status.UNIMPLEMENTED, 'ListDeadLetters is being built');
+        return listDeadLetters(pool, req);
       },
-      async redriveDeadLetters(_req, call) {
-        await tokens.admin(call.metadata);
-        throw new ServiceError(status.UNIMPLEMENTED, 'RedriveDeadLetters is being built');
+      async redriveDeadLetters(req, call) {
+        const who = await tokens.admin(call.metadata);
+        const res = await redriveDeadLetters(pool, req, write);
+        // Compensation moves money: who ran it and what it did is worth a line at info.
+        log.info(
+          {
+            admin: who.userId,
+            campaignId: req.campaignId || '*',
+            ids: req.deadLetterIds.length,
+            redriven: Number(res.redriven),
+            credited: Number(res.credited),
+            failed: Number(res.failed),
+          },
+          'dead letters re-driven',
+        );
+        return res;
       },
     },
     log,

@@ -3,7 +3,7 @@
  * settlements) are held against each other and against the campaign's total.
  */
 import { failedPrecondition, keys, poolId, type RedisClient } from '@redpacket/lib';
-import type { Pool } from '@redpacket/db';
+import { parkedDeadLetters, type Pool } from '@redpacket/db';
 import type { Reconciliation, Settlement } from '@redpacket/proto';
 import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { loadMeta, loadStats, type CampaignMeta } from './campaigns.js';
@@ -72,10 +72,17 @@ async function loadSettlement(pool: Pool, id: string): Promise<Settlement | unde
   };
 }
 
+/** The operator's command that credits a campaign's parked dead letters. */
+export const redriveCommand = (id: string): string => `redpacket deadletters redrive --campaign ${id}`;
+
+/** Packet ids named in a message, at most this many. */
+const NAMED = 5;
+
 /**
- * Refunds the unclaimed remainder to the owner, once. Needs the campaign closed or expired
- * and every win claimed in Redis credited in MySQL; otherwise FAILED_PRECONDITION saying how
- * many are still in flight. A second call returns the first settlement and changes nothing.
+ * Refunds the unclaimed remainder to the owner, once. Needs the campaign closed or expired,
+ * none of its wins parked as dead letters, and every win claimed in Redis credited in MySQL;
+ * otherwise FAILED_PRECONDITION saying which. A second call returns the first settlement and
+ * changes nothing.
  */
 export async function settleCampaign(redis: RedisClient, pool: Pool, id: string): Promise<Settlement> {
   const meta = await loadMeta(redis, id);
@@ -96,6 +103,16 @@ export async function settleCampaign(redis: RedisClient, pool: Pool, id: string)
   const outbox = outboxes.reduce((a, b) => a + b, 0);
   const claimed = Number(stats['claimed'] ?? 0);
   const claimedCents = Number(stats['claimed_cents'] ?? 0);
+  // Before the in-flight check: a dead letter will not arrive by waiting, and settling without
+  // it would refund a won packet to the owner. The operator re-drives it (compensation).
+  const parked = await parkedDeadLetters(pool, id);
+  if (parked.count > 0) {
+    const named = parked.packetIds.slice(0, NAMED).join(', ') + (parked.packetIds.length > NAMED ? ', …' : '');
+    throw failedPrecondition(
+      `${parked.count} win(s) parked as dead letters (packets ${named}); credit them with ` +
+        `\`${redriveCommand(id)}\`, then settle again`,
+    );
+  }
   const awarded = await awardTotals(pool, id);
   if (awarded.n < claimed) {
     throw failedPrecondition(
@@ -185,12 +202,13 @@ const CAP = 1000;
 /** Redis claims vs MySQL awards vs the total: equal, or exactly which packets differ where. */
 export async function reconcileCampaign(redis: RedisClient, pool: Pool, id: string): Promise<Reconciliation> {
   const meta = await loadMeta(redis, id);
-  const [claims, remaining, stats, [rows], settlement] = await Promise.all([
+  const [claims, remaining, stats, [rows], settlement, parked] = await Promise.all([
     loadClaims(redis, meta),
     remainingInRedis(redis, meta),
     loadStats(redis, id, meta.subPools),
     pool.query<RowDataPacket[]>('SELECT packet_id, user_id, amount_cents FROM awards WHERE campaign_id = ?', [id]),
     loadSettlement(pool, id),
+    parkedDeadLetters(pool, id),
   ]);
   const differences: string[] = [];
   const missing: string[] = [];
@@ -209,8 +227,25 @@ export async function reconcileCampaign(redis: RedisClient, pool: Pool, id: stri
     if (!c) unknown.push(pid);
     else if (c.userId !== String(r['user_id']) || c.amount !== amount) mismatched.push(pid);
   }
-  for (const pid of claims.keys()) if (!seen.has(pid)) missing.push(pid);
+  // A claim missing from MySQL because its win is parked is not lost: it has a column of its own.
+  const parkedIds = new Set(parked.packetIds);
+  const dead: string[] = [];
+  let deadCents = 0;
+  for (const [pid, c] of claims) {
+    if (seen.has(pid)) continue;
+    if (parkedIds.has(pid)) {
+      dead.push(pid);
+      deadCents += c.amount;
+    } else missing.push(pid);
+  }
 
+  // Even a parked letter whose packet is in MySQL after all keeps settle refusing: say so too.
+  if (parked.count) {
+    differences.push(
+      `${parked.count} dead letter(s) parked (${dead.length} claimed packet(s), ${deadCents} cents, not in MySQL): ` +
+        `credit them with \`${redriveCommand(id)}\``,
+    );
+  }
   if (missing.length) differences.push(`${missing.length} packet(s) claimed in Redis are missing from MySQL`);
   if (unknown.length) differences.push(`${unknown.length} packet(s) in MySQL were never claimed in Redis`);
   if (mismatched.length) differences.push(`${mismatched.length} packet(s) differ in user or amount`);
@@ -252,9 +287,9 @@ export async function reconcileCampaign(redis: RedisClient, pool: Pool, id: stri
     unknownInMysql: unknown.slice(0, CAP),
     mismatched: mismatched.slice(0, CAP),
     differences,
-    deadLettered: [],
-    packetsDeadLettered: 0,
-    amountDeadLetteredCents: 0n,
+    deadLettered: dead.slice(0, CAP),
+    packetsDeadLettered: dead.length,
+    amountDeadLetteredCents: BigInt(deadCents),
     packetsLost: 0,
     amountLostCents: 0n,
   };

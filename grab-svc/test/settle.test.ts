@@ -10,7 +10,7 @@ import type { Pool } from '@redpacket/db';
 import { keys, signToken, startServer, TokenVerifier, type RunningServer } from '@redpacket/lib';
 import { bearer, call, grpcError, pollUntil, requireRedis, TEST_JWT_SECRET } from '@redpacket/lib/testing';
 import { AdminServiceClient, Split, type Reconciliation } from '@redpacket/proto';
-import { writeAwards } from '@redpacket/gift-svc/awards-writer';
+import { recordDeadLetter, writeAwards } from '@redpacket/gift-svc/awards-writer';
 import {
   awardCount,
   dropCampaign,
@@ -172,6 +172,67 @@ describe('SettleCampaign and ReconcileCampaign', () => {
   });
 });
 
+/** Credits a campaign's claims the way gift-svc does, straight from the claims hash. */
+async function creditClaims(id: string): Promise<{ packetId: string; amount: bigint }[]> {
+  const claims = await redis.hgetall(keys.claims(id));
+  const wins = Object.entries(claims).map(([userId, v]) => {
+    const [packetId, amount, requestId, wonAt] = v.split('|');
+    return {
+      campaignId: id,
+      packetId: packetId ?? '',
+      userId,
+      amountCents: BigInt(amount ?? 0),
+      requestId: requestId ?? '',
+      wonAtMs: BigInt(wonAt ?? 0),
+      streamId: '',
+      traceId: '',
+    };
+  });
+  await writeAwards(pool, wins);
+  return wins.map((w) => ({ packetId: w.packetId, amount: w.amountCents }));
+}
+
+describe('a win parked as a dead letter', () => {
+  it('makes settle refuse, naming it and the re-drive command, and reconcile list it apart', async () => {
+    const meta = await makeCampaign(redis, pool, { count: 10, totalCents: 1000 });
+    const id = meta.id;
+    cleanups.push(() => dropCampaign(redis, pool, id));
+    expect(await grabMany(redis, id, 4)).toBe(4);
+    const [first] = await creditClaims(id);
+    const parked = first!;
+    await pool.query('DELETE FROM awards WHERE packet_id = ?', [parked.packetId]);
+    await pool.query("DELETE FROM ledger WHERE kind = 'award' AND ref = ?", [parked.packetId]);
+    await recordDeadLetter(pool, {
+      campaignId: id,
+      packetId: parked.packetId,
+      reason: 'test',
+      attempts: 5,
+      body: Buffer.from('x'),
+    });
+    await call(admin.closeCampaign, admin, { campaignId: id, reason: 'done' }, adminMd);
+
+    const err = await grpcError(settle(id));
+    expect(err.code).toBe(status.FAILED_PRECONDITION);
+    expect(err.details).toContain(`1 win(s) parked as dead letters (packets ${parked.packetId})`);
+    expect(err.details).toContain(`redpacket deadletters redrive --campaign ${id}`);
+    expect(err.details).not.toMatch(/in flight/);
+    expect(await settleEnded({ redis, pool, log: silent, campaigns: async () => [id] })).toEqual([]);
+
+    const rec = await reconcile(id);
+    expect(rec).toMatchObject({
+      consistent: false,
+      deadLettered: [parked.packetId],
+      packetsDeadLettered: 1,
+      amountDeadLetteredCents: parked.amount,
+      missingInMysql: [],
+      packetsDeliveredMysql: 3,
+    });
+    expect(rec.differences).toHaveLength(1);
+    expect(rec.differences[0]).toMatch(/redpacket deadletters redrive --campaign/);
+    expect((await pool.query<RowDataPacket[]>('SELECT 1 FROM settlements WHERE campaign_id = ?', [id]))[0]).toEqual([]);
+  });
+});
+
 describe('the settle timer', () => {
   it('settles an expired campaign by itself once its wins are credited, and only then', async () => {
     const meta = await makeCampaign(redis, pool, { count: 50, totalCents: 5000, expiresInMs: 1500 });
@@ -181,24 +242,7 @@ describe('the settle timer', () => {
     expect(await settleEnded(o)).toEqual([]); // still open
     await pollUntil('expiry', () => Date.now() > meta.expiresMs + 50, 5000);
     expect(await settleEnded(o)).toEqual([]); // expired, but 20 wins in flight
-    // Credit them the way gift-svc does, straight from the claims.
-    const claims = await redis.hgetall(keys.claims(meta.id));
-    await writeAwards(
-      pool,
-      Object.entries(claims).map(([userId, v]) => {
-        const [packetId, amount, requestId, wonAt] = v.split('|');
-        return {
-          campaignId: meta.id,
-          packetId: packetId ?? '',
-          userId,
-          amountCents: BigInt(amount ?? 0),
-          requestId: requestId ?? '',
-          wonAtMs: BigInt(wonAt ?? 0),
-          streamId: '',
-          traceId: '',
-        };
-      }),
-    );
+    await creditClaims(meta.id);
     expect(await settleEnded(o)).toEqual([meta.id]);
     expect(await settleEnded(o)).toEqual([]);
     const rec = await reconcile(meta.id);

@@ -188,6 +188,10 @@ export function reconciliationRows(r: Reconciliation): [string, string][] {
   const listed = (label: string, ids: string[]): void => {
     if (ids.length) rows.push([label, ids.slice(0, 20).join(', ') + (ids.length > 20 ? ` … (${ids.length})` : '')]);
   };
+  if (r.packetsDeadLettered > 0) {
+    rows.push(['parked as dead letters', `${num(r.packetsDeadLettered)} packets, ${yuan(r.amountDeadLetteredCents)}`]);
+  }
+  listed('dead-lettered (redpacket deadletters redrive)', r.deadLettered);
   listed('claimed in Redis, missing in MySQL', r.missingInMysql);
   listed('in MySQL, not claimed in Redis', r.unknownInMysql);
   listed('different on the two sides', r.mismatched);
