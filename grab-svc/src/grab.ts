@@ -4,6 +4,7 @@ import { dependencyTimer, notFound, invalidArgument, poolId, type Identity, type
 import { Outcome, type GrabRequest, type GrabResponse } from '@redpacket/proto';
 import { checkCampaignId } from './campaigns.js';
 import type { EligibilityView } from './eligibility-mirror.js';
+import type { MissingCampaigns } from './missing-campaigns.js';
 import type { ReplicaAck } from './replica-ack.js';
 import { grabScript, type GrabReply } from './scripts.js';
 import { countGrab } from './metrics.js';
@@ -58,6 +59,8 @@ export async function grab(
   /** The edge's x-request-id, carried into the outbox entry of a win (and on to gift-svc). */
   traceId = '',
   replicaAck?: ReplicaAck,
+  /** Tells a campaign whose Redis state is gone from an unknown one (UNAVAILABLE, not NOT_FOUND). */
+  missing?: MissingCampaigns,
 ): Promise<GrabResponse> {
   checkCampaignId(req.campaignId);
   if (!REQUEST_ID_PATTERN.test(req.requestId)) {
@@ -88,6 +91,7 @@ export async function grab(
     // reported with sub-pools, so every pool's master is waited for (one barrier each, shared).
     await Promise.all(Array.from({ length: pools }, (_, p) => replicaAck.after(poolId(req.campaignId, p))));
   }
+  if (reply[0] === GrabCode.NoSuchCampaign) await missing?.check(req.campaignId);
   const res = toGrabResponse(req.campaignId, reply);
   countGrab(req.campaignId, res.outcome);
   return res;

@@ -18,6 +18,7 @@ import { OutboxRelay } from './relay/outbox-relay.js';
 import { RelayEnv } from './relay/relay-env.js';
 import { ReplicaAck } from './replica-ack.js';
 import { registerScripts } from './scripts.js';
+import { winsQueueDepth } from './restore.js';
 import { createGrabServer } from './server.js';
 import { startSettleTimer } from './settle-timer.js';
 
@@ -78,13 +79,15 @@ const pool = createPool(env.MYSQL_URL);
 const createdHere = new Set<string>();
 const scope = env.RELAY_SCOPE === 'created-here' ? async () => [...createdHere] : undefined;
 
+const topology = env.WINS_TOPOLOGY_SUFFIX ? topologyWithSuffix(env.WINS_TOPOLOGY_SUFFIX) : DEFAULT_TOPOLOGY;
+
 // The relay gets connections of its own, so it never queues behind (or slows) a grab.
 const relayRedis = env.RELAY_ENABLED === '1' ? redis.duplicate() : undefined;
 const relay = relayRedis
   ? new OutboxRelay({
       redis: relayRedis,
       amqpUrl: env.AMQP_URL,
-      topology: env.WINS_TOPOLOGY_SUFFIX ? topologyWithSuffix(env.WINS_TOPOLOGY_SUFFIX) : DEFAULT_TOPOLOGY,
+      topology,
       connectionName: env.RELAY_CONNECTION_NAME,
       log: log.child({ part: 'relay' }),
       batchSize: env.RELAY_BATCH,
@@ -118,6 +121,7 @@ const services = createGrabServer({
   onCampaignCreated: (id) => createdHere.add(id),
   switches,
   replicaAck,
+  queueDepth: winsQueueDepth(env.AMQP_URL, topology.queue),
 });
 // SERVING only while Redis answers: grabs need nothing else (the relay retries on its own)
 const running = await startServer({
