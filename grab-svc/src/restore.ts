@@ -311,7 +311,15 @@ export function winsQueueDepth(amqpUrl: string, queue: string): () => Promise<nu
     const conn = await connectAmqp(amqpUrl, 'grab-svc-restore-check');
     try {
       const ch = await conn.createChannel();
-      return (await ch.checkQueue(queue)).messageCount;
+      ch.on('error', () => undefined); // a missing queue closes the channel; the call says so
+      // No queue yet (no relay ever declared it): nothing can be queued.
+      return await ch.checkQueue(queue).then(
+        (q) => q.messageCount,
+        (err: { code?: number }) => {
+          if (err.code === 404) return 0;
+          throw err;
+        },
+      );
     } finally {
       await conn.close().catch(() => undefined);
     }
