@@ -1,5 +1,5 @@
 import { signToken } from '@redpacket/lib';
-import { pollUntil, TEST_JWT_SECRET } from '@redpacket/lib/testing';
+import { deleteKeys, pollUntil, TEST_JWT_SECRET } from '@redpacket/lib/testing';
 import { freePort } from '@redpacket/loadgen';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, cliJson, startCli, startGrabSvc, type GrabServer } from './helpers.js';
@@ -128,6 +128,27 @@ describe('redpacket campaign', () => {
     const code = await pollUntil('watch to exit', () => p.exitCode ?? undefined, 5_000);
     expect(code).toBe(0);
     expect(p.out.stderr).toContain('stopped watching');
+  });
+
+  it('restore rebuilds a campaign whose Redis state is gone, and refuses one that still has it', async () => {
+    const c = await create();
+    const refused = await cli(['campaign', 'restore', c.campaignId], g.env);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('still has Redis state');
+    await deleteKeys(g.redis, `rp:{${c.campaignId}}:*`);
+    // the machine's shared wins queue may hold other tests' messages: not this test's concern
+    const r = await cliJson<{ campaignId: string; claimsRestored: number; packetsRemaining: number; notes: string[] }>(
+      ['campaign', 'restore', c.campaignId, '--allow-queued'],
+      g.env,
+    );
+    expect(r).toMatchObject({ campaignId: c.campaignId, claimsRestored: 0, packetsRemaining: 7 });
+    expect(r.notes.length).toBeGreaterThan(0);
+    expect(await g.redis.hget(`rp:{${c.campaignId}}:meta`, 'total')).toBe('12345');
+    await deleteKeys(g.redis, `rp:{${c.campaignId}}:*`);
+    const table = await cli(['campaign', 'restore', c.campaignId, '--allow-queued'], g.env);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toContain(`restored campaign ${c.campaignId} from MySQL`);
+    expect(table.stdout).toMatch(/packets put back\s+│ 7, ¥123\.45/);
   });
 
   it('exits 4 with a clear message for an unknown campaign, for show, close, settle and reconcile', async () => {

@@ -15,6 +15,7 @@ import { validateCreate, writeCampaign, type CampaignMeta } from '@redpacket/gra
 import { ELIGIBLE } from '@redpacket/grab-svc/eligibility-mirror';
 import { grabScript, registerScripts } from '@redpacket/grab-svc/scripts';
 import { OutboxRelay, type RelayOptions } from '@redpacket/grab-svc/relay/outbox-relay';
+import { winsQueueDepth } from '@redpacket/grab-svc/restore';
 import { GiftConsumer, type GiftConsumerOptions } from '../src/consumer.js';
 import type { RowDataPacket } from 'mysql2/promise';
 
@@ -63,22 +64,7 @@ export async function dropTopology(t: Topology): Promise<void> {
 }
 
 /** Messages ready in a queue; 0 while it does not exist yet. */
-export async function queueDepth(queue: string): Promise<number> {
-  const conn = await connectAmqp(TEST_AMQP_URL, `test-probe-${queue}`);
-  try {
-    const ch = await conn.createChannel();
-    ch.on('error', () => undefined); // a missing queue closes the channel; the call says so
-    return await ch.checkQueue(queue).then(
-      (q) => q.messageCount,
-      (err: { code?: number }) => {
-        if (err.code === 404) return 0;
-        throw err;
-      },
-    );
-  } finally {
-    await conn.close();
-  }
-}
+export const queueDepth = (queue: string): Promise<number> => winsQueueDepth(TEST_AMQP_URL, queue)();
 
 /** Closes, broker-side, every RabbitMQ connection with this connection_name; returns how many. */
 export async function closeRabbitConnections(connectionName: string): Promise<number> {

@@ -18,7 +18,7 @@ import {
   type Eligibility,
 } from '@redpacket/proto';
 import { MAX_SUB_POOLS } from './sub-pools.js';
-import { batchSizes, MAX_PACKETS, MAX_TOTAL_CENTS, packetIds, splitAmounts } from './split.js';
+import { batchSizes, MAX_PACKETS, MAX_TOTAL_CENTS, packetsFromSeed, SEED_BYTES, type Packets } from './split.js';
 
 export const MAX_BATCHES = 1000;
 export const MAX_INTERVAL_MS = 7 * 24 * 3600 * 1000;
@@ -48,6 +48,11 @@ export interface CampaignMeta {
   settled: boolean;
   /** Sub-pools (1: one pool); see sub-pools.ts. */
   subPools: number;
+  /**
+   * The secret every packet id and amount is derived from (packetsFromSeed); kept in MySQL, not
+   * in Redis. Absent in a meta read back from Redis.
+   */
+  packetSeed?: Buffer;
 }
 
 /** Checks a campaign id's shape: INVALID_ARGUMENT before any Redis access. */
@@ -126,29 +131,73 @@ export function validateCreate(req: CreateCampaignRequest, nowMs: number): Omit<
       admissionPpm: el?.admissionPpm,
     },
     settled: false,
+    packetSeed: randomBytes(SEED_BYTES),
   };
 }
 
 export const newCampaignId = (): string => randomBytes(9).toString('base64url');
 
 /**
- * Writes a validated campaign: the amounts first, in pipelined RPUSH chunks (one list per
- * batch), then the meta hash, which is what makes the campaign exist for the grab script.
+ * Writes a validated campaign: its packets derived from its seed (see packetsFromSeed), then
+ * its Redis state (writeCampaignState).
  */
 export async function writeCampaign(redis: RedisClient, c: CampaignMeta): Promise<void> {
-  const amounts = splitAmounts(c.totalCents, c.count, c.split === Split.EQUAL ? 'EQUAL' : 'RANDOM');
-  const ids = packetIds(c.count);
+  const seed = (c.packetSeed ??= randomBytes(SEED_BYTES));
+  const packets = packetsFromSeed(seed, c.totalCents, c.count, c.split === Split.EQUAL ? 'EQUAL' : 'RANDOM');
+  c.batchSums = batchSums(c, packets.amounts);
+  await writeCampaignState(redis, c, packets);
+}
+
+/** Cents in each batch. */
+export function batchSums(c: CampaignMeta, amounts: number[]): number[] {
+  const sums: number[] = [];
+  let offset = 0;
+  for (const size of c.batchSizes) {
+    let sum = 0;
+    for (let j = 0; j < size; j++) sum += amounts[offset + j]!;
+    sums.push(sum);
+    offset += size;
+  }
+  return sums;
+}
+
+/** Counters of one pool's stats hash as a restore finds them (a new campaign: all 0). */
+export interface PoolClaims {
+  claimed: number;
+  claimedCents: number;
+}
+
+/** What a restore changes in writeCampaignState; a new campaign passes nothing. */
+export interface StateOptions {
+  /** Campaign-wide packet indexes not to push (won before the state was lost). */
+  taken?: Set<number>;
+  /** Per pool: the claims already made. */
+  claims?: PoolClaims[];
+  /** Runs once the lists are written and before any meta hash (restore writes claims there). */
+  beforeMeta?: () => Promise<void>;
+}
+
+/**
+ * Writes a campaign's Redis state: the amounts first, in pipelined RPUSH chunks (one list per
+ * batch and pool), then the meta hashes, pool 0's last: it is what makes the campaign exist
+ * for the grab script. Packet k of a batch goes to pool k mod S, in order, so a pool's pop
+ * order is known from the packets alone (what RestoreCampaign relies on).
+ */
+export async function writeCampaignState(
+  redis: RedisClient,
+  c: CampaignMeta,
+  packets: Packets,
+  o: StateOptions = {},
+): Promise<void> {
+  const { ids, amounts } = packets;
+  const taken = o.taken;
   let pipe = redis.pipeline();
   let queued = 0;
   let offset = 0;
   const S = c.subPools;
   const poolCounts = new Array<number>(S).fill(0);
-  c.batchSums = [];
   for (let b = 0; b < c.batches; b++) {
     const size = c.batchSizes[b] ?? 0;
-    let sum = 0;
-    for (let j = 0; j < size; j++) sum += amounts[offset + j]!;
-    c.batchSums.push(sum);
     // With sub-pools, packet k of the campaign goes to pool k mod S, so every batch is spread
     // evenly; each pool's lists get their own pipeline (another slot, on a cluster another node).
     for (let pool = 0; pool < S; pool++) {
@@ -158,8 +207,9 @@ export async function writeCampaign(redis: RedisClient, c: CampaignMeta): Promis
       let items: string[] = [];
       for (let j = pool; j < size; j += S) {
         const k = offset + j;
-        items.push(`${ids[k]}|${amounts[k]}`);
         poolCounts[pool]!++;
+        if (taken?.has(k)) continue;
+        items.push(`${ids[k]}|${amounts[k]}`);
         if (items.length === PUSH_CHUNK || j + S >= size) {
           pipe.rpush(key, ...items);
           items = [];
@@ -170,6 +220,7 @@ export async function writeCampaign(redis: RedisClient, c: CampaignMeta): Promis
           }
         }
       }
+      if (items.length > 0) pipe.rpush(key, ...items);
       if (S > 1) {
         await execOrThrow(pipe);
         pipe = redis.pipeline();
@@ -178,13 +229,23 @@ export async function writeCampaign(redis: RedisClient, c: CampaignMeta): Promis
     }
     offset += size;
   }
+  await execOrThrow(pipe);
+  pipe = redis.pipeline();
+  await o.beforeMeta?.();
   const el = c.eligibility;
+  const stats = (pool: number) => ({
+    cursor: 0,
+    claimed: o.claims?.[pool]?.claimed ?? 0,
+    claimed_cents: o.claims?.[pool]?.claimedCents ?? 0,
+  });
+  const closed = c.closed ? '1' : '0';
+  const settled = c.settled ? { settled: '1' } : {};
   // Pools 1..S-1 first: pool 0's meta is what makes the campaign exist for grabs.
   for (let pool = S - 1; pool >= 1; pool--) {
     const p = poolId(c.id, pool);
     await redis
       .multi()
-      .hset(keys.stats(p), { cursor: 0, claimed: 0, claimed_cents: 0 })
+      .hset(keys.stats(p), stats(pool))
       .hset(keys.meta(p), {
         pool,
         pools: S,
@@ -194,14 +255,15 @@ export async function writeCampaign(redis: RedisClient, c: CampaignMeta): Promis
         start: c.startMs,
         expires: c.expiresMs,
         count: c.count,
-        closed: '0',
+        closed,
         req_pre: el.requirePreOpened ? '1' : '0',
         max_risk: el.maxRiskScore ?? '',
         admit_ppm: el.admissionPpm ?? '',
+        ...settled,
       })
       .exec();
   }
-  pipe.hset(keys.stats(c.id), { cursor: 0, claimed: 0, claimed_cents: 0 });
+  pipe.hset(keys.stats(c.id), stats(0));
   if (S > 1) pipe.hset(keys.meta(c.id), { pool: 0, pools: S, pcount: poolCounts[0]! });
   pipe.hset(keys.meta(c.id), {
     id: c.id,
@@ -215,16 +277,19 @@ export async function writeCampaign(redis: RedisClient, c: CampaignMeta): Promis
     expires: c.expiresMs,
     owner: c.ownerId,
     created: c.createdMs,
-    closed: '0',
+    closed,
     sizes: c.batchSizes.join(','),
     sums: c.batchSums.join(','),
     req_pre: el.requirePreOpened ? '1' : '0',
     max_risk: el.maxRiskScore ?? '',
     admit_ppm: el.admissionPpm ?? '',
+    ...(c.closed ? { close_reason: c.closeReason } : {}),
+    ...settled,
   });
   // gateway's short-circuit: the flag expires by itself when the campaign starts.
   const untilStart = c.startMs - Date.now();
-  if (untilStart > 0) pipe.set(keys.state(c.id), 'not_started', 'PX', untilStart);
+  if (c.closed) pipe.set(keys.state(c.id), 'ended');
+  else if (untilStart > 0) pipe.set(keys.state(c.id), 'not_started', 'PX', untilStart);
   await execOrThrow(pipe);
   // Not in the pipeline: the indexes are on other Redis Cluster slots than the campaign.
   await Promise.all([redis.zadd(keys.campaigns, c.createdMs, c.id), redis.zadd(keys.liveCampaigns, c.createdMs, c.id)]);

@@ -5,6 +5,7 @@ import { Outcome, type GrabRequest, type GrabResponse } from '@redpacket/proto';
 import { checkCampaignId } from './campaigns.js';
 import type { EligibilityView } from './eligibility-mirror.js';
 import type { Durability } from './durability.js';
+import type { MissingCampaigns } from './missing-campaigns.js';
 import { grabScript, type GrabReply } from './scripts.js';
 import { countGrab } from './metrics.js';
 import { grabPooled, type PoolCounts } from './sub-pools.js';
@@ -59,6 +60,8 @@ export async function grab(
   traceId = '',
   /** The durability barrier; without it a win is answered as soon as Redis has it. */
   durability?: Durability,
+  /** Tells a campaign whose Redis state is gone from an unknown one (UNAVAILABLE, not NOT_FOUND). */
+  missing?: MissingCampaigns,
 ): Promise<GrabResponse> {
   checkCampaignId(req.campaignId);
   if (!REQUEST_ID_PATTERN.test(req.requestId)) {
@@ -90,6 +93,7 @@ export async function grab(
     // An ALREADY_GRABBED is held too: it repeats a win the client may not have heard of.
     await durability.confirm(Array.from({ length: pools }, (_, p) => poolId(req.campaignId, p)));
   }
+  if (reply[0] === GrabCode.NoSuchCampaign) await missing?.check(req.campaignId);
   const res = toGrabResponse(req.campaignId, reply);
   countGrab(req.campaignId, res.outcome);
   return res;

@@ -20,6 +20,7 @@ import { RelayEnv } from './relay/relay-env.js';
 import { ReplicaAck } from './replica-ack.js';
 import { DEFAULT_AOF_CHECK_MS, DEFAULT_DURABILITY, Durability, DURABILITY_POLICIES } from './durability.js';
 import { registerScripts } from './scripts.js';
+import { winsQueueDepth } from './restore.js';
 import { createGrabServer } from './server.js';
 import { startSettleTimer } from './settle-timer.js';
 
@@ -130,6 +131,7 @@ const durabilityFor = (part: string): Durability => {
 const durability = durabilityFor('grab');
 await durability.start();
 log.info({ policy: durability.policy, problem: durability.problem }, 'durability policy');
+const topology = env.WINS_TOPOLOGY_SUFFIX ? topologyWithSuffix(env.WINS_TOPOLOGY_SUFFIX) : DEFAULT_TOPOLOGY;
 
 // The relay gets connections of its own, so it never queues behind (or slows) a grab.
 const relayRedis = env.RELAY_ENABLED === '1' ? redis.duplicate() : undefined;
@@ -139,7 +141,7 @@ const relay = relayRedis
   ? new OutboxRelay({
       redis: relayRedis,
       amqpUrl: env.AMQP_URL,
-      topology: env.WINS_TOPOLOGY_SUFFIX ? topologyWithSuffix(env.WINS_TOPOLOGY_SUFFIX) : DEFAULT_TOPOLOGY,
+      topology,
       connectionName: env.RELAY_CONNECTION_NAME,
       log: log.child({ part: 'relay' }),
       batchSize: env.RELAY_BATCH,
@@ -163,6 +165,7 @@ const services = createGrabServer({
   onCampaignCreated: (id) => createdHere.add(id),
   switches,
   durability: env.REDIS_DURABILITY === 'none' ? undefined : durability,
+  queueDepth: winsQueueDepth(env.AMQP_URL, topology.queue),
 });
 // SERVING only while Redis answers: grabs need nothing else (the relay retries on its own)
 const running = await startServer({

@@ -77,3 +77,16 @@ export const durabilityChecks = shared(
       registers: [registry],
     }),
 );
+
+export const campaignsMissing = shared(
+  'redpacket_campaigns_missing_total',
+  () =>
+    new Counter({
+      name: 'redpacket_campaigns_missing_total',
+      help:
+        'Calls on a campaign MySQL has (not settled) but Redis does not: its Redis state is gone and an ' +
+        'operator restores it (redpacket campaign restore <id>); only campaigns with a MySQL row are labelled',
+      labelNames: ['campaign'] as const,
+      registers: [registry],
+    }),
+);

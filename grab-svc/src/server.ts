@@ -31,6 +31,8 @@ import {
 import type { EligibilityView } from './eligibility-mirror.js';
 import { grab } from './grab.js';
 import { countPausedGrab } from './metrics.js';
+import { MissingCampaigns } from './missing-campaigns.js';
+import { restoreCampaign } from './restore.js';
 import { insertCampaignRow, recordClose, reconcileCampaign, settleCampaign } from './settle.js';
 import type { Durability } from './durability.js';
 import { PoolCounts } from './sub-pools.js';
@@ -49,6 +51,8 @@ export interface GrabServerDeps {
   switches?: Switches;
   /** REDIS_DURABILITY: a win is answered once durable (see durability.ts); absent = at once. */
   durability?: Durability;
+  /** Ready messages in the wins queue (RestoreCampaign waits for 0); without it not checked. */
+  queueDepth?: () => Promise<number>;
 }
 
 const NO_PIPELINE = 'needs the win pipeline (gift-svc and MySQL), not configured in this server';
@@ -56,6 +60,7 @@ const NO_PIPELINE = 'needs the win pipeline (gift-svc and MySQL), not configured
 export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
   const { redis, eligibility, tokens, log, pool } = deps;
   const poolCounts = new PoolCounts(redis);
+  const missing = pool ? new MissingCampaigns({ pool, log }) : undefined;
 
   const grabService = implement<GrabServiceServer>(
     GrabServiceService,
@@ -75,11 +80,17 @@ export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
             campaignId: req.campaignId,
           };
         }
-        return grab(redis, eligibility, who, req, poolCounts, requestIdOf(call), deps.durability);
+        return grab(redis, eligibility, who, req, poolCounts, requestIdOf(call), deps.durability, missing);
       },
       async getCampaign(req, call) {
         await tokens.fromMetadata(call.metadata);
-        return getCampaign(redis, checkCampaignId(req.campaignId));
+        const id = checkCampaignId(req.campaignId);
+        try {
+          return await getCampaign(redis, id);
+        } catch (err) {
+          if (err instanceof ServiceError && err.code === status.NOT_FOUND) await missing?.check(id);
+          throw err;
+        }
       },
     },
     log,
@@ -140,9 +151,21 @@ export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
         return reconcileCampaign(redis, pool, id);
       },
       async restoreCampaign(req, call) {
-        await tokens.admin(call.metadata);
-        checkCampaignId(req.campaignId);
-        throw new ServiceError(status.UNIMPLEMENTED, 'RestoreCampaign is being built');
+        const admin = await tokens.admin(call.metadata);
+        const id = checkCampaignId(req.campaignId);
+        if (!pool) throw failedPrecondition(`restore needs MySQL, not configured in this server`);
+        const r = await restoreCampaign(redis, pool, id, { allowQueued: req.allowQueued, queueDepth: deps.queueDepth });
+        log.warn(
+          {
+            campaignId: id,
+            by: admin.userId,
+            claims: r.claimsRestored,
+            lost: r.lostWins.length,
+            queued: String(r.winsQueued),
+          },
+          'campaign restored from MySQL',
+        );
+        return r;
       },
     },
     log,

@@ -17,12 +17,17 @@ async function redisNowMs(redis: RedisClient): Promise<number> {
   return Number(s) * 1000 + Math.floor(Number(us) / 1000);
 }
 
-/** Inserts the campaign's row, the record of truth in MySQL (a repeat changes nothing). */
+/**
+ * Inserts the campaign's row, the record of truth in MySQL (a repeat changes nothing), with all
+ * RestoreCampaign needs to rebuild the Redis state. packet_seed makes every packet code
+ * derivable by whoever reads the row: the same people who read the awards.
+ */
 export async function insertCampaignRow(pool: Pool, m: CampaignMeta): Promise<void> {
+  const el = m.eligibility;
   await pool.query(
     'INSERT INTO campaigns (campaign_id, name, owner_id, total_cents, packet_count, split, batches, ' +
-      'batch_interval_ms, starts_at, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ' +
-      'ON DUPLICATE KEY UPDATE campaign_id = campaign_id',
+      'batch_interval_ms, starts_at, expires_at, created_at, packet_seed, sub_pools, req_pre, max_risk, admit_ppm) ' +
+      'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE campaign_id = campaign_id',
     [
       m.id,
       m.name,
@@ -35,6 +40,11 @@ export async function insertCampaignRow(pool: Pool, m: CampaignMeta): Promise<vo
       new Date(m.startMs),
       new Date(m.expiresMs),
       new Date(m.createdMs),
+      m.packetSeed ?? null,
+      m.subPools,
+      el.requirePreOpened ? 1 : 0,
+      el.maxRiskScore ?? null,
+      el.admissionPpm ?? null,
     ],
   );
 }
@@ -54,6 +64,23 @@ async function awardTotals(pool: Pool, id: string): Promise<{ n: number; cents: 
     [id],
   );
   return { n: Number(rows[0]?.['n'] ?? 0), cents: Number(rows[0]?.['cents'] ?? 0) };
+}
+
+/** Packets a restore found won by nobody known (rp:{c}:lost): packet id -> amount. */
+async function loadLost(redis: RedisClient, id: string): Promise<Map<string, number>> {
+  const h = await redis.hgetall(keys.lost(id));
+  return new Map(Object.entries(h).map(([pid, amount]) => [pid, Number(amount)]));
+}
+
+/** Awards of lost packets (delivered after the restore after all); nothing to read without any. */
+async function lateLostAwards(redis: RedisClient, pool: Pool, id: string): Promise<{ n: number; cents: number }> {
+  const lost = await loadLost(redis, id);
+  if (lost.size === 0) return { n: 0, cents: 0 };
+  const [rows] = await pool.query<RowDataPacket[]>('SELECT packet_id, amount_cents FROM awards WHERE campaign_id = ?', [
+    id,
+  ]);
+  const late = rows.filter((r) => lost.has(String(r['packet_id'])));
+  return { n: late.length, cents: late.reduce((s, r) => s + Number(r['amount_cents']), 0) };
 }
 
 async function loadSettlement(pool: Pool, id: string): Promise<Settlement | undefined> {
@@ -114,15 +141,19 @@ export async function settleCampaign(redis: RedisClient, pool: Pool, id: string)
     );
   }
   const awarded = await awardTotals(pool, id);
-  if (awarded.n < claimed) {
+  // A packet lost in a restore (see restore.ts) is in no claim; if its win is delivered after all
+  // its award is real (and refunded no more), but it is not one of the claims to compare.
+  const late = await lateLostAwards(redis, pool, id);
+  const matched = { n: awarded.n - late.n, cents: awarded.cents - late.cents };
+  if (matched.n < claimed) {
     throw failedPrecondition(
-      `${claimed - awarded.n} win(s) still in flight (${outbox} not yet relayed); settle again once they are ` +
+      `${claimed - matched.n} win(s) still in flight (${outbox} not yet relayed); settle again once they are ` +
         'credited (GiftService.GetDeliveryStats shows any dead-lettered)',
     );
   }
-  if (awarded.n !== claimed || awarded.cents !== claimedCents) {
+  if (matched.n !== claimed || matched.cents !== claimedCents) {
     throw failedPrecondition(
-      `MySQL has ${awarded.n} award(s) / ${awarded.cents} cents, Redis ${claimed} / ${claimedCents}: run ReconcileCampaign`,
+      `MySQL has ${matched.n} award(s) / ${matched.cents} cents, Redis ${claimed} / ${claimedCents}: run ReconcileCampaign`,
     );
   }
   const refund = meta.totalCents - awarded.cents;
@@ -202,10 +233,11 @@ const CAP = 1000;
 /** Redis claims vs MySQL awards vs the total: equal, or exactly which packets differ where. */
 export async function reconcileCampaign(redis: RedisClient, pool: Pool, id: string): Promise<Reconciliation> {
   const meta = await loadMeta(redis, id);
-  const [claims, remaining, stats, [rows], settlement, parked] = await Promise.all([
+  const [claims, remaining, stats, lost, [rows], settlement, parked] = await Promise.all([
     loadClaims(redis, meta),
     remainingInRedis(redis, meta),
     loadStats(redis, id, meta.subPools),
+    loadLost(redis, id),
     pool.query<RowDataPacket[]>('SELECT packet_id, user_id, amount_cents FROM awards WHERE campaign_id = ?', [id]),
     loadSettlement(pool, id),
     parkedDeadLetters(pool, id),
@@ -224,6 +256,8 @@ export async function reconcileCampaign(redis: RedisClient, pool: Pool, id: stri
     deliveredCents += amount;
     seen.add(pid);
     const c = claims.get(pid);
+    // a lost packet's win delivered after the restore: its winner is known after all
+    if (!c && lost.has(pid)) continue;
     if (!c) unknown.push(pid);
     else if (c.userId !== String(r['user_id']) || c.amount !== amount) mismatched.push(pid);
   }
@@ -249,11 +283,17 @@ export async function reconcileCampaign(redis: RedisClient, pool: Pool, id: stri
   if (missing.length) differences.push(`${missing.length} packet(s) claimed in Redis are missing from MySQL`);
   if (unknown.length) differences.push(`${unknown.length} packet(s) in MySQL were never claimed in Redis`);
   if (mismatched.length) differences.push(`${mismatched.length} packet(s) differ in user or amount`);
-  if (claims.size + remaining.n !== meta.count) {
-    differences.push(`Redis: ${claims.size} claimed + ${remaining.n} remaining != ${meta.count} packets`);
+  let lostCents = 0;
+  for (const a of lost.values()) lostCents += a;
+  if (claims.size + remaining.n + lost.size !== meta.count) {
+    differences.push(
+      `Redis: ${claims.size} claimed + ${remaining.n} remaining + ${lost.size} lost != ${meta.count} packets`,
+    );
   }
-  if (claimedCents + remaining.cents !== meta.totalCents) {
-    differences.push(`Redis: ${claimedCents} claimed + ${remaining.cents} remaining != ${meta.totalCents} cents`);
+  if (claimedCents + remaining.cents + lostCents !== meta.totalCents) {
+    differences.push(
+      `Redis: ${claimedCents} claimed + ${remaining.cents} remaining + ${lostCents} lost != ${meta.totalCents} cents`,
+    );
   }
   const statClaimed = Number(stats['claimed'] ?? 0);
   const statCents = Number(stats['claimed_cents'] ?? 0);
@@ -290,7 +330,7 @@ export async function reconcileCampaign(redis: RedisClient, pool: Pool, id: stri
     deadLettered: dead.slice(0, CAP),
     packetsDeadLettered: dead.length,
     amountDeadLetteredCents: BigInt(deadCents),
-    packetsLost: 0,
-    amountLostCents: 0n,
+    packetsLost: lost.size,
+    amountLostCents: BigInt(lostCents),
   };
 }

@@ -1,5 +1,5 @@
 /** Splitting a campaign's total into packets, in integer cents. */
-import { randomBytes, randomInt } from 'node:crypto';
+import { createCipheriv, createHmac, randomBytes, randomInt } from 'node:crypto';
 
 export type SplitMode = 'RANDOM' | 'EQUAL';
 
@@ -94,4 +94,64 @@ function redrawRepeats(bytes: Buffer, count: number, random: (size: number) => B
     // a redrawn id may itself repeat another (or share a prefix with a repeat): check again
     if (!redrawn) return;
   }
+}
+
+/** Bytes of a campaign's packet seed. */
+export const SEED_BYTES = 32;
+
+/** The packets of a campaign, index k = the k-th packet of the campaign (batch order). */
+export interface Packets {
+  ids: string[];
+  amounts: number[];
+}
+
+/**
+ * An endless deterministic byte stream: AES-256-CTR over zeros, keyed by HMAC-SHA256(seed,
+ * label). One seed gives independent streams per label (ids, amounts), so the amounts never
+ * depend on how many bytes the ids took (a redrawn id).
+ */
+export function seededBytes(seed: Buffer, label: string): (size: number) => Buffer {
+  const key = createHmac('sha256', seed).update(label).digest();
+  // A key is used for one stream only, so a zero IV (the counter's start) is safe.
+  const cipher = createCipheriv('aes-256-ctr', key, Buffer.alloc(16));
+  return (size) => cipher.update(Buffer.alloc(size));
+}
+
+/** Keystream drawn ahead for the amounts: few cipher calls, no per-draw allocation. */
+const AMOUNT_CHUNK = 48 * 4096;
+const TWO_48 = 2 ** 48;
+
+/**
+ * Uniform integers in [min, maxExclusive) from a byte stream: 48 bits a draw, rejection
+ * sampling above the largest multiple of the range (no modulo bias, no floats: every value is
+ * an exact integer below 2^53). Ranges are at most MAX_TOTAL_CENTS < 2^40.
+ */
+export function seededInts(bytes: (size: number) => Buffer): (min: number, maxExclusive: number) => number {
+  let buf = bytes(AMOUNT_CHUNK);
+  let at = 0;
+  return (min, maxExclusive) => {
+    const range = maxExclusive - min;
+    const limit = TWO_48 - (TWO_48 % range);
+    for (;;) {
+      if (at === buf.length) {
+        buf = bytes(AMOUNT_CHUNK);
+        at = 0;
+      }
+      const x = buf.readUIntBE(at, 6);
+      at += 6;
+      if (x < limit) return min + (x % range);
+    }
+  };
+}
+
+/**
+ * The packets of a campaign derived from its seed: the same ids and amounts every time, so
+ * MySQL's copy of the seed is enough to rebuild every packet exactly (RestoreCampaign).
+ */
+export function packetsFromSeed(seed: Buffer, total: number, count: number, mode: SplitMode): Packets {
+  if (seed.length !== SEED_BYTES) throw new RangeError(`a packet seed is ${SEED_BYTES} bytes, not ${seed.length}`);
+  return {
+    ids: packetIds(count, seededBytes(seed, 'ids')),
+    amounts: splitAmounts(total, count, mode, seededInts(seededBytes(seed, 'amounts'))),
+  };
 }

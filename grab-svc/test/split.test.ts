@@ -1,6 +1,14 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { batchSizes, packetIds, splitAmounts } from '../src/split.js';
+import {
+  batchSizes,
+  packetIds,
+  packetsFromSeed,
+  SEED_BYTES,
+  seededBytes,
+  seededInts,
+  splitAmounts,
+} from '../src/split.js';
 
 describe('splitAmounts', () => {
   it('RANDOM: exact sum, every amount >= 1 cent, each within the double-average bound, over thousands of campaigns', () => {
@@ -87,5 +95,48 @@ describe('batchSizes and packetIds', () => {
     // c twice and redrew one more (draws: the first, 3 redraws, 1 more)
     expect(draws).toBe(5);
     for (const x of ids) expect(x).toMatch(/^[A-Za-z0-9_-]{16}$/);
+  });
+});
+
+describe('packetsFromSeed', () => {
+  it('derives the same ids and amounts from one seed every time, and other ones from another seed', () => {
+    const seed = randomBytes(SEED_BYTES);
+    const a = packetsFromSeed(seed, 1_000_000, 5000, 'RANDOM');
+    const b = packetsFromSeed(Buffer.from(seed), 1_000_000, 5000, 'RANDOM');
+    expect(b).toEqual(a);
+    const other = packetsFromSeed(randomBytes(SEED_BYTES), 1_000_000, 5000, 'RANDOM');
+    expect(other.ids.filter((id, i) => id === a.ids[i])).toEqual([]);
+    expect(other.amounts).not.toEqual(a.amounts);
+    expect(() => packetsFromSeed(randomBytes(16), 100, 10, 'RANDOM')).toThrow(RangeError);
+  });
+
+  it('keeps the split rules (exact sum, >= 1 cent, double-average bound) and unique ids, over many seeds', () => {
+    const problems: string[] = [];
+    for (let trial = 0; trial < 300; trial++) {
+      const count = randomInt(1, 2000);
+      const total = count + randomInt(0, 500_000);
+      const { ids, amounts } = packetsFromSeed(randomBytes(SEED_BYTES), total, count, 'RANDOM');
+      if (new Set(ids).size !== count || ids.some((id) => !/^[A-Za-z0-9_-]{16}$/.test(id)))
+        problems.push(`${total}/${count}: ids not 16 unique characters`);
+      let left = total;
+      for (let i = 0; i < count; i++) {
+        const n = count - i;
+        const bound = n > 1 ? Math.max(1, Math.floor((2 * left) / n) - 1) : left;
+        if (!Number.isInteger(amounts[i]) || amounts[i]! < 1 || amounts[i]! > bound)
+          problems.push(`${total}/${count} #${i}: ${amounts[i]} not in [1, ${bound}]`);
+        left -= amounts[i]!;
+      }
+      if (left !== 0) problems.push(`${total}/${count}: sum off by ${left}`);
+    }
+    expect(problems).toEqual([]);
+    const equal = packetsFromSeed(randomBytes(SEED_BYTES), 1003, 10, 'EQUAL').amounts;
+    expect(equal).toEqual([101, 101, 101, 100, 100, 100, 100, 100, 100, 100]);
+  });
+
+  it('draws uniform integers without bias across the whole range', () => {
+    const draw = seededInts(seededBytes(randomBytes(SEED_BYTES), 'test'));
+    const counts = new Array<number>(7).fill(0);
+    for (let i = 0; i < 70_000; i++) counts[draw(3, 10) - 3]!++;
+    for (const c of counts) expect(Math.abs(c - 10_000)).toBeLessThan(600);
   });
 });

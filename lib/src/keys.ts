@@ -22,6 +22,12 @@ export const keys = {
   batchPrefix: (c: string) => `${campaignPrefix(c)}b:`,
   /** List of "packetId|amount" for batch i. */
   batch: (c: string, i: number) => `${campaignPrefix(c)}b:${i}`,
+  /**
+   * Hash (the campaign's own, not per pool): packetId -> amount of each packet won before a
+   * Redis restore by a user no surviving store knows (see grab-svc's restore.ts). Never issued
+   * again; reconcile counts them, settle refunds them.
+   */
+  lost: (c: string) => `${campaignPrefix(c)}lost`,
   /** Stream: one entry per win, read by the outbox relay. */
   outbox: (c: string) => `${campaignPrefix(c)}outbox`,
   /**

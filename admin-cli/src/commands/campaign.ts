@@ -1,4 +1,4 @@
-/** `redpacket campaign create|list|show|close|settle|reconcile` (watch lives in watch.ts). */
+/** `redpacket campaign create|list|show|close|settle|reconcile|restore` (watch lives in watch.ts). */
 import { Command, Option } from 'commander';
 import {
   Split,
@@ -6,6 +6,7 @@ import {
   type CampaignStats,
   type CreateCampaignRequest,
   type Reconciliation,
+  type RestoreReport,
   type Settlement,
 } from '@redpacket/proto';
 import { action, examples } from '../action.js';
@@ -192,6 +193,8 @@ export function reconciliationRows(r: Reconciliation): [string, string][] {
     rows.push(['parked as dead letters', `${num(r.packetsDeadLettered)} packets, ${yuan(r.amountDeadLetteredCents)}`]);
   }
   listed('dead-lettered (redpacket deadletters redrive)', r.deadLettered);
+  if (r.packetsLost > 0)
+    rows.push(['lost in a restore (refunded)', `${num(r.packetsLost)}, ${yuan(r.amountLostCents)}`]);
   listed('claimed in Redis, missing in MySQL', r.missingInMysql);
   listed('in MySQL, not claimed in Redis', r.unknownInMysql);
   listed('different on the two sides', r.mismatched);
@@ -204,6 +207,29 @@ async function reconcile(ctx: CliContext, id: string): Promise<void> {
   const r = await admin.call(admin.client.reconcileCampaign, { campaignId: id });
   ctx.print(plain(r), () => keyValueTable(reconciliationRows(r)));
   if (!r.consistent) throw new CliError(`campaign ${id} is not consistent (see the differences)`, Exit.inconsistent);
+}
+
+export function restoreRows(r: RestoreReport): [string, string][] {
+  const rows: [string, string][] = [
+    ['campaign', r.campaignId],
+    ['packets total', num(r.packetsTotal)],
+    ['claims restored', `${num(r.claimsRestored)}, ${yuan(r.amountClaimedCents)}`],
+    ['packets put back', `${num(r.packetsRemaining)}, ${yuan(r.amountRemainingCents)}`],
+    ['wins lost (winner unknown)', `${num(r.lostWins.length)}, ${yuan(r.amountLostCents)}`],
+    ['wins still queued', num(r.winsQueued)],
+  ];
+  for (const l of r.lostWins.slice(0, 20)) {
+    rows.push(['lost', `${l.packetId} ${yuan(l.amountCents)} (batch ${l.batch}, pool ${l.pool})`]);
+  }
+  if (r.lostWins.length > 20) rows.push(['lost', `… ${num(r.lostWins.length - 20)} more (--json lists all)`]);
+  for (const n of r.notes) rows.push(['note', n]);
+  return rows;
+}
+
+async function restore(ctx: CliContext, id: string, o: { allowQueued?: boolean }): Promise<void> {
+  const admin = ctx.admin();
+  const r = await admin.call(admin.client.restoreCampaign, { campaignId: id, allowQueued: o.allowQueued ?? false });
+  ctx.print(plain(r), () => `restored campaign ${r.campaignId} from MySQL\n${keyValueTable(restoreRows(r))}`);
 }
 
 export function campaignCommand(): Command {
@@ -290,6 +316,19 @@ export function campaignCommand(): Command {
       .description('compare Redis claims, MySQL awards and the total; exit 7 when they differ')
       .action(action(reconcile)),
     ['redpacket campaign reconcile Xy3kQ9', 'redpacket --json campaign reconcile Xy3kQ9 | jq .differences'],
+  );
+
+  examples(
+    cmd
+      .command('restore')
+      .argument('<campaign-id>')
+      .description(
+        'rebuild a campaign whose Redis state is lost from MySQL (refused while any of it is still in Redis, ' +
+          "or while wins are queued: wait until gift-svc's backlog is 0)",
+      )
+      .option('--allow-queued', 'restore although wins are still queued for delivery')
+      .action(action(restore)),
+    ['redpacket campaign restore Xy3kQ9', 'redpacket --json campaign restore Xy3kQ9 | jq ".lostWins[].packetId"'],
   );
   return cmd;
 }
