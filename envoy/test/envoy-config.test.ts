@@ -299,7 +299,7 @@ describe('envoy.yaml against the mesh', () => {
   test('every end-user method has an HTTP rule and a route to the cluster that serves its service', () => {
     const methods = endUserMethods();
     const names = methods.map((m) => `${m.service}.${m.method}`).sort();
-    // The public contract (DESIGN.md): these five are called over HTTP.
+    // The public contract (docs/architecture.md): these five are called over HTTP.
     expect(names).toEqual(
       expect.arrayContaining([
         'redpacket.v1.GrabService.Grab',
