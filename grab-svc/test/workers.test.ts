@@ -22,8 +22,6 @@ beforeAll(async () => {
   cluster = await startRedisCluster();
   child = spawnNode(mainScript, [], {
     GRPC_PORT: String(PORT),
-    // The shared test Redis keeps nothing on disk: best effort, opted into explicitly.
-    REDIS_DURABILITY: 'none',
     WORKERS: '4',
     REDIS_CLUSTER_NODES: cluster.nodes,
     JWT_SECRET: TEST_JWT_SECRET,
@@ -31,7 +29,8 @@ beforeAll(async () => {
     // the race proof counts the outboxes: no relay draining them, no settle timer
     RELAY_ENABLED: '0',
     SETTLE_EVERY_MS: '0',
-    // as in production: every WON on a replica before it is answered
+    // as in production: every WON on a replica before it is answered (the test cluster has no AOF)
+    REDIS_DURABILITY: 'replicas',
     REDIS_WAIT_REPLICAS: '1',
   });
   // The primary logs each worker once its server is bound.

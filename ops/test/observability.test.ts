@@ -285,6 +285,8 @@ describe('the dashboard against the four real services', () => {
       MYSQL_URL: TEST_MYSQL_URL,
       AMQP_URL: TEST_AMQP_URL,
       LOG_LEVEL: 'info',
+      // The shared test Redis keeps nothing on disk: grab-svc's best effort, opted into explicitly.
+      REDIS_DURABILITY: 'none',
     };
     const start = async (name: string, main: string, env: Record<string, string>): Promise<void> => {
       grpcPorts[name] = await freePort();
