@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { dependencyTimer, notFound, invalidArgument, poolId, type Identity, type RedisClient } from '@redpacket/lib';
 import { Outcome, type GrabRequest, type GrabResponse } from '@redpacket/proto';
 import { checkCampaignId } from './campaigns.js';
+import { GrabCode } from './grab-code.js';
 import type { EligibilityView } from './eligibility-mirror.js';
 import type { Durability } from './durability.js';
 import type { MissingCampaigns } from './missing-campaigns.js';
@@ -13,17 +14,7 @@ import { grabPooled, type PoolCounts } from './sub-pools.js';
 const scriptTimer = dependencyTimer('redis', 'grab_script');
 const pooledTimer = dependencyTimer('redis', 'grab_pooled');
 
-/** The script's return codes, mirrored. */
-export enum GrabCode {
-  NoSuchCampaign = -1,
-  Won = 1,
-  AlreadyGrabbed = 2,
-  SoldOut = 3,
-  NotStarted = 4,
-  Ended = 5,
-  Forbidden = 6,
-}
-
+/** Codes a client sees; Failover and Pending never leave grabPooled. */
 const OUTCOME_BY_CODE: Record<number, Outcome> = {
   [GrabCode.Won]: Outcome.WON,
   [GrabCode.AlreadyGrabbed]: Outcome.ALREADY_GRABBED,

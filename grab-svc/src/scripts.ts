@@ -1,8 +1,8 @@
 /** The Lua scripts, registered once per connection; the only place that builds KEYS and ARGV. */
-import { readFileSync } from 'node:fs';
 import { keys, poolId, type RedisClient } from '@redpacket/lib';
 import type { Result } from 'ioredis';
 import type { Verdict } from './eligibility-mirror.js';
+import { loadScript, type LoadedScript } from './lua-include.js';
 
 /** Raw reply of grab-6.lua (and take-4.lua): [code, packetId, amountCents, nextBatchAtMs]. */
 export type GrabReply = [number, string, string, number];
@@ -50,13 +50,18 @@ declare module 'ioredis' {
   }
 }
 
-const lua = (file: string): string => readFileSync(new URL(`../src/lua/${file}`, import.meta.url), 'utf8');
+/** Command name -> script file; the file name gives the key count. */
+const SCRIPT_FILES = { rpGrab: 'grab-6.lua', rpTake: 'take-4.lua', rpRoute: 'route-2.lua' } as const;
 
-/** Defines the commands on a client; call once per client before use. */
+let loaded: [name: string, script: LoadedScript][] | undefined;
+
+/**
+ * Defines the commands on a client; call once per client before use. The files are read and
+ * their includes resolved on the first call (start-up), so a bad include stops the process there.
+ */
 export function registerScripts(redis: RedisClient): void {
-  redis.defineCommand('rpGrab', { numberOfKeys: 6, lua: lua('grab-6.lua') });
-  redis.defineCommand('rpTake', { numberOfKeys: 4, lua: lua('take-4.lua') });
-  redis.defineCommand('rpRoute', { numberOfKeys: 2, lua: lua('route-2.lua') });
+  loaded ??= Object.entries(SCRIPT_FILES).map(([name, file]) => [name, loadScript(file)]);
+  for (const [name, script] of loaded) redis.defineCommand(name, script);
 }
 
 /**

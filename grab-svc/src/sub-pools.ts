@@ -14,14 +14,10 @@
 import type { RedisClient } from '@redpacket/lib';
 import { keys, poolId } from '@redpacket/lib';
 import type { Verdict } from './eligibility-mirror.js';
+import { GrabCode } from './grab-code.js';
 import { grabScript, routeScript, takeScript, type GrabReply } from './scripts.js';
 
 export const MAX_SUB_POOLS = 64;
-const FAILOVER = 7;
-const PENDING = 8;
-const WON = 1;
-const SOLD_OUT = 3;
-const ENDED = 5;
 /** How long a request waits for another request of the same user to settle its failover. */
 const PENDING_DEADLINE_MS = 5000;
 /**
@@ -93,12 +89,12 @@ export async function grabPooled(redis: RedisClient, g: PooledGrab): Promise<Gra
       g.pools,
       g.traceId,
     );
-    if (reply[0] === FAILOVER) return failover(redis, g, home);
-    if (reply[0] !== PENDING) return reply;
+    if (reply[0] === GrabCode.Failover) return failover(redis, g, home);
+    if (reply[0] !== GrabCode.Pending) return reply;
     if (Date.now() - reply[3] > STALE_RESERVATION_MS) {
       const repaired = await repairStale(redis, g, home, reply[1]);
       if (repaired) continue;
-      return [SOLD_OUT, '', '0', 0];
+      return [GrabCode.SoldOut, '', '0', 0];
     }
     if (Date.now() > deadline)
       throw new Error(`failover of user ${g.userId} still pending after ${PENDING_DEADLINE_MS} ms`);
@@ -129,7 +125,7 @@ async function failover(redis: RedisClient, g: PooledGrab, home: number): Promis
   for (let k = 1; k < g.pools; k++) {
     const pool = (home + k) % g.pools;
     const r = await takeScript(redis, g.campaignId, pool, g.userId, g.requestId, g.traceId);
-    if (r[0] === WON) {
+    if (r[0] === GrabCode.Won) {
       await routeScript(redis, g.campaignId, home, g.userId, g.requestId, 'won', {
         pool,
         packetId: r[1],
@@ -137,14 +133,14 @@ async function failover(redis: RedisClient, g: PooledGrab, home: number): Promis
       });
       return r;
     }
-    if (r[0] === ENDED) {
+    if (r[0] === GrabCode.Ended) {
       await routeScript(redis, g.campaignId, home, g.userId, g.requestId, 'ended');
-      return [ENDED, '', '0', 0];
+      return [GrabCode.Ended, '', '0', 0];
     }
   }
   await routeScript(redis, g.campaignId, home, g.userId, g.requestId, 'sold_out');
   await flagIfSoldOut(redis, g);
-  return [SOLD_OUT, '', '0', 0];
+  return [GrabCode.SoldOut, '', '0', 0];
 }
 
 /**

@@ -17,7 +17,8 @@
 
   Input:
     KEYS[1] meta     hash: start, expires (ms), batches, interval (ms), count,
-                     closed ("1"), req_pre ("1"), max_risk, admit_ppm
+                     closed ("1"), req_pre ("1"), max_risk, admit_ppm,
+                     pcount (packets in this pool; sub-pools only, else count is used)
     KEYS[2] stats    hash: cursor (first batch not known empty), claimed,
                      claimed_cents, o:<outcome> counters
     KEYS[3] claims   hash: user -> "packetId|amount|requestId|wonAtMs"
@@ -47,6 +48,9 @@
                             (packetId = the request id holding it, nextBatchAtMs = since when)
          -1                 no such campaign (nothing is written)
 ]]
+--- @include "includes/pop-released"
+--- @include "includes/record-win"
+
 local cfg = redis.call('HMGET', KEYS[1], 'start', 'expires', 'batches', 'interval', 'count',
   'closed', 'req_pre', 'max_risk', 'admit_ppm', 'pcount')
 if not cfg[1] then
@@ -128,21 +132,7 @@ end
 
 local batches = tonumber(cfg[3])
 local interval = tonumber(cfg[4])
-local released = batches
-if interval > 0 then
-  released = math.min(batches, math.floor((now - start) / interval) + 1)
-end
-
-local cursor = tonumber(redis.call('HGET', KEYS[2], 'cursor') or '0')
-local item
-while cursor < released do
-  item = redis.call('LPOP', ARGV[3] .. cursor)
-  if item then
-    break
-  end
-  cursor = cursor + 1
-  redis.call('HSET', KEYS[2], 'cursor', cursor)
-end
+local item, released = popReleased(KEYS[2], ARGV[3], now, start, batches, interval)
 
 if not item and pooled then
   redis.call('HSET', KEYS[6], user, '?|' .. ARGV[2] .. '|' .. now)
@@ -157,13 +147,9 @@ if not item then
   return { 3, '', '0', 0 }
 end
 
-local pid, amount = string.match(item, '^([^|]*)|(%d+)$')
-redis.call('HSET', KEYS[3], user, pid .. '|' .. amount .. '|' .. ARGV[2] .. '|' .. now)
-redis.call('XADD', KEYS[4], '*', 'c', ARGV[4], 'p', pid, 'u', user, 'a', amount, 'r', ARGV[2], 't', now,
-  'x', ARGV[9] or '')
-redis.call('HINCRBY', KEYS[2], 'claimed_cents', amount)
-redis.call('HINCRBY', KEYS[2], 'o:won', 1)
-if redis.call('HINCRBY', KEYS[2], 'claimed', 1) >= count and not pooled then
+local pid, amount, claimed = recordWin(KEYS[2], KEYS[3], KEYS[4], item,
+  { campaign = ARGV[4], user = user, request = ARGV[2], now = now, trace = ARGV[9] or '' })
+if claimed >= count and not pooled then
   redis.call('SET', KEYS[5], 'sold_out')
 end
 return { 1, pid, amount, 0 }

@@ -21,6 +21,9 @@
           5 ENDED    closed or expired (not counted)
          -1          no such pool
 ]]
+--- @include "includes/pop-released"
+--- @include "includes/record-win"
+
 local cfg = redis.call('HMGET', KEYS[1], 'start', 'expires', 'batches', 'interval', 'closed')
 if not cfg[1] then
   return { -1, '', '0', 0 }
@@ -39,31 +42,11 @@ if cfg[5] == '1' or now >= tonumber(cfg[2]) then
   return { 5, '', '0', 0 }
 end
 
-local batches = tonumber(cfg[3])
-local interval = tonumber(cfg[4])
-local released = batches
-if interval > 0 then
-  released = math.min(batches, math.floor((now - start) / interval) + 1)
-end
-local cursor = tonumber(redis.call('HGET', KEYS[2], 'cursor') or '0')
-local item
-while cursor < released do
-  item = redis.call('LPOP', ARGV[3] .. cursor)
-  if item then
-    break
-  end
-  cursor = cursor + 1
-  redis.call('HSET', KEYS[2], 'cursor', cursor)
-end
+local item = popReleased(KEYS[2], ARGV[3], now, start, tonumber(cfg[3]), tonumber(cfg[4]))
 if not item then
   return { 3, '', '0', 0 }
 end
 
-local pid, amount = string.match(item, '^([^|]*)|(%d+)$')
-redis.call('HSET', KEYS[3], user, pid .. '|' .. amount .. '|' .. ARGV[2] .. '|' .. now)
-redis.call('XADD', KEYS[4], '*', 'c', ARGV[4], 'p', pid, 'u', user, 'a', amount, 'r', ARGV[2], 't', now,
-  'x', ARGV[5] or '')
-redis.call('HINCRBY', KEYS[2], 'claimed_cents', amount)
-redis.call('HINCRBY', KEYS[2], 'o:won', 1)
-redis.call('HINCRBY', KEYS[2], 'claimed', 1)
+local pid, amount = recordWin(KEYS[2], KEYS[3], KEYS[4], item,
+  { campaign = ARGV[4], user = user, request = ARGV[2], now = now, trace = ARGV[5] or '' })
 return { 1, pid, amount, 0 }

@@ -20,6 +20,7 @@ import {
   type Topology,
   type WinEvent,
 } from '@redpacket/wins';
+import { entryToWin } from '../outbox-entry.js';
 import { activeOutboxes, fillLiveIndex, mapBounded, withSubPools } from '../campaign-index.js';
 import { relayFailures, relayLag, relayLastLag, relayPublished, watchOutboxes } from './relay-metrics.js';
 
@@ -101,25 +102,8 @@ const PRUNE_EVERY_MS = 60_000;
 export const DEFAULT_RELAY_GROUP = 'relay';
 const CAMPAIGN_REFRESH_MS = 1000;
 
-/**
- * Turns an outbox entry (fields c, p, u, a, r, t, and x: the trace id, absent in entries written
- * before it existed) into the message the relay publishes.
- */
-export function entryToWin(id: string, fields: string[]): WinEvent {
-  const f: Record<string, string> = {};
-  for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string;
-  const int = (v: string | undefined): bigint => (v && /^\d{1,15}$/.test(v) ? BigInt(v) : 0n);
-  return {
-    campaignId: f['c'] ?? '',
-    packetId: f['p'] ?? '',
-    userId: f['u'] ?? '',
-    amountCents: int(f['a']),
-    requestId: f['r'] ?? '',
-    wonAtMs: int(f['t']),
-    streamId: id,
-    traceId: f['x'] ?? '',
-  };
-}
+/** Decoded next to the Lua that writes it; re-exported for the relay's tests. */
+export { entryToWin };
 
 export class OutboxRelay {
   readonly stats: RelayStats = { published: 0, confirmedBatches: 0, failures: 0, claimed: 0, reconnects: 0 };
