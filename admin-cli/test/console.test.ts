@@ -6,6 +6,7 @@
  * CONSOLE_SCREENSHOT=docs/console.png also writes the screenshot the docs show.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { credentials } from '@grpc/grpc-js';
 import type { Pool } from '@redpacket/db';
 import { keys, signToken, startServer, Switches, TokenVerifier, type RunningServer } from '@redpacket/lib';
@@ -37,6 +38,7 @@ import {
 import { yuan } from '../src/format.js';
 import { cliJson, pollUntil, startCli, startGrabSvc, type GrabServer } from './helpers.js';
 
+const CHROMIUM = '/usr/bin/chromium';
 const SWITCH_DB_URL = testRedisDb(13);
 const prefix = `con${randomBytes(4).toString('hex')}`;
 
@@ -55,6 +57,7 @@ let admin: AdminServiceClient;
 const cleanups: (() => Promise<unknown>)[] = [];
 
 beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run scripts/setup.sh (apt-get install chromium)`);
   pool = await requireMysql();
   redis = await requireRedis();
   switchRedis = await requireRedis(SWITCH_DB_URL);
@@ -79,7 +82,7 @@ beforeAll(async () => {
   loginUrl = printed[1]!;
   url = new URL('/', loginUrl).toString();
   browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
+    executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
   });
   page = await (await browser.newContext({ viewport: { width: 1280, height: 1100 } })).newPage();
