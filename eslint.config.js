@@ -14,4 +14,16 @@ export default tseslint.config(
     files: ['**/*.js', '**/*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
   },
+  {
+    // the console's page scripts run in the browser, with uPlot loaded before them
+    files: ['admin-cli/static/**/*.js'],
+    languageOptions: {
+      sourceType: 'script',
+      globals: Object.fromEntries(
+        ['document', 'location', 'window', 'fetch', 'EventSource', 'FormData', 'confirm', 'setInterval', 'uPlot'].map(
+          (g) => [g, 'readonly'],
+        ),
+      ),
+    },
+  },
 );

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 command -v h2load >/dev/null || need_apt+=(nghttp2-client)
+# the console's browser tests drive Debian's chromium (playwright-core never downloads one)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
   echo "setup: installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null

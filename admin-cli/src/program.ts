@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { benchCommand } from './commands/bench.js';
 import { campaignCommand } from './commands/campaign.js';
+import { consoleCommand } from './commands/console.js';
 import { deadLettersCommand } from './commands/dead-letters.js';
 import { demoCommand } from './commands/demo.js';
 import { switchCommand } from './commands/switch.js';
@@ -55,6 +56,7 @@ Examples:
   program.addCommand(usersCommand());
   program.addCommand(tokenCommand());
   program.addCommand(switchCommand(env));
+  program.addCommand(consoleCommand(env));
   program.addCommand(benchCommand());
   program.addCommand(demoCommand(env));
   // addCommand does not pass settings down: every command throws instead of exiting, so

@@ -70,8 +70,8 @@ export interface GrabServer {
   stop(): Promise<void>;
 }
 
-/** Spawns grab-svc (its built main.js) on a free port with the test secret. */
-export async function startGrabSvc(): Promise<GrabServer> {
+/** Spawns grab-svc (its built main.js) on a free port with the test secret; `extra` adds to its env. */
+export async function startGrabSvc(extra: Record<string, string> = {}): Promise<GrabServer> {
   const redis = await requireRedis();
   const port = await freePort();
   const child: Child = spawnNode(GRAB_MAIN, [], {
@@ -85,6 +85,7 @@ export async function startGrabSvc(): Promise<GrabServer> {
     // the settle timer would settle their ended campaigns.
     RELAY_ENABLED: '0',
     SETTLE_EVERY_MS: '0',
+    ...extra,
   });
   await child.waitFor(/gRPC server listening/);
   const created = new Set<string>();

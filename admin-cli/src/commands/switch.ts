@@ -27,7 +27,7 @@ function shown(url: string): string {
 }
 
 /** Runs `fn` on a connection to REDIS_URL, closed afterwards; an unreachable Redis exits 3. */
-async function withRedis<T>(ctx: CliContext, url: string, fn: (redis: Redis) => Promise<T>): Promise<T> {
+export async function withRedis<T>(ctx: CliContext, url: string, fn: (redis: Redis) => Promise<T>): Promise<T> {
   const redis = new Redis(url, {
     lazyConnect: true,
     maxRetriesPerRequest: 1,
