@@ -18,7 +18,7 @@ import {
 } from '@redpacket/loadgen';
 import { AdminServiceClient, GrabRequest, Outcome, Split } from '@redpacket/proto';
 import Table from 'cli-table3';
-import { GRAB_NODE_FLAGS } from '../node-flags.js';
+import { GRAB_NODE_FLAGS } from '@redpacket/grab-svc/node-flags';
 
 const N = Number(process.env['BENCH_REQUESTS'] ?? 20_000);
 const C = Number(process.env['BENCH_CONCURRENCY'] ?? 200);
