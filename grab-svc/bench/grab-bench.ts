@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { credentials } from '@grpc/grpc-js';
 import { createRedis, keys, signToken } from '@redpacket/lib';
-import { bearer, call, deleteKeys } from '@redpacket/lib/testing';
+import { bearer, deleteKeys } from '@redpacket/lib/testing';
 import {
   cpuTimeMs,
   ECHO_PATH,
@@ -34,15 +34,16 @@ import {
   type ProfileSummary,
   type PreparedRequest,
 } from '@redpacket/loadgen';
-import { AdminServiceClient, GrabRequest, Outcome, Split } from '@redpacket/proto';
+import { AdminServiceClient, GrabRequest, Outcome } from '@redpacket/proto';
 import Table from 'cli-table3';
 import { GRAB_NODE_FLAGS } from '@redpacket/grab-svc/node-flags';
+import { benchDurability, createBenchCampaign } from './bench-campaign.js';
 
 const N = Number(process.env['BENCH_REQUESTS'] ?? 60_000);
 const C = Number(process.env['BENCH_CONCURRENCY'] ?? 200);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
-const DURABILITY = process.env['REDIS_DURABILITY'] ?? 'none';
+const DURABILITY = benchDurability(process.env);
 const SECRET = randomBytes(24).toString('hex');
 const GRAB_PATH = '/redpacket.v1.GrabService/Grab';
 const run = randomBytes(3).toString('hex');
@@ -186,26 +187,9 @@ async function startBench(): Promise<Bench & { close(): Promise<void> }> {
       tokens,
       coldTokens,
       async create(packetCount) {
-        const t0 = performance.now();
-        const c = await call(
-          admin.createCampaign,
-          admin,
-          {
-            name: `bench ${run}`,
-            totalCents: BigInt(packetCount) * 100n,
-            packetCount,
-            split: Split.RANDOM,
-            batches: 1,
-            batchIntervalMs: 0n,
-            startsAt: undefined,
-            expiresAt: new Date(Date.now() + 3600_000),
-            ownerId: 'bench-ops',
-            eligibility: undefined,
-          },
-          adminMd,
-        );
-        created.push(c.campaignId);
-        return { id: c.campaignId, ms: performance.now() - t0 };
+        const c = await createBenchCampaign(admin, adminMd, { name: `bench ${run}`, packetCount });
+        created.push(c.id);
+        return c;
       },
       requestsFor: (campaignIds, toks) =>
         toks.map((t, i) => ({
