@@ -119,6 +119,9 @@ interface Flag {
   reason: Reason | undefined;
 }
 
+/** A descriptor's bucket: the script's argument, and what the status reports about its rule. */
+type Bucket = BucketArg & { index: number; name: string; requestsPerUnit: number; unit: Unit };
+
 const OK_NO_LIMIT: DescriptorStatus = { code: 'OK', limit: undefined, remaining: 0, resetMs: 0 };
 
 export class Limiter {
@@ -169,32 +172,68 @@ export class Limiter {
       this.metrics.ruleDecisions.child(RULE_OTHER_DOMAIN, 'ok').inc();
       return this.ok(descriptors.map(() => OK_NO_LIMIT));
     }
+    // Cached flags are answered synchronously: no await on the hot path.
+    const flagged = this.flagRefusal(descriptors);
+    const refusal = flagged instanceof Promise ? await flagged : flagged;
+    if (refusal) return refusal;
 
-    // 1. A campaign that cannot be grabbed any more (or yet) is answered without counting.
-    const campaigns = descriptors.map((d) => this.campaignOf(d));
-    for (const c of new Set(campaigns)) {
-      if (c === undefined) continue;
-      // Cached flags are answered synchronously: no await on the hot path.
-      const cachedOrPending = this.flag(c);
-      const flag = cachedOrPending instanceof Promise ? await cachedOrPending : cachedOrPending;
-      if (flag.reason) {
-        this.metrics.decisions.inc({ outcome: flag.reason.toLowerCase() });
-        this.metrics.ruleDecisions.child(RULE_CAMPAIGN_STATE, flag.reason.toLowerCase()).inc();
-        return {
-          overall: 'OVER_LIMIT',
-          statuses: descriptors.map((_, i) =>
-            campaigns[i] === c ? { ...OK_NO_LIMIT, code: 'OVER_LIMIT' } : OK_NO_LIMIT,
-          ),
-          reason: flag.reason,
-          campaignId: c,
-          retryAfterMs: 0,
-        };
-      }
-    }
-
-    // 2. The buckets, one per descriptor that has a limit.
-    const buckets: (BucketArg & { index: number; name: string; requestsPerUnit: number; unit: Unit })[] = [];
+    const buckets = this.buckets(descriptors);
     const statuses: DescriptorStatus[] = descriptors.map(() => OK_NO_LIMIT);
+    if (buckets.length === 0) {
+      this.metrics.decisions.inc({ outcome: 'ok' });
+      this.metrics.ruleDecisions.child(RULE_NONE, 'ok').inc();
+      return this.ok(statuses);
+    }
+    return this.knownOverLimit(buckets, hits, statuses) ?? this.take(buckets, hits, statuses);
+  }
+
+  /**
+   * 1. A campaign that cannot be grabbed any more (or yet) is answered without counting: the
+   * refusal, or undefined when every campaign named may be grabbed. Synchronous while the flags
+   * are cached.
+   */
+  private flagRefusal(descriptors: readonly DescriptorIn[]): Decision | undefined | Promise<Decision | undefined> {
+    const campaigns = descriptors.map((d) => this.campaignOf(d));
+    const ids = [...new Set(campaigns)].filter((c): c is string => c !== undefined);
+    const from = (i: number): Decision | undefined | Promise<Decision | undefined> => {
+      for (; i < ids.length; i++) {
+        const c = ids[i]!;
+        const cachedOrPending = this.flag(c);
+        // One lookup at a time, in order, as the first refusing campaign is the one answered.
+        const next = i + 1;
+        if (cachedOrPending instanceof Promise)
+          return cachedOrPending.then((flag) =>
+            flag.reason ? this.flagDecision(descriptors, campaigns, c, flag.reason) : from(next),
+          );
+        if (cachedOrPending.reason) return this.flagDecision(descriptors, campaigns, c, cachedOrPending.reason);
+      }
+      return undefined;
+    };
+    return from(0);
+  }
+
+  private flagDecision(
+    descriptors: readonly DescriptorIn[],
+    campaigns: readonly (string | undefined)[],
+    campaignId: string,
+    reason: Reason,
+  ): Decision {
+    this.metrics.decisions.inc({ outcome: reason.toLowerCase() });
+    this.metrics.ruleDecisions.child(RULE_CAMPAIGN_STATE, reason.toLowerCase()).inc();
+    return {
+      overall: 'OVER_LIMIT',
+      statuses: descriptors.map((_, i) =>
+        campaigns[i] === campaignId ? { ...OK_NO_LIMIT, code: 'OVER_LIMIT' } : OK_NO_LIMIT,
+      ),
+      reason,
+      campaignId,
+      retryAfterMs: 0,
+    };
+  }
+
+  /** 2. The buckets, one per descriptor that has a limit. */
+  private buckets(descriptors: readonly DescriptorIn[]): Bucket[] {
+    const buckets: Bucket[] = [];
     descriptors.forEach((d, index) => {
       let rule = d.limit
         ? { id: `override_${d.limit.unit}_${d.limit.requestsPerUnit}`, ...d.limit, unlimited: false, shadow: false }
@@ -219,13 +258,14 @@ export class Limiter {
         unit: rule.unit,
       });
     });
-    if (buckets.length === 0) {
-      this.metrics.decisions.inc({ outcome: 'ok' });
-      this.metrics.ruleDecisions.child(RULE_NONE, 'ok').inc();
-      return this.ok(statuses);
-    }
+    return buckets;
+  }
 
-    // 3. A bucket known to be empty refuses the request from memory: a flood costs no Redis call.
+  /**
+   * 3. A bucket known to be empty refuses the request from memory: a flood costs no Redis call.
+   * The refusal, or undefined when Redis must be asked.
+   */
+  private knownOverLimit(buckets: Bucket[], hits: number, statuses: DescriptorStatus[]): Decision | undefined {
     const now = Date.now();
     let waitMs = 0;
     const known = buckets.find((b) => {
@@ -241,22 +281,23 @@ export class Limiter {
       waitMs = Math.max(0, e.until - now);
       return true;
     });
-    if (known) {
-      this.metrics.cacheHits.inc({ kind: 'over_limit' });
-      this.metrics.decisions.inc({ outcome: 'over_limit' });
-      this.metrics.ruleDecisions.child(known.name, 'over_limit').inc();
-      for (const b of buckets) {
-        statuses[b.index] = {
-          code: b === known ? 'OVER_LIMIT' : 'OK',
-          limit: { name: b.name, requestsPerUnit: b.requestsPerUnit, unit: b.unit },
-          remaining: 0,
-          resetMs: b === known ? waitMs : 0,
-        };
-      }
-      return { overall: 'OVER_LIMIT', statuses, reason: 'RATE_LIMITED', campaignId: undefined, retryAfterMs: waitMs };
+    if (!known) return undefined;
+    this.metrics.cacheHits.inc({ kind: 'over_limit' });
+    this.metrics.decisions.inc({ outcome: 'over_limit' });
+    this.metrics.ruleDecisions.child(known.name, 'over_limit').inc();
+    for (const b of buckets) {
+      statuses[b.index] = {
+        code: b === known ? 'OVER_LIMIT' : 'OK',
+        limit: { name: b.name, requestsPerUnit: b.requestsPerUnit, unit: b.unit },
+        remaining: 0,
+        resetMs: b === known ? waitMs : 0,
+      };
     }
+    return { overall: 'OVER_LIMIT', statuses, reason: 'RATE_LIMITED', campaignId: undefined, retryAfterMs: waitMs };
+  }
 
-    // 4. One Lua call takes the tokens from every bucket, or from none.
+  /** 4. One Lua call takes the tokens from every bucket, or from none. */
+  private async take(buckets: Bucket[], hits: number, statuses: DescriptorStatus[]): Promise<Decision> {
     let taken;
     try {
       this.metrics.redisCalls.inc({ kind: 'take' });

@@ -1,6 +1,7 @@
 /**
- * `redpacket bench`: ghz's main flags and JSON report on top of @redpacket/loadgen (pre-encoded
- * frames over node:http2 in worker threads), with --baseline to show the tool's own ceiling.
+ * `redpacket bench`: ghz's main flags, its JSON config file and its JSON report on top of
+ * @redpacket/loadgen (pre-encoded frames over node:http2 in worker threads), with --baseline to
+ * show the tool's own ceiling.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -25,10 +26,13 @@ import { findMethod, type BenchMethod } from '../bench/methods.js';
 import { latencyDistribution, toGhzReport, type GhzReport } from '../bench/report.js';
 import { compile, type TemplateVars } from '../bench/template.js';
 import { table } from '../format.js';
-import { asDuration, asInt } from '../parse.js';
+import { asDuration, asInt, durationMs } from '../parse.js';
 
 export interface BenchOptions {
-  call: string;
+  /** Required, from the command line or the --config file. */
+  call?: string;
+  /** A ghz JSON config (`ghz --config`): fills what the command line does not give. */
+  config?: string;
   concurrency: number;
   total: number;
   duration: number;
@@ -172,6 +176,111 @@ export async function prepareRequests(
   return out;
 }
 
+const FORMATS = ['summary', 'json', 'pretty'] as const;
+
+/** ghz's config keys (its runner/config.go) that bench honours, beside the command-line flags. */
+const GHZ_KEYS = [
+  'call',
+  'host',
+  'total',
+  'concurrency',
+  'connections',
+  'rps',
+  'cpus',
+  'duration',
+  'data',
+  'data-file',
+  'metadata',
+  'metadata-file',
+  'format',
+  'output',
+  'insecure',
+];
+/** Keys that change nothing here: the methods come from the mesh's descriptor set; labels. */
+const GHZ_KEYS_WITHOUT_EFFECT = ['proto', 'protoset', 'import-paths', 'name', 'tags'];
+
+/** A ghz JSON config, read as bench options; `host` is the target's host:port. */
+export interface GhzConfig {
+  host?: string;
+  options: Partial<BenchOptions>;
+}
+
+/**
+ * Reads a ghz JSON config file. A key bench cannot honour (a TLS setting, a load schedule, ...)
+ * is refused with its name rather than ignored, so a run never differs silently from ghz's.
+ */
+export function readGhzConfig(path: string): GhzConfig {
+  const what = `--config ${path}`;
+  let cfg: unknown;
+  try {
+    cfg = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw usageError(`${what}: ${(err as Error).message}`);
+  }
+  if (!cfg || typeof cfg !== 'object' || Array.isArray(cfg)) throw usageError(`${what}: not a JSON object`);
+  const str = (k: string, v: unknown): string => {
+    if (typeof v !== 'string' || v === '') throw usageError(`${what}: "${k}" must be a non-empty string`);
+    return v;
+  };
+  const int = (k: string, v: unknown, min: number): number => {
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
+      throw usageError(`${what}: "${k}" must be an integer of at least ${min}`);
+    return v;
+  };
+  const out: GhzConfig = { options: {} };
+  const o = out.options;
+  for (const [k, v] of Object.entries(cfg)) {
+    if (GHZ_KEYS_WITHOUT_EFFECT.includes(k)) continue;
+    if (!GHZ_KEYS.includes(k))
+      throw usageError(`${what}: ghz key "${k}" is not supported by redpacket bench (it reads ${GHZ_KEYS.join(', ')})`);
+    if (k === 'call') o.call = str(k, v);
+    else if (k === 'host') out.host = str(k, v);
+    else if (k === 'total') o.total = int(k, v, 0);
+    else if (k === 'concurrency') o.concurrency = int(k, v, 1);
+    else if (k === 'connections') o.connections = int(k, v, 1);
+    else if (k === 'rps') o.rps = int(k, v, 0);
+    else if (k === 'cpus') o.cpus = int(k, v, 1);
+    // ghz writes a Go duration ("10s", "500ms")
+    else if (k === 'duration') o.duration = durationMs(str(k, v), `${what}: "duration"`);
+    // objects (or arrays, round-robin) in the file; their templates render as the flags' do
+    else if (k === 'data') o.data = JSON.stringify(v);
+    else if (k === 'metadata') o.metadata = JSON.stringify(v);
+    else if (k === 'data-file') o.dataFile = str(k, v);
+    else if (k === 'metadata-file') o.metadataFile = str(k, v);
+    else if (k === 'output') o.output = str(k, v);
+    else if (k === 'format') {
+      const f = str(k, v);
+      if (!(FORMATS as readonly string[]).includes(f))
+        throw usageError(`${what}: "format" ${f} is not one bench writes (${FORMATS.join(', ')})`);
+      o.format = f as BenchOptions['format'];
+    } else if (k === 'insecure' && v !== true)
+      throw usageError(`${what}: "insecure" must be true: bench speaks plaintext HTTP/2 only`);
+  }
+  return out;
+}
+
+/**
+ * Options and host of a run with --config: what the command line gave wins (as a -d wins over
+ * the file's data-file too), the file fills the rest, and the defaults what neither gives.
+ */
+export function withGhzConfig(
+  o: BenchOptions,
+  host: string | undefined,
+  cfg: GhzConfig,
+  fromCommandLine: (option: keyof BenchOptions) => boolean,
+): { options: BenchOptions; host: string | undefined } {
+  const options: BenchOptions = { ...o };
+  const groups: (keyof BenchOptions)[][] = [
+    ['data', 'dataFile'],
+    ['metadata', 'metadataFile'],
+  ];
+  for (const [k, v] of Object.entries(cfg.options) as [keyof BenchOptions, unknown][]) {
+    const group = groups.find((g) => g.includes(k)) ?? [k];
+    if (!group.some(fromCommandLine)) Object.assign(options, { [k]: v });
+  }
+  return { options, host: host ?? cfg.host };
+}
+
 function summary(r: GhzReport, call: string, target: string): string {
   const ms = (n: number): string => `${(n / 1e6).toFixed(2)} ms`;
   const lines = [
@@ -254,6 +363,7 @@ export async function echoBaseline(
 }
 
 async function bench(ctx: CliContext, host: string | undefined, o: BenchOptions): Promise<void> {
+  if (o.call === undefined) throw usageError('--call <method> is required (or "call" in the --config file)');
   if (o.total < 1 && o.duration === 0) throw usageError('-n must be at least 1 (or give -z)');
   const method = findMethod(o.call);
   const target = host ?? ctx.opts.grabAddr;
@@ -296,15 +406,22 @@ async function bench(ctx: CliContext, host: string | undefined, o: BenchOptions)
 }
 
 export function benchCommand(): Command {
+  const cmd = new Command('bench');
+  const run = (ctx: CliContext, host: string | undefined, o: BenchOptions): Promise<void> => {
+    if (o.config === undefined) return bench(ctx, host, o);
+    const merged = withGhzConfig(o, host, readGhzConfig(o.config), (k) => cmd.getOptionValueSource(k) === 'cli');
+    return bench(ctx, merged.host, merged.options);
+  };
   return examples(
-    new Command('bench')
-      .argument('[host]', 'host:port of the server (default: --grab-addr)')
+    cmd
+      .argument('[host]', 'host:port of the server (default: the --config host, else --grab-addr)')
       .description(
         "a gRPC load generator with ghz's flags and JSON report, for hosts without ghz; --baseline shows its own ceiling",
       )
-      .requiredOption(
-        '--call <method>',
-        'fully qualified method, e.g. redpacket.v1.GrabService.Grab (or bench.Echo.Echo)',
+      .option('--call <method>', 'fully qualified method, e.g. redpacket.v1.GrabService.Grab (or bench.Echo.Echo)')
+      .option(
+        '--config <path>',
+        'a ghz JSON config (ghz --config): its keys fill what the command line leaves out (see bench/README.md)',
       )
       .option('-c, --concurrency <n>', 'requests in flight', asInt('-c', 1, 100_000), 50)
       .option('-n, --total <n>', 'number of requests', asInt('-n', 0, 5_000_000), 200)
@@ -327,9 +444,7 @@ export function benchCommand(): Command {
       )
       .option('--user-prefix <prefix>', 'user ids of --token-per-user are prefix0..prefix{n-1}')
       .option('--admin', 'send one admin token signed with JWT_SECRET')
-      .addOption(
-        new Option('-O, --format <format>', 'output format').choices(['summary', 'json', 'pretty']).default('summary'),
-      )
+      .addOption(new Option('-O, --format <format>', 'output format').choices(FORMATS).default('summary'))
       .option('-o, --output <path>', 'write the report to a file')
       .option('--baseline', "also run the same load against loadgen's echo server and print the ratio")
       .option('--prepared <n>', 'distinct requests rendered for -z (cycled)', asInt('--prepared', 1, 1_000_000), 10_000)
@@ -346,12 +461,13 @@ The report is ghz's (-O json): count, total, average, fastest, slowest (ns), rps
 latencyDistribution, histogram, statusCodeDistribution, errorDistribution; --baseline adds
 "baseline": the same requests against loadgen's bare grpc-js echo server, started for the run.`,
       )
-      .action(action(bench)),
+      .action(action(run)),
     [
       'redpacket bench --call redpacket.v1.GrabService.Grab -n 20000 -c 200 --connections 4 --token-per-user 20000 \\\n      -d \'{"campaign_id":"Xy3kQ9","request_id":"r{{.RequestNumber}}"}\' --baseline',
       'redpacket bench --call redpacket.v1.GrabService.GetCampaign -z 10s -c 100 --admin -d \'{"campaign_id":"Xy3kQ9"}\' -O json',
       'redpacket bench --call redpacket.v1.GrabService.Grab -n 1000 -m \'{"authorization":"Bearer {{.Token}}","x-request":"{{randomString 8}}"}\' \\\n      --token-per-user 100 -d \'{"campaign_id":"Xy3kQ9"}\'',
       'redpacket bench 127.0.0.1:17301 --call bench.Echo.Echo -n 5000 -d hello',
+      "redpacket bench 127.0.0.1:50051 --config ghz-grab.json -n 2000   # ghz's config; the flags win",
     ],
   );
 }

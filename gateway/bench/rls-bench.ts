@@ -19,11 +19,11 @@ import { deleteKeys } from '@redpacket/lib/testing';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { parse, stringify } from 'yaml';
-import { parseConfig, type RateLimitConfig } from '../config.js';
-import { Limiter } from '../limiter.js';
-import { loadRateLimitService } from '../rls-proto.js';
-import { registerScripts } from '../scripts.js';
-import { createGatewayServer, type RateLimitRequest } from '../server.js';
+import { parseConfig, type RateLimitConfig } from '@redpacket/gateway/config';
+import { Limiter } from '@redpacket/gateway/limiter';
+import { loadRateLimitService } from '@redpacket/gateway/rls-proto';
+import { registerScripts } from '@redpacket/gateway/scripts';
+import { createGatewayServer, type RateLimitRequest } from '@redpacket/gateway/server';
 
 const REQUESTS = Number(process.env['BENCH_REQUESTS'] ?? 60_000);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { credentials } from '@grpc/grpc-js';
 import { signToken } from '@redpacket/lib';
-import { bearer, call, startRedisCluster } from '@redpacket/lib/testing';
+import { bearer, startRedisCluster } from '@redpacket/lib/testing';
 import {
   grpcFrame,
   loadAverageLine,
@@ -16,9 +16,10 @@ import {
   type LoadReport,
   type PreparedRequest,
 } from '@redpacket/loadgen';
-import { AdminServiceClient, GrabRequest, Outcome, Split } from '@redpacket/proto';
+import { AdminServiceClient, GrabRequest, Outcome } from '@redpacket/proto';
 import Table from 'cli-table3';
-import { GRAB_NODE_FLAGS } from '../node-flags.js';
+import { GRAB_NODE_FLAGS } from '@redpacket/grab-svc/node-flags';
+import { benchDurability, createBenchCampaign } from './bench-campaign.js';
 
 const N = Number(process.env['BENCH_REQUESTS'] ?? 20_000);
 const C = Number(process.env['BENCH_CONCURRENCY'] ?? 200);
@@ -54,6 +55,8 @@ async function measure(nodes: string, workers: number, scenarios: Scenario[], to
       JWT_SECRET: SECRET,
       WORKERS: String(workers),
       LOG_LEVEL: 'warn',
+      // the cluster keeps no AOF
+      REDIS_DURABILITY: benchDurability(process.env),
       // grabs only: no relay publishing the wins to the shared broker, no settle timer
       RELAY_ENABLED: '0',
       SETTLE_EVERY_MS: '0',
@@ -64,27 +67,8 @@ async function measure(nodes: string, workers: number, scenarios: Scenario[], to
   const admin = new AdminServiceClient(`127.0.0.1:${PORT}`, credentials.createInsecure());
   try {
     const adminMd = bearer(await signToken({ secret: SECRET, userId: 'bench-ops', role: 'admin' }));
-    const create = async (subPools: number): Promise<string> => {
-      const c = await call(
-        admin.createCampaign,
-        admin,
-        {
-          name: `scale bench ${run}`,
-          totalCents: BigInt(N) * 100n,
-          packetCount: N,
-          split: Split.RANDOM,
-          batches: 1,
-          batchIntervalMs: 0n,
-          startsAt: undefined,
-          expiresAt: new Date(Date.now() + 3600_000),
-          ownerId: 'bench-ops',
-          eligibility: undefined,
-          subPools,
-        },
-        adminMd,
-      );
-      return c.campaignId;
-    };
+    const create = async (subPools: number): Promise<string> =>
+      (await createBenchCampaign(admin, adminMd, { name: `scale bench ${run}`, packetCount: N, subPools })).id;
     // With LOG_LEVEL=warn there is no "listening" line: wait until the admin API answers.
     const deadline = Date.now() + 30_000;
     let first = '';

@@ -7,7 +7,7 @@
 import { createRedis } from '@redpacket/lib';
 import { pollUntil, startRedisCluster } from '@redpacket/lib/testing';
 import { z } from 'zod';
-import { registerScripts, takeTokens } from '../scripts.js';
+import { registerScripts, takeTokens } from '@redpacket/gateway/scripts';
 
 const env = z.object({ BENCH_ROUNDS: z.coerce.number().int().min(1).max(20).default(3) }).parse(process.env);
 const KEY = 'rl:{redpacket}:failover-probe';

@@ -17,12 +17,12 @@ import { freePort } from '@redpacket/loadgen';
 import { Outcome, Split } from '@redpacket/proto';
 import { Cluster } from 'ioredis';
 import { z } from 'zod';
-import { validateCreate, writeCampaign } from '../campaigns.js';
-import { Durability, type DurabilityPolicy } from '../durability.js';
-import { everyoneEligible } from '../eligibility-mirror.js';
-import { grab } from '../grab.js';
-import { ReplicaAck } from '../replica-ack.js';
-import { registerScripts } from '../scripts.js';
+import { validateCreate, writeCampaign } from '@redpacket/grab-svc/campaigns';
+import { Durability, type DurabilityPolicy } from '@redpacket/grab-svc/durability';
+import { everyoneEligible } from '@redpacket/grab-svc/eligibility-mirror';
+import { grab } from '@redpacket/grab-svc/grab';
+import { ReplicaAck } from '@redpacket/grab-svc/replica-ack';
+import { registerScripts } from '@redpacket/grab-svc/scripts';
 
 const env = z
   .object({

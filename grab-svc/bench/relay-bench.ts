@@ -17,10 +17,10 @@ import {
   WIN_CONTENT_TYPE,
 } from '@redpacket/wins';
 import { z } from 'zod';
-import { validateCreate, writeCampaign, type CampaignMeta } from '../campaigns.js';
-import { OutboxRelay } from '../relay/outbox-relay.js';
-import { ELIGIBLE } from '../eligibility-mirror.js';
-import { grabScript, registerScripts } from '../scripts.js';
+import { validateCreate, writeCampaign, type CampaignMeta } from '@redpacket/grab-svc/campaigns';
+import { OutboxRelay } from '@redpacket/grab-svc/relay/outbox-relay';
+import { ELIGIBLE } from '@redpacket/grab-svc/eligibility-mirror';
+import { grabScript, registerScripts } from '@redpacket/grab-svc/scripts';
 
 const env = z
   .object({

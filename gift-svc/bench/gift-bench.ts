@@ -21,7 +21,7 @@ import {
   type WinEvent,
 } from '@redpacket/wins';
 import { z } from 'zod';
-import { GiftConsumer } from '../consumer.js';
+import { GiftConsumer } from '@redpacket/gift-svc/consumer';
 
 const env = z
   .object({
