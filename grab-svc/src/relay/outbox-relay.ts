@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
-import { dependencyTimer, keys, type Logger, type RedisClient } from '@redpacket/lib';
+import { dependencyTimer, keys, withTimeout, type Logger, type RedisClient } from '@redpacket/lib';
 import {
   encodeWin,
   openConfirmChannel,
@@ -487,12 +487,4 @@ function observePublished(wins: WinEvent[]): void {
     relayLag.observe(lag);
   }
   relayLastLag.set(lag);
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} not received within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
