@@ -4,9 +4,9 @@
  * e.g. the first admin's, which no RPC can issue before an admin account exists.
  */
 import { parseArgs } from 'node:util';
-import { jwksFromSecret, signToken, USER_ID_PATTERN } from '@redpacket/lib';
+import { DEFAULT_JWT_SECRET, jwksFromSecret, signToken, USER_ID_PATTERN } from '@redpacket/lib';
 
-const secret = process.env['JWT_SECRET'] ?? 'dev-secret-change-me-0123456789';
+const secret = process.env['JWT_SECRET'] ?? DEFAULT_JWT_SECRET;
 const [command, ...rest] = process.argv.slice(2);
 
 if (command === 'jwks') {

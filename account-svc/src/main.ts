@@ -1,30 +1,30 @@
 /** account-svc entry point: reads the environment, migrates, resyncs the mirror, serves. */
 import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
 import {
+  BaseEnv,
   createLogger,
   createRedis,
+  grpcPort,
+  jwtSecret,
   onShutdownSignal,
   parseEnv,
+  PortNumber,
   startServer,
   TokenVerifier,
   serveMetrics,
+  urlVar,
 } from '@redpacket/lib';
 import { z } from 'zod';
 import { keepMirrorInSync } from './eligibility-mirror.js';
 import { startJwksServer, JWKS_PATH } from './jwks-http.js';
 import { createAccountServer } from './server.js';
 
-const Env = z.object({
-  GRPC_PORT: z.coerce.number().int().min(0).max(65535).default(50052),
-  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
-  REDIS_CLUSTER_NODES: z.string().optional(),
-  MYSQL_URL: z.string().url().default(DEFAULT_MYSQL_URL),
-  JWT_SECRET: z.string().min(16).default('dev-secret-change-me-0123456789'),
-  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
-  /** Prometheus text at http://0.0.0.0:METRICS_PORT/metrics; 0 (the default) = off. */
-  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+const Env = BaseEnv.extend({
+  GRPC_PORT: grpcPort(50052),
+  MYSQL_URL: urlVar(DEFAULT_MYSQL_URL),
+  JWT_SECRET: jwtSecret(),
   /** Where Envoy fetches the JWKS; "off" serves none. It holds the secret: keep it internal. */
-  JWKS_PORT: z.union([z.literal('off'), z.coerce.number().int().min(0).max(65535)]).default(50062),
+  JWKS_PORT: z.union([z.literal('off'), PortNumber]).default(50062),
   JWKS_HOST: z.string().default('127.0.0.1'),
   TOKEN_TTL_SECONDS: z.coerce.number().int().min(1).default(3600),
   TOKEN_MAX_TTL_SECONDS: z.coerce.number().int().min(1).default(86_400),

@@ -5,18 +5,20 @@
  * pressing too often gets 429 RATE_LIMITED, a call without a token 401.
  */
 import { credentials, Metadata } from '@grpc/grpc-js';
-import { signToken } from '@redpacket/lib';
+import { jwtSecret, parseEnv, signToken } from '@redpacket/lib';
 import { AdminServiceClient, Split, type Campaign, type CreateCampaignRequest } from '@redpacket/proto';
 import { z } from 'zod';
 
-const env = z
-  .object({
+const env = parseEnv(
+  'edge-smoke',
+  z.object({
     ENVOY_URL: z.string().url().default('http://envoy:8080'),
     GRAB_ADDR: z.string().default('grab-svc:50051'),
-    JWT_SECRET: z.string().min(16).default('dev-secret-change-me-0123456789'),
+    JWT_SECRET: jwtSecret(),
     SMOKE_TIMEOUT_MS: z.coerce.number().int().default(60_000),
-  })
-  .parse(process.env);
+  }),
+  process.env,
+);
 
 const run = Date.now().toString(36);
 const admin = new AdminServiceClient(env.GRAB_ADDR, credentials.createInsecure());

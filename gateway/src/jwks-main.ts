@@ -1,8 +1,8 @@
 /** `node gateway/dist/jwks-main.js [FILE]`: writes the JWKS for JWT_SECRET (to stdout without FILE). */
 import { writeFileSync } from 'node:fs';
-import { jwksFromSecret } from './jwks.js';
+import { DEFAULT_JWT_SECRET, jwksFromSecret } from '@redpacket/lib';
 
-const secret = process.env['JWT_SECRET'] ?? 'dev-secret-change-me-0123456789';
+const secret = process.env['JWT_SECRET'] ?? DEFAULT_JWT_SECRET;
 const text = `${JSON.stringify(jwksFromSecret(secret))}\n`;
 const file = process.argv[2];
 if (file) {

@@ -1,9 +1,13 @@
 /** gateway entry point: reads the environment, loads the rules, serves Envoy's RLS, stops on SIGTERM. */
 import { fileURLToPath } from 'node:url';
 import {
+  BaseEnv,
   createLogger,
   createRedis,
+  grpcPort,
+  metricsPort,
   onShutdownSignal,
+  parseEnv,
   registerRateLimitRules,
   registry,
   serveMetrics,
@@ -21,10 +25,8 @@ import { createGatewayServer } from './server.js';
 const defaultConfig = fileURLToPath(new URL('../config/ratelimit.yaml', import.meta.url));
 const flag = z.enum(['0', '1']).transform((v) => v === '1');
 
-const Env = z.object({
-  GRPC_PORT: z.coerce.number().int().min(0).max(65535).default(50054),
-  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
-  REDIS_CLUSTER_NODES: z.string().optional(),
+const Env = BaseEnv.extend({
+  GRPC_PORT: grpcPort(50054),
   RATELIMIT_CONFIG: z.string().min(1).default(defaultConfig),
   /** 1: a decision Redis cannot answer is allowed (and counted); 0: the call fails UNAVAILABLE. */
   RATELIMIT_FAIL_OPEN: flag.default(true),
@@ -32,21 +34,14 @@ const Env = z.object({
   RATELIMIT_FLAG_CACHE_MS: z.coerce.number().int().min(0).max(5000).default(500),
   /** A Redis reply later than this fails the decision (then fail-open decides). */
   REDIS_TIMEOUT_MS: z.coerce.number().int().min(1).max(10_000).default(100),
-  /** Prometheus text on http://0.0.0.0:METRICS_PORT/metrics; 0 = off. */
-  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+  /** Prometheus text on http://0.0.0.0:METRICS_PORT/metrics (on by default here); 0 = off. */
+  METRICS_PORT: metricsPort(9464),
   REDIS_AUTOPIPELINE: flag.default(true),
-  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   /** Processes sharing the port (node:cluster); 1 serves in this process. Buckets live in Redis. */
   WORKERS: WorkersEnv,
 });
 
-const parsed = Env.safeParse(process.env);
-if (!parsed.success) {
-  for (const issue of parsed.error.issues)
-    console.error(`gateway: bad environment variable ${issue.path.join('.')}: ${issue.message}`);
-  process.exit(2);
-}
-const env = parsed.data;
+const env = parseEnv('gateway', Env, process.env);
 const log = createLogger('gateway', env.LOG_LEVEL);
 const config = loadConfig(env.RATELIMIT_CONFIG);
 // The primary of WORKERS > 1 only supervises (and serves the summed metrics of lib's registry):

@@ -1,9 +1,8 @@
 /** The JWKS handed to Envoy's jwt_authn verifies exactly the tokens the mesh signs. */
-import { signToken } from '@redpacket/lib';
+import { jwksFromSecret, signToken } from '@redpacket/lib';
 import { TEST_JWT_SECRET } from '@redpacket/lib/testing';
 import { importJWK, jwtVerify } from 'jose';
 import { describe, expect, test } from 'vitest';
-import { jwksFromSecret } from '../src/jwks.js';
 
 describe('jwksFromSecret', () => {
   test('verifies a token signed with the secret, and refuses one signed with another', async () => {
@@ -16,5 +15,10 @@ describe('jwksFromSecret', () => {
     expect(payload.sub).toBe('jwks-user');
     const forged = await signToken({ secret: `${TEST_JWT_SECRET}-other`, userId: 'jwks-user' });
     await expect(jwtVerify(forged, keySet, { algorithms: ['HS256'] })).rejects.toThrow(/signature/);
+  });
+
+  test('refuses a secret too short to sign with', () => {
+    expect(() => jwksFromSecret('fifteen-chars!!')).toThrow(/at least 16 characters/);
+    expect(jwksFromSecret('sixteen-chars!!!').keys[0]?.k).toBe(Buffer.from('sixteen-chars!!!').toString('base64url'));
   });
 });

@@ -11,9 +11,8 @@ import { TokenBucket } from 'limiter';
 import { dependencyTimer, type Logger } from '@redpacket/lib';
 import type { Pool } from '@redpacket/db';
 import {
-  assertTopology,
-  connectAmqp,
   decodeWin,
+  openConfirmChannel,
   peekIds,
   traceForLog,
   withReconnect,
@@ -231,13 +230,14 @@ export class GiftConsumer implements BacklogSource {
   }
 
   private async open(): Promise<void> {
-    const conn = await connectAmqp(this.o.amqpUrl, this.o.connectionName);
+    const { conn, ch } = await openConfirmChannel({
+      url: this.o.amqpUrl,
+      connectionName: this.o.connectionName,
+      topology: this.o.topology,
+      log: this.o.log,
+      attach: (_conn, ch) => ch.on('close', () => this.onChannelClosed(ch)),
+    });
     try {
-      conn.on('error', (err: Error) => this.o.log.warn({ err: err.message }, 'amqp connection error'));
-      const ch = await conn.createConfirmChannel();
-      ch.on('error', (err: Error) => this.o.log.warn({ err: err.message }, 'amqp channel error'));
-      ch.on('close', () => this.onChannelClosed(ch));
-      await assertTopology(ch, this.o.topology);
       await ch.prefetch(this.o.prefetch);
       this.conn = conn;
       this.ch = ch;

@@ -1,15 +1,21 @@
 /** gift-svc entry point: migrates, consumes wins into MySQL, serves GiftService, stops on SIGTERM. */
 import { hostname } from 'node:os';
 import {
+  BaseEnv,
   createLogger,
   createRedis,
+  grpcPort,
+  jwtSecret,
   onShutdownSignal,
+  parseEnv,
   startServer,
   superviseWorkers,
   Switches,
   WorkersEnv,
   TokenVerifier,
   serveMetrics,
+  topologySuffix,
+  urlVar,
 } from '@redpacket/lib';
 import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
 import { DEFAULT_AMQP_URL, DEFAULT_TOPOLOGY, topologyWithSuffix } from '@redpacket/wins';
@@ -17,16 +23,11 @@ import { z } from 'zod';
 import { GiftConsumer } from './consumer.js';
 import { createGiftServer } from './server.js';
 
-const Env = z.object({
-  GRPC_PORT: z.coerce.number().int().min(0).max(65535).default(50053),
-  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
-  REDIS_CLUSTER_NODES: z.string().optional(),
-  MYSQL_URL: z.string().url().default(DEFAULT_MYSQL_URL),
-  AMQP_URL: z.string().url().default(DEFAULT_AMQP_URL),
-  JWT_SECRET: z.string().min(16).default('dev-secret-change-me-0123456789'),
-  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
-  /** Prometheus text at http://0.0.0.0:METRICS_PORT/metrics; 0 (the default) = off. */
-  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+const Env = BaseEnv.extend({
+  GRPC_PORT: grpcPort(50053),
+  MYSQL_URL: urlVar(DEFAULT_MYSQL_URL),
+  AMQP_URL: urlVar(DEFAULT_AMQP_URL),
+  JWT_SECRET: jwtSecret(),
   /** Wins credited per second by this instance (all its workers together); 0 = unlimited. */
   GIFT_RATE: z.coerce.number().min(0).default(0),
   GIFT_BATCH: z.coerce.number().int().min(1).max(5000).default(500),
@@ -34,23 +35,13 @@ const Env = z.object({
   GIFT_WRITERS: z.coerce.number().int().min(1).max(64).default(4),
   GIFT_MAX_ATTEMPTS: z.coerce.number().int().min(1).default(5),
   MYSQL_POOL: z.coerce.number().int().min(1).default(10),
-  /** Suffix of the exchange and queue names (tests run side by side); empty = the defaults. */
-  WINS_TOPOLOGY_SUFFIX: z
-    .string()
-    .regex(/^[A-Za-z0-9_.-]*$/)
-    .default(''),
+  WINS_TOPOLOGY_SUFFIX: topologySuffix(),
   AMQP_CONNECTION_NAME: z.string().default(`gift-svc@${hostname()}/${process.pid}`),
   /** Processes (node:cluster) sharing the port, each a consumer on the same queue. */
   WORKERS: WorkersEnv,
 });
 
-const parsed = Env.safeParse(process.env);
-if (!parsed.success) {
-  for (const issue of parsed.error.issues)
-    console.error(`gift-svc: bad environment variable ${issue.path.join('.')}: ${issue.message}`);
-  process.exit(2);
-}
-const env = parsed.data;
+const env = parseEnv('gift-svc', Env, process.env);
 const log = createLogger('gift-svc', env.LOG_LEVEL);
 // The primary of WORKERS > 1 only supervises (and serves the summed metrics): it never gets past
 // this line.

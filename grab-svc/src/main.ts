@@ -1,14 +1,19 @@
 /** grab-svc entry point: reads the environment, connects, serves, and shuts down on SIGTERM. */
 import {
+  BaseEnv,
   createLogger,
   createRedis,
+  grpcPort,
+  jwtSecret,
   onShutdownSignal,
+  parseEnv,
   startServer,
   superviseWorkers,
   Switches,
   WorkersEnv,
   TokenVerifier,
   serveMetrics,
+  urlVar,
   type RedisClient,
 } from '@redpacket/lib';
 import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
@@ -24,20 +29,16 @@ import { winsQueueDepth } from './restore.js';
 import { createGrabServer } from './server.js';
 import { startSettleTimer } from './settle-timer.js';
 
-const Env = RelayEnv.extend({
-  GRPC_PORT: z.coerce.number().int().min(0).max(65535).default(50051),
-  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
-  REDIS_CLUSTER_NODES: z.string().optional(),
-  JWT_SECRET: z.string().min(16).default('dev-secret-change-me-0123456789'),
-  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
-  /** Prometheus text at http://0.0.0.0:METRICS_PORT/metrics; 0 (the default) = off. */
-  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+const Env = BaseEnv.extend({
+  ...RelayEnv.shape,
+  GRPC_PORT: grpcPort(50051),
+  JWT_SECRET: jwtSecret(),
   REDIS_AUTOPIPELINE: z.enum(['0', '1']).default('1'),
   /** Full reload of the blocklist copy; changes arrive by pub/sub in between. */
   ELIGIBILITY_RESYNC_MS: z.coerce.number().int().min(0).default(60_000),
   /** Processes sharing the port (node:cluster); 1 serves in this process. */
   WORKERS: WorkersEnv,
-  MYSQL_URL: z.string().url().default(DEFAULT_MYSQL_URL),
+  MYSQL_URL: urlVar(DEFAULT_MYSQL_URL),
   /** How often ended campaigns are settled automatically; 0 = never. */
   SETTLE_EVERY_MS: z.coerce.number().int().min(0).default(10_000),
   /** Replicas that must have a win before it is answered (Redis WAIT); 0 = off (docs/scale.md). */
@@ -70,13 +71,7 @@ const Env = RelayEnv.extend({
       });
   });
 
-const parsed = Env.safeParse(process.env);
-if (!parsed.success) {
-  for (const issue of parsed.error.issues)
-    console.error(`grab-svc: bad environment variable ${issue.path.join('.')}: ${issue.message}`);
-  process.exit(2);
-}
-const env = parsed.data;
+const env = parseEnv('grab-svc', Env, process.env);
 const log = createLogger('grab-svc', env.LOG_LEVEL);
 // The primary of WORKERS > 1 only supervises (and serves the summed metrics): it never gets past
 // this line.

@@ -14,7 +14,7 @@
  * next, which covers them all, so the cost is a replication round trip of latency, not a WAIT a
  * grab.
  */
-import { dependencyTimer, keys, type Logger, type RedisClient } from '@redpacket/lib';
+import { dependencyTimer, keys, withTimeout, type Logger, type RedisClient } from '@redpacket/lib';
 import { Cluster } from 'ioredis';
 import { replicaWaits } from './metrics.js';
 
@@ -106,14 +106,7 @@ export class ReplicaAck {
           .exec();
         // WAIT answers by timeoutMs; a master that does not answer at all (stopped, or the
         // connection lost and its commands queued) must not hold the callers: they are told.
-        const deadlineMs = this.o.timeoutMs + ANSWER_GRACE_MS;
-        let giveUp: NodeJS.Timeout | undefined;
-        const res = await Promise.race([
-          sent,
-          new Promise<never>((_, reject) => {
-            giveUp = setTimeout(() => reject(new Error(`no answer to WAIT within ${deadlineMs} ms`)), deadlineMs);
-          }),
-        ]).finally(() => clearTimeout(giveUp));
+        const res = await withTimeout(sent, this.o.timeoutMs + ANSWER_GRACE_MS, 'answer to WAIT');
         const [setErr] = res?.[0] ?? [];
         const [waitErr, acked] = res?.[1] ?? [];
         if (setErr && /^(MOVED|ASK|CLUSTERDOWN)\b/.test(setErr.message) && this.o.redis instanceof Cluster) {

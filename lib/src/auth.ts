@@ -3,6 +3,7 @@ import type { Metadata } from '@grpc/grpc-js';
 import { createVerifier, TokenError } from 'fast-jwt';
 import { SignJWT } from 'jose';
 import { LRUCache } from 'lru-cache';
+import { JWT_SECRET_MIN_LENGTH } from './config.js';
 import { permissionDenied, unauthenticated } from './errors.js';
 
 export type Role = 'user' | 'admin';
@@ -148,5 +149,7 @@ export interface Jwks {
  * is the base64url of JWT_SECRET. It IS the secret: serve it only on an internal port.
  */
 export function jwksFromSecret(secret: string): Jwks {
+  if (secret.length < JWT_SECRET_MIN_LENGTH)
+    throw new Error(`JWT secret must be at least ${JWT_SECRET_MIN_LENGTH} characters`);
   return { keys: [{ kty: 'oct', alg: 'HS256', use: 'sig', k: Buffer.from(secret, 'utf8').toString('base64url') }] };
 }

@@ -1,5 +1,54 @@
-/** Environment parsing for the services' main.ts: a zod schema in, typed values out, or exit 2. */
-import type { z } from 'zod';
+/**
+ * Environment parsing for the services' main.ts: one base schema every main extends, the field
+ * builders and named defaults the mains share, and parseEnv (typed values out, or exit 2).
+ */
+import { z } from 'zod';
+
+/** The local Redis: every service's default, for development. */
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+/** pino's levels, "silent" included. */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export const DEFAULT_LOG_LEVEL = 'info';
+
+/** No metrics listener unless asked for (a gateway asks by default). */
+export const DEFAULT_METRICS_PORT = 0;
+
+/** The development secret the services, the CLIs and the demo share; never for production. */
+export const DEFAULT_JWT_SECRET = 'dev-secret-change-me-0123456789';
+/** HS256 with a shorter secret is guessable; also what jwksFromSecret refuses. */
+export const JWT_SECRET_MIN_LENGTH = 16;
+
+/** A TCP port number, 0 = any free port. */
+export const PortNumber = z.coerce.number().int().min(0).max(65535);
+
+/** GRPC_PORT, each service with its own default. */
+export const grpcPort = (defaultPort: number) => PortNumber.default(defaultPort);
+
+/** METRICS_PORT: Prometheus text at http://0.0.0.0:METRICS_PORT/metrics; 0 = off. */
+export const metricsPort = (defaultPort: number = DEFAULT_METRICS_PORT) => PortNumber.default(defaultPort);
+
+/** A URL variable (MYSQL_URL, AMQP_URL) whose default lives with the package that owns it. */
+export const urlVar = (defaultUrl: string) => z.string().url().default(defaultUrl);
+
+/** JWT_SECRET: the HS256 secret tokens are signed and verified with. */
+export const jwtSecret = () => z.string().min(JWT_SECRET_MIN_LENGTH).default(DEFAULT_JWT_SECRET);
+
+/** What a name suffix (WINS_TOPOLOGY_SUFFIX) may hold: it goes into RabbitMQ names. */
+export const NAME_SUFFIX_PATTERN = /^[A-Za-z0-9_.-]*$/;
+
+/** WINS_TOPOLOGY_SUFFIX: suffix of the exchange and queue names (tests run side by side); empty = the defaults. */
+export const topologySuffix = () =>
+  z.string().regex(NAME_SUFFIX_PATTERN, 'letters, digits, "_", "." and "-" only').default('');
+
+/** What every service's main reads: its Redis, its log level, its metrics port. */
+export const BaseEnv = z.object({
+  REDIS_URL: urlVar(DEFAULT_REDIS_URL),
+  /** "host:port,host:port" of a Redis Cluster: when set, used instead of REDIS_URL. */
+  REDIS_CLUSTER_NODES: z.string().optional(),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default(DEFAULT_LOG_LEVEL),
+  METRICS_PORT: metricsPort(),
+});
 
 /** Parses `env` with `schema`; on a bad value prints every problem and exits with status 2. */
 export function parseEnv<S extends z.ZodType>(service: string, schema: S, env: NodeJS.ProcessEnv): z.infer<S> {

@@ -19,6 +19,7 @@ import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { toGrpcError } from './errors.js';
 import { rpcSeconds, rpcTotal } from './metrics.js';
+import { withTimeout } from './poll.js';
 import { REQUEST_ID_HEADER, requestIdOf } from './request-id.js';
 
 /** A unary handler as plain async code: return the response or throw. */
@@ -183,23 +184,6 @@ export interface RunningServer {
   shutdown(deadlineMs?: number): Promise<void>;
 }
 
-/** Resolves false when `p` has not settled within `ms`. */
-function withTimeout(p: Promise<boolean>, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve(false), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      () => {
-        clearTimeout(t);
-        resolve(false);
-      },
-    );
-  });
-}
-
 let reflectionPackage: ReturnType<typeof loadFileDescriptorSetFromBuffer> | undefined;
 
 /** Binds the services plus grpc.health.v1 and server reflection on host:port (port 0 = any). */
@@ -239,7 +223,8 @@ export async function startServer(opts: {
   let serving: ServingStatus = 'SERVING';
   const probe = async (): Promise<void> => {
     if (!opts.ready) return;
-    const ok = await withTimeout(opts.ready(), opts.readyEveryMs ?? 1000).catch(() => false);
+    // A check that fails, or does not answer before the next one is due, counts as not ready.
+    const ok = await withTimeout(opts.ready(), opts.readyEveryMs ?? 1000, 'readiness').catch(() => false);
     const next: ServingStatus = ok ? 'SERVING' : 'NOT_SERVING';
     if (draining || next === serving) return;
     serving = next;

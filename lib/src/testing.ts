@@ -2,9 +2,10 @@
 import type { ChildProcess } from 'node:child_process';
 import { Metadata, type CallOptions, type ClientUnaryCall, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { Cluster, Redis } from 'ioredis';
+import { DEFAULT_REDIS_URL } from './config.js';
 import { registry } from './metrics.js';
 
-export const TEST_REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+export const TEST_REDIS_URL = process.env['REDIS_URL'] ?? DEFAULT_REDIS_URL;
 export const TEST_MYSQL_URL = process.env['MYSQL_URL'] ?? 'mysql://root@127.0.0.1:3306/redpacket';
 export const TEST_AMQP_URL = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
 export const TEST_JWT_SECRET = 'test-secret-0123456789abcdef';

@@ -3,18 +3,17 @@
  * WINS_TOPOLOGY_SUFFIX) from classic to quorum queues, only while they are empty and unused.
  * Exit code 0 when both are quorum queues now, 1 when one was refused, 2 on bad input.
  */
+import { parseEnv, topologySuffix, urlVar } from '@redpacket/lib';
+import { z } from 'zod';
 import { connectAmqp, DEFAULT_AMQP_URL, DEFAULT_TOPOLOGY, migrateToQuorum, topologyWithSuffix } from './index.js';
 
-const url = process.env['AMQP_URL'] || DEFAULT_AMQP_URL;
-const suffix = process.env['WINS_TOPOLOGY_SUFFIX'] ?? '';
-if (!/^[A-Za-z0-9_.-]*$/.test(suffix)) {
-  console.error(
-    'migrate-queues: bad environment variable WINS_TOPOLOGY_SUFFIX: letters, digits, "_", "." and "-" only',
-  );
-  process.exit(2);
-}
-const topology = suffix ? topologyWithSuffix(suffix) : DEFAULT_TOPOLOGY;
-const conn = await connectAmqp(url, 'redpacket-migrate-queues');
+const env = parseEnv(
+  'migrate-queues',
+  z.object({ AMQP_URL: urlVar(DEFAULT_AMQP_URL), WINS_TOPOLOGY_SUFFIX: topologySuffix() }),
+  process.env,
+);
+const topology = env.WINS_TOPOLOGY_SUFFIX ? topologyWithSuffix(env.WINS_TOPOLOGY_SUFFIX) : DEFAULT_TOPOLOGY;
+const conn = await connectAmqp(env.AMQP_URL, 'redpacket-migrate-queues');
 try {
   const results = await migrateToQuorum(conn, topology);
   const refused = results.some((r) => r.state === 'refused');

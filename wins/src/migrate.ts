@@ -4,7 +4,7 @@
  * it empty and without consumers, then declared again as a quorum queue.
  */
 import type { Channel, ChannelModel } from 'amqplib';
-import { assertTopology, QUORUM, winsQueueArguments, type Topology } from './index.js';
+import { assertTopology, QUORUM, winsQueueArguments, type Topology } from './topology.js';
 
 export type QueueMigration =
   /** Not there yet: assertTopology creates it as a quorum queue. */

@@ -9,11 +9,10 @@ import { once } from 'node:events';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
-import { dependencyTimer, keys, type Logger, type RedisClient } from '@redpacket/lib';
+import { dependencyTimer, keys, withTimeout, type Logger, type RedisClient } from '@redpacket/lib';
 import {
-  assertTopology,
-  connectAmqp,
   encodeWin,
+  openConfirmChannel,
   TRACE_HEADER,
   WIN_CONTENT_TYPE,
   withReconnect,
@@ -421,31 +420,29 @@ export class OutboxRelay {
     if (this.ch) return this.ch;
     const ch = await withReconnect(
       async () => {
-        const conn = await connectAmqp(this.o.amqpUrl, this.o.connectionName);
-        try {
-          conn.on('error', (err: Error) => this.o.log.warn({ err: err.message }, 'amqp connection error'));
-          conn.on('close', () => {
-            if (this.conn === conn) {
-              this.conn = undefined;
-              this.ch = undefined;
-            }
-          });
-          const c = await conn.createConfirmChannel();
-          // A returned (unroutable) message is still confirmed: remember it, keep its entry.
-          c.on('return', (msg: { properties: { messageId?: string } }) => {
-            if (msg.properties.messageId) this.returned.add(msg.properties.messageId);
-          });
-          c.on('error', (err: Error) => this.o.log.warn({ err: err.message }, 'amqp channel error'));
-          c.on('close', () => {
-            if (this.ch === c) this.ch = undefined;
-          });
-          await assertTopology(c, this.o.topology);
-          this.conn = conn;
-          return c;
-        } catch (err) {
-          await conn.close().catch(() => undefined);
-          throw err;
-        }
+        const { conn, ch: c } = await openConfirmChannel({
+          url: this.o.amqpUrl,
+          connectionName: this.o.connectionName,
+          topology: this.o.topology,
+          log: this.o.log,
+          attach: (conn, c) => {
+            conn.on('close', () => {
+              if (this.conn === conn) {
+                this.conn = undefined;
+                this.ch = undefined;
+              }
+            });
+            // A returned (unroutable) message is still confirmed: remember it, keep its entry.
+            c.on('return', (msg: { properties: { messageId?: string } }) => {
+              if (msg.properties.messageId) this.returned.add(msg.properties.messageId);
+            });
+            c.on('close', () => {
+              if (this.ch === c) this.ch = undefined;
+            });
+          },
+        });
+        this.conn = conn;
+        return c;
       },
       { log: this.o.log, maxDelayMs: this.o.maxBackoffMs, running: () => this.running },
     );
@@ -474,12 +471,4 @@ function observePublished(wins: WinEvent[]): void {
     relayLag.observe(lag);
   }
   relayLastLag.set(lag);
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} not received within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
 }
