@@ -18,7 +18,7 @@ import { descriptorSetPath } from '@redpacket/proto';
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { toGrpcError } from './errors.js';
-import { rpcSeconds, rpcTotal } from './metrics.js';
+import { healthServing, rpcSeconds, rpcTotal } from './metrics.js';
 import { withTimeout } from './poll.js';
 import { REQUEST_ID_HEADER, requestIdOf } from './request-id.js';
 
@@ -218,7 +218,10 @@ export async function startServer(opts: {
       err ? reject(err) : resolve(p),
     ),
   );
-  const setServing = (st: ServingStatus): void => names.forEach((n) => health.setStatus(n, st));
+  const setServing = (st: ServingStatus): void => {
+    names.forEach((n) => health.setStatus(n, st));
+    healthServing.set(st === 'SERVING' ? 1 : 0);
+  };
   let draining = false;
   let serving: ServingStatus = 'SERVING';
   const probe = async (): Promise<void> => {

@@ -4,7 +4,7 @@
  * call to a dependency (Redis, MySQL, RabbitMQ), and HotCounter for counters on hot paths.
  */
 import { createServer, type Server } from 'node:http';
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { ServiceError } from './errors.js';
 
 export const registry = new Registry();
@@ -22,6 +22,15 @@ export const rpcSeconds = new Histogram({
   help: 'gRPC call latency in the handler, by method',
   labelNames: ['method'] as const,
   buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  registers: [registry],
+});
+
+/** 1 while the process's gRPC health is SERVING, 0 while NOT_SERVING (a dependency away, draining). */
+export const healthServing = new Gauge({
+  name: 'redpacket_health_serving',
+  help: 'gRPC health of this process: 1 SERVING, 0 NOT_SERVING (a dependency does not answer, or draining)',
+  // with WORKERS, the primary reports the least healthy worker
+  aggregator: 'min',
   registers: [registry],
 });
 

@@ -45,6 +45,7 @@ const Duration = z.string().regex(/^(\d+(ms|s|m|h|d|w|y))+$/, 'a Prometheus dura
 const PrometheusConfig = z
   .object({
     global: z.object({ scrape_interval: Duration, scrape_timeout: Duration, evaluation_interval: Duration }).strict(),
+    rule_files: z.array(z.string().regex(/^[\w.-]+\.yml$/)).optional(),
     scrape_configs: z
       .array(
         z
@@ -73,6 +74,37 @@ const PrometheusConfig = z
       .min(1),
   })
   .strict();
+
+/** Alerting rules, the fields they use, strictly (what promtool check rules would refuse). */
+const AlertRules = z
+  .object({
+    groups: z
+      .array(
+        z
+          .object({
+            name: z.string().min(1),
+            rules: z
+              .array(
+                z
+                  .object({
+                    alert: z.string().regex(/^[A-Za-z][A-Za-z0-9]*$/),
+                    expr: z.string().min(1),
+                    for: Duration.optional(),
+                    labels: z.object({ severity: z.enum(['page', 'ticket']) }).strict(),
+                    annotations: z.object({ summary: z.string().min(1), description: z.string().min(1) }).strict(),
+                  })
+                  .strict(),
+              )
+              .min(1),
+          })
+          .strict(),
+      )
+      .min(1),
+  })
+  .strict();
+const alertRules = (): z.infer<typeof AlertRules> => AlertRules.parse(parse(read('ops/prometheus/alerts.yml')));
+/** Metrics the alerts name that no service of ours exposes: Prometheus's own and Envoy's (admin /stats/prometheus). */
+const FOREIGN_METRICS = new Set(['up', 'envoy_http_downstream_rq_xx', 'envoy_http_downstream_rq_total']);
 
 const toMs = (d: string): number =>
   [...d.matchAll(/(\d+)(ms|s|m|h|d|w|y)/g)].reduce(
@@ -197,6 +229,34 @@ describe('ops/prometheus/prometheus.yml', () => {
     delete bad.global['scrape_intervall'];
     bad.global['scrape_interval'] = '5 seconds';
     expect(PrometheusConfig.safeParse(bad).success).toBe(false);
+  });
+});
+
+describe('ops/prometheus/alerts.yml', () => {
+  it('is loaded by prometheus.yml and mounted, uses only known fields, and every expression parses', () => {
+    const cfg = PrometheusConfig.parse(parse(read('ops/prometheus/prometheus.yml')));
+    expect(cfg.rule_files).toEqual(['alerts.yml']);
+    expect(read('docker-compose.yml')).toContain('./ops/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro');
+    const rules = alertRules().groups.flatMap((g) => g.rules);
+    expect(rules.map((r) => r.alert)).toEqual(
+      expect.arrayContaining([
+        'RedpacketDeliveryBacklogGrowing',
+        'RedpacketDeadLetters',
+        'RedpacketOutboxLag',
+        'RedpacketServiceNotServing',
+        'RedpacketEdge5xx',
+      ]),
+    );
+    for (const r of rules) expect(metricNames(r.expr).length, r.alert).toBeGreaterThan(0);
+    // and the checks can fail: a misspelt field, a bad duration, an expression that does not parse
+    const bad = parse(read('ops/prometheus/alerts.yml')) as { groups: { rules: Record<string, unknown>[] }[] };
+    const first = bad.groups[0]!.rules[0]!;
+    first['fro'] = '5m';
+    expect(AlertRules.safeParse(bad).success).toBe(false);
+    delete first['fro'];
+    first['for'] = 'five minutes';
+    expect(AlertRules.safeParse(bad).success).toBe(false);
+    expect(() => metricNames('sum(rate(redpacket_gift_dead_lettered_total[1h])) >')).toThrow(/does not parse/);
   });
 });
 
@@ -426,6 +486,15 @@ describe('the dashboard against the four real services', () => {
         .map((n) => `${where}: ${n}`),
     );
     expect(missing).toEqual([]);
+    // the alerts too, but for Prometheus's and Envoy's own metrics
+    const alertMissing = alertRules()
+      .groups.flatMap((g) => g.rules)
+      .flatMap((r) =>
+        metricNames(r.expr)
+          .filter((n) => !names.has(n) && !FOREIGN_METRICS.has(n))
+          .map((n) => `alert ${r.alert}: ${n}`),
+      );
+    expect(alertMissing).toEqual([]);
     // and the check can fail: a name no service exposes is caught
     expect(names.has('redpacket_grab_outcome_total')).toBe(false);
   });
