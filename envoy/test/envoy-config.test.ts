@@ -6,6 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   createFileRegistry,
   fromBinary,
@@ -372,8 +373,13 @@ describe('envoy.yaml against the mesh', () => {
       'envoy.filters.http.grpc_json_transcoder',
       'envoy.filters.http.router',
     ]);
+    // The admin listener (stats for Prometheus) answers on the compose network, never on the host:
+    // docker-compose.yml publishes the public listener's port only.
     const admin = ((j['admin'] as Json)['address'] as Json)['socket_address'] as Json;
-    expect(admin['address']).toBe('127.0.0.1');
+    expect(admin['port_value']).toBe(9901);
+    const compose = readFileSync(fileURLToPath(new URL('../../docker-compose.yml', import.meta.url)), 'utf8');
+    expect(compose).not.toMatch(/['"]?\d*:?9901['"]?\s*[\],]/);
+    expect(compose).toContain("ports: ['8080:8080']");
   });
 
   test('only idempotent calls are retried on failures after the request may have arrived', () => {

@@ -32,12 +32,12 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 const read = (path: string): string => readFileSync(join(root, path), 'utf8');
 const dir = 'deploy/k8s';
 
-/** The four Node services, and the files whose Env schema lists what each reads. */
+/** The four Node services, and the files whose Env schema lists what each reads (all extend lib's BaseEnv). */
 const SERVICES = {
-  'grab-svc': ['grab-svc/src/main.ts', 'grab-svc/src/relay/relay-env.ts'],
-  'account-svc': ['account-svc/src/main.ts'],
-  'gift-svc': ['gift-svc/src/main.ts'],
-  gateway: ['gateway/src/main.ts'],
+  'grab-svc': ['lib/src/config.ts', 'grab-svc/src/main.ts', 'grab-svc/src/relay/relay-env.ts'],
+  'account-svc': ['lib/src/config.ts', 'account-svc/src/main.ts'],
+  'gift-svc': ['lib/src/config.ts', 'gift-svc/src/main.ts'],
+  gateway: ['lib/src/config.ts', 'gateway/src/main.ts'],
 } as const;
 type ServiceName = keyof typeof SERVICES;
 
