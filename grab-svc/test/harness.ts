@@ -46,6 +46,10 @@ export interface HarnessOptions {
   switches?: Switches;
   /** The in-process server's logger (default silent). */
   log?: Logger;
+  /** A Redis of the test file's own (testRedisDb(n)) instead of the shared test database. */
+  redisUrl?: string;
+  /** Handed to the in-process server (ListOpenCampaigns' window). */
+  openingSoonMs?: number;
 }
 
 export interface Harness {
@@ -88,8 +92,12 @@ export function campaignRequest(over: Partial<CreateCampaignRequest> = {}): Crea
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const redis: RedisClient = opts.clusterNodes
     ? createRedis({ url: '', clusterNodes: opts.clusterNodes })
-    : await requireRedis();
-  const client = createRedis({ url: TEST_REDIS_URL, clusterNodes: opts.clusterNodes, autoPipelining: true });
+    : await requireRedis(opts.redisUrl);
+  const client = createRedis({
+    url: opts.redisUrl ?? TEST_REDIS_URL,
+    clusterNodes: opts.clusterNodes,
+    autoPipelining: true,
+  });
   registerScripts(client);
   const log = opts.log ?? createLogger('grab-svc-test', 'silent');
   const eligibility = new EligibilityMirror(client, log);
@@ -100,6 +108,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     tokens: new TokenVerifier({ secret: TEST_JWT_SECRET }),
     log,
     switches: opts.switches,
+    openingSoonMs: opts.openingSoonMs,
   });
   const server = opts.address ? undefined : await startServer({ services, host: '127.0.0.1', port: 0, log });
   const addr = opts.address ?? `127.0.0.1:${server!.port}`;
