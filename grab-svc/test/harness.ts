@@ -31,6 +31,7 @@ import {
   type CreateCampaignRequest,
   type GrabResponse,
 } from '@redpacket/proto';
+import { startMember } from '../src/campaign-index.js';
 import { EligibilityMirror } from '../src/eligibility-mirror.js';
 import { registerScripts } from '../src/scripts.js';
 import { createGrabServer } from '../src/server.js';
@@ -122,6 +123,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const adminToken = await signToken({ secret: TEST_JWT_SECRET, userId: 'ops', role: 'admin' });
   const run = `t${Math.random().toString(36).slice(2, 8)}`;
   const created: string[] = [];
+  /** Their members of keys.campaignsByStart, removed at close like their keys. */
+  const byStart: string[] = [];
   const tokenCache = new Map<string, string>();
 
   const userToken = async (user: string, extra: { openedAtMs?: number } = {}): Promise<string> => {
@@ -147,6 +150,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     async create(over = {}) {
       const c = await call(admin.createCampaign, admin, campaignRequest(over), bearer(adminToken));
       created.push(c.campaignId);
+      if (c.startsAt) byStart.push(startMember(c.startsAt.getTime(), c.campaignId));
       return c;
     },
     async grabAs(campaignId, user, requestId = '') {
@@ -169,6 +173,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       admin.close();
       for (const g of grabClients) g.close();
       await server?.shutdown(2000);
+      if (byStart.length > 0) await redis.zrem(keys.campaignsByStart, ...byStart);
       for (const id of created) {
         await deleteKeys(redis, `rp:{${id}}:*`);
         await deleteKeys(redis, `rp:{${id}.*}:*`);

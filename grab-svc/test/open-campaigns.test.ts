@@ -52,7 +52,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (created.length > 0) {
-    await h.redis.zrem(keys.campaignsByStart, ...created.map(member));
     await h.redis.zrem(keys.liveCampaigns, ...created.map((c) => c.campaignId));
   }
   await h.close();
