@@ -1,7 +1,7 @@
 /** Award queries behind GiftService: a user's awards, a campaign's winners, delivery stats. */
 import { CAMPAIGN_ID_PATTERN, invalidArgument, keys, type RedisClient } from '@redpacket/lib';
 import { parkedDeadLetters, type Pool } from '@redpacket/db';
-import type { Award, DeliveryStats, ListAwardsResponse } from '@redpacket/proto';
+import type { Award, DeliveryStats, ListAwardsResponse, ListCampaignWinnersResponse, Winner } from '@redpacket/proto';
 import type { RowDataPacket } from 'mysql2/promise';
 
 const AWARD_COLUMNS = 'packet_id, campaign_id, user_id, amount_cents, won_at, credited_at';
@@ -83,6 +83,43 @@ export async function listCampaignAwards(
     nextPageToken: nextToken(offset, size, total),
     bestLuck: best[0] ? toAward(best[0]) : undefined,
     totalCount: BigInt(total),
+  };
+}
+
+/**
+ * A user id as anyone may see it: "***" in place of all but the first and last character, always
+ * three, so neither the length nor a short id shows. Ids of 3-4 characters keep only the first
+ * (first and last would be half the id or more); 1-2 characters keep nothing.
+ */
+export function maskUserId(userId: string): string {
+  const chars = [...userId];
+  if (chars.length <= 2) return '***';
+  if (chars.length <= 4) return `${chars[0]}***`;
+  return `${chars[0]}***${chars[chars.length - 1]}`;
+}
+
+/** An award as the public winners list shows it: no user id, no redeemable packet code. */
+const toWinner = (a: Award): Winner => ({
+  maskedUserId: maskUserId(a.userId),
+  amountCents: a.amountCents,
+  wonAt: a.wonAt,
+});
+
+/**
+ * A campaign's winners for any user: listCampaignAwards' page, masked. An unknown campaign has no
+ * award rows, so it lists as empty, like a campaign nobody has won yet (gift-svc cannot tell them
+ * apart without asking grab-svc, and a user learns nothing from the difference).
+ */
+export async function listCampaignWinners(
+  pool: Pool,
+  req: { campaignId: string; pageSize: number; pageToken: string },
+): Promise<ListCampaignWinnersResponse> {
+  const res = await listCampaignAwards(pool, req);
+  return {
+    winners: res.awards.map(toWinner),
+    nextPageToken: res.nextPageToken,
+    bestLuck: res.bestLuck && toWinner(res.bestLuck),
+    totalCount: res.totalCount,
   };
 }
 

@@ -11,7 +11,7 @@ import {
 } from '@redpacket/lib';
 import type { Pool } from '@redpacket/db';
 import { GiftServiceService, type GiftServiceServer } from '@redpacket/proto';
-import { deliveryStats, listCampaignAwards, listMyAwards } from './awards.js';
+import { deliveryStats, listCampaignAwards, listCampaignWinners, listMyAwards } from './awards.js';
 import { listDeadLetters, redriveDeadLetters, type WinWriter } from './dead-letters.js';
 
 export interface GiftServerDeps {
@@ -50,6 +50,11 @@ export function createGiftServer(deps: GiftServerDeps): ServiceEntry[] {
         await tokens.admin(call.metadata);
         checkQueriesEnabled(switches);
         return listCampaignAwards(pool, req);
+      },
+      async listCampaignWinners(req, call) {
+        await tokens.fromMetadata(call.metadata);
+        checkQueriesEnabled(switches);
+        return listCampaignWinners(pool, req);
       },
       async getDeliveryStats(req, call) {
         await tokens.admin(call.metadata);

@@ -3,6 +3,8 @@
  * read whole however many campaigns it holds, and kept small by dropping each campaign once it is
  * settled and its outboxes are empty. Whoever notices drops it (the relay's pass, the timer's);
  * dropping is final because a settled campaign wins nothing more, so doing it twice is harmless.
+ * Also the by-start index users list campaigns from (keys.campaignsByStart), filled once from the
+ * live one on an upgraded deployment.
  */
 import { keys, poolId, type RedisClient } from '@redpacket/lib';
 
@@ -159,5 +161,46 @@ export async function fillLiveIndex(redis: RedisClient, nowMs = Date.now()): Pro
     if (members.length > 0) added += await redis.zadd(keys.liveCampaigns, ...members);
   }
   await redis.set(keys.liveCampaignsFilled, String(nowMs));
+  return added;
+}
+
+/** Digits of a start time in a by-start member: any ms timestamp up to the year 33658. */
+const START_DIGITS = 15;
+const START_MEMBER = new RegExp(`^(\\d{${START_DIGITS}})\\|([A-Za-z0-9_-]{1,64})$`);
+
+/**
+ * A campaign's member of keys.campaignsByStart: the start time zero-padded, so the members' byte
+ * order (ZRANGEBYLEX, all scores 0) is start order, ties by id, and any member is an exact cursor.
+ */
+export const startMember = (startMs: number, id: string): string =>
+  `${String(startMs).padStart(START_DIGITS, '0')}|${id}`;
+
+/** The lowest member starting after `startMs` (a ZRANGEBYLEX bound for "starts at or before"). */
+export const startBound = (startMs: number): string => String(startMs + 1).padStart(START_DIGITS, '0');
+
+/** A by-start member's parts, or undefined when it is not one (a page token decodes to one). */
+export function parseStartMember(member: string): { startMs: number; id: string } | undefined {
+  const m = START_MEMBER.exec(member);
+  return m ? { startMs: Number(m[1]), id: m[2]! } : undefined;
+}
+
+/**
+ * The upgrade path of keys.campaignsByStart, like fillLiveIndex's: once (until
+ * keys.campaignsByStartFilled is set) every live campaign neither closed, expired nor settled joins
+ * it. Reads the live index, never every campaign. Returns how many it added.
+ */
+export async function fillStartIndex(redis: RedisClient, nowMs = Date.now()): Promise<number> {
+  if ((await redis.exists(keys.campaignsByStartFilled)) === 1) return 0;
+  const ids = await liveCampaigns(redis);
+  const metas = await mapBounded(ids, (id) => redis.hmget(keys.meta(id), 'start', 'expires', 'closed', 'settled'));
+  const members = ids.flatMap((id, i) => {
+    const [start, expires, closed, settled] = metas[i] ?? [];
+    const listable = start != null && closed !== '1' && settled !== '1' && nowMs < Number(expires ?? 0);
+    return listable ? [0, startMember(Number(start), id)] : [];
+  });
+  let added = 0;
+  for (let i = 0; i < members.length; i += 2 * SCAN_COUNT)
+    added += await redis.zadd(keys.campaignsByStart, ...members.slice(i, i + 2 * SCAN_COUNT));
+  await redis.set(keys.campaignsByStartFilled, String(nowMs));
   return added;
 }

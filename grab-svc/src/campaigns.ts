@@ -17,6 +17,7 @@ import {
   type CreateCampaignRequest,
   type Eligibility,
 } from '@redpacket/proto';
+import { startMember } from './campaign-index.js';
 import { MAX_SUB_POOLS } from './sub-pools.js';
 import { batchSizes, MAX_PACKETS, MAX_TOTAL_CENTS, packetsFromSeed, SEED_BYTES, type Packets } from './split.js';
 
@@ -292,7 +293,12 @@ export async function writeCampaignState(
   else if (untilStart > 0) pipe.set(keys.state(c.id), 'not_started', 'PX', untilStart);
   await execOrThrow(pipe);
   // Not in the pipeline: the indexes are on other Redis Cluster slots than the campaign.
-  await Promise.all([redis.zadd(keys.campaigns, c.createdMs, c.id), redis.zadd(keys.liveCampaigns, c.createdMs, c.id)]);
+  await Promise.all([
+    redis.zadd(keys.campaigns, c.createdMs, c.id),
+    redis.zadd(keys.liveCampaigns, c.createdMs, c.id),
+    // A restore of a closed or settled campaign must not list it to users again.
+    c.closed || c.settled ? undefined : redis.zadd(keys.campaignsByStart, 0, startMember(c.startMs, c.id)),
+  ]);
 }
 
 async function execOrThrow(pipe: ReturnType<RedisClient['pipeline']>): Promise<void> {

@@ -27,6 +27,7 @@ import { DEFAULT_AOF_CHECK_MS, DEFAULT_DURABILITY, Durability, DURABILITY_POLICI
 import { registerScripts } from './scripts.js';
 import { winsQueueDepth } from './restore.js';
 import { createGrabServer } from './server.js';
+import { OPENING_SOON_MS } from './open-campaigns.js';
 import { startSettleTimer } from './settle-timer.js';
 
 const Env = BaseEnv.extend({
@@ -50,6 +51,13 @@ const Env = BaseEnv.extend({
    */
   REDIS_DURABILITY: z.enum(DURABILITY_POLICIES).optional(),
   REDIS_AOF_CHECK_MS: z.coerce.number().int().min(50).max(60_000).default(DEFAULT_AOF_CHECK_MS),
+  /** ListOpenCampaigns lists campaigns starting within this much of now ("opening soon"). */
+  OPENING_SOON_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(366 * 24 * 3600 * 1000)
+    .default(OPENING_SOON_MS),
 })
   .transform((e) => ({
     ...e,
@@ -161,6 +169,7 @@ const services = createGrabServer({
   switches,
   durability: env.REDIS_DURABILITY === 'none' ? undefined : durability,
   queueDepth: winsQueueDepth(env.AMQP_URL, topology.queue),
+  openingSoonMs: env.OPENING_SOON_MS,
 });
 // SERVING only while Redis answers: grabs need nothing else (the relay retries on its own)
 const running = await startServer({

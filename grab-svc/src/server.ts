@@ -32,6 +32,7 @@ import type { EligibilityView } from './eligibility-mirror.js';
 import { grab } from './grab.js';
 import { countPausedGrab } from './metrics.js';
 import { MissingCampaigns } from './missing-campaigns.js';
+import { listOpenCampaigns } from './open-campaigns.js';
 import { restoreCampaign } from './restore.js';
 import { insertCampaignRow, recordClose, reconcileCampaign, settleCampaign } from './settle.js';
 import type { Durability } from './durability.js';
@@ -53,6 +54,8 @@ export interface GrabServerDeps {
   durability?: Durability;
   /** Ready messages in the wins queue (RestoreCampaign waits for 0); without it not checked. */
   queueDepth?: () => Promise<number>;
+  /** ListOpenCampaigns' "opening soon": campaigns starting within this; default OPENING_SOON_MS (24 h). */
+  openingSoonMs?: number;
 }
 
 const NO_PIPELINE = 'needs the win pipeline (gift-svc and MySQL), not configured in this server';
@@ -91,6 +94,10 @@ export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
           if (err instanceof ServiceError && err.code === status.NOT_FOUND) await missing?.check(id);
           throw err;
         }
+      },
+      async listOpenCampaigns(req, call) {
+        await tokens.fromMetadata(call.metadata);
+        return listOpenCampaigns(redis, { ...req, windowMs: deps.openingSoonMs });
       },
     },
     log,

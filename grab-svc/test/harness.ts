@@ -31,6 +31,7 @@ import {
   type CreateCampaignRequest,
   type GrabResponse,
 } from '@redpacket/proto';
+import { startMember } from '../src/campaign-index.js';
 import { EligibilityMirror } from '../src/eligibility-mirror.js';
 import { registerScripts } from '../src/scripts.js';
 import { createGrabServer } from '../src/server.js';
@@ -46,6 +47,10 @@ export interface HarnessOptions {
   switches?: Switches;
   /** The in-process server's logger (default silent). */
   log?: Logger;
+  /** A Redis of the test file's own (testRedisDb(n)) instead of the shared test database. */
+  redisUrl?: string;
+  /** Handed to the in-process server (ListOpenCampaigns' window). */
+  openingSoonMs?: number;
 }
 
 export interface Harness {
@@ -88,8 +93,12 @@ export function campaignRequest(over: Partial<CreateCampaignRequest> = {}): Crea
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const redis: RedisClient = opts.clusterNodes
     ? createRedis({ url: '', clusterNodes: opts.clusterNodes })
-    : await requireRedis();
-  const client = createRedis({ url: TEST_REDIS_URL, clusterNodes: opts.clusterNodes, autoPipelining: true });
+    : await requireRedis(opts.redisUrl);
+  const client = createRedis({
+    url: opts.redisUrl ?? TEST_REDIS_URL,
+    clusterNodes: opts.clusterNodes,
+    autoPipelining: true,
+  });
   registerScripts(client);
   const log = opts.log ?? createLogger('grab-svc-test', 'silent');
   const eligibility = new EligibilityMirror(client, log);
@@ -100,6 +109,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     tokens: new TokenVerifier({ secret: TEST_JWT_SECRET }),
     log,
     switches: opts.switches,
+    openingSoonMs: opts.openingSoonMs,
   });
   const server = opts.address ? undefined : await startServer({ services, host: '127.0.0.1', port: 0, log });
   const addr = opts.address ?? `127.0.0.1:${server!.port}`;
@@ -113,6 +123,8 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const adminToken = await signToken({ secret: TEST_JWT_SECRET, userId: 'ops', role: 'admin' });
   const run = `t${Math.random().toString(36).slice(2, 8)}`;
   const created: string[] = [];
+  /** Their members of keys.campaignsByStart, removed at close like their keys. */
+  const byStart: string[] = [];
   const tokenCache = new Map<string, string>();
 
   const userToken = async (user: string, extra: { openedAtMs?: number } = {}): Promise<string> => {
@@ -138,6 +150,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     async create(over = {}) {
       const c = await call(admin.createCampaign, admin, campaignRequest(over), bearer(adminToken));
       created.push(c.campaignId);
+      if (c.startsAt) byStart.push(startMember(c.startsAt.getTime(), c.campaignId));
       return c;
     },
     async grabAs(campaignId, user, requestId = '') {
@@ -160,6 +173,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       admin.close();
       for (const g of grabClients) g.close();
       await server?.shutdown(2000);
+      if (byStart.length > 0) await redis.zrem(keys.campaignsByStart, ...byStart);
       for (const id of created) {
         await deleteKeys(redis, `rp:{${id}}:*`);
         await deleteKeys(redis, `rp:{${id}.*}:*`);

@@ -54,6 +54,17 @@ export const keys = {
    * index); absent, the relay and the settle timer fill it at start.
    */
   liveCampaignsFilled: 'rp:campaigns:live:filled',
+  /**
+   * Sorted set, every score 0, of "<start ms, 15 digits>|<campaign id>": the campaigns users may
+   * still see in ListOpenCampaigns, ordered by start time (ZRANGEBYLEX). Joined at creation;
+   * a campaign seen closed, expired, settled or deleted is dropped by the listing itself.
+   */
+  campaignsByStart: 'rp:campaigns:by-start',
+  /**
+   * String: present once campaignsByStart was filled from liveCampaigns (a deployment older than
+   * that index); absent, grab-svc fills it at the first listing.
+   */
+  campaignsByStartFilled: 'rp:campaigns:by-start:filled',
   /** Set of blocked user ids (account-svc keeps it). */
   blocked: 'rp:blocked',
   /** Hash user -> risk score (account-svc keeps it). */

@@ -36,6 +36,9 @@ export async function startFakeGrab(
       async getCampaign() {
         throw new Error('not used');
       },
+      async listOpenCampaigns() {
+        throw new Error('not used');
+      },
     },
     log,
     opts,

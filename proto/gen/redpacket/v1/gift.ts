@@ -48,6 +48,33 @@ export interface ListAwardsResponse {
   totalCount: bigint;
 }
 
+export interface ListCampaignWinnersRequest {
+  campaignId: string;
+  /** At most 500; 0 means 50. */
+  pageSize: number;
+  /** Opaque: the next_page_token of the previous page; empty for the first. */
+  pageToken: string;
+}
+
+/** One winner as anyone may see it: never the user id, never the packet code. */
+export interface Winner {
+  /**
+   * The first and last character with "***" between (ids of 5 characters or more); shorter
+   * ids show only their first character ("a***", 3-4 characters) or nothing ("***", 1-2).
+   */
+  maskedUserId: string;
+  amountCents: bigint;
+  wonAt: Date | undefined;
+}
+
+export interface ListCampaignWinnersResponse {
+  winners: Winner[];
+  nextPageToken: string;
+  /** The largest award (the earliest on a tie); unset while nobody has won. */
+  bestLuck: Winner | undefined;
+  totalCount: bigint;
+}
+
 export interface GetDeliveryStatsRequest {
   campaignId: string;
 }
@@ -651,6 +678,373 @@ export const ListAwardsResponse: MessageFns<ListAwardsResponse> = {
     message.nextPageToken = object.nextPageToken ?? "";
     message.bestLuck = (object.bestLuck !== undefined && object.bestLuck !== null)
       ? Award.fromPartial(object.bestLuck)
+      : undefined;
+    message.totalCount = (object.totalCount !== undefined && object.totalCount !== null)
+      ? BigInt(object.totalCount)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseListCampaignWinnersRequest(): ListCampaignWinnersRequest {
+  return { campaignId: "", pageSize: 0, pageToken: "" };
+}
+
+export const ListCampaignWinnersRequest: MessageFns<ListCampaignWinnersRequest> = {
+  encode(message: ListCampaignWinnersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.campaignId !== "") {
+      writer.uint32(10).string(message.campaignId);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCampaignWinnersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCampaignWinnersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.campaignId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListCampaignWinnersRequest {
+    return {
+      campaignId: isSet(object.campaignId)
+        ? globalThis.String(object.campaignId)
+        : isSet(object.campaign_id)
+        ? globalThis.String(object.campaign_id)
+        : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListCampaignWinnersRequest): unknown {
+    const obj: any = {};
+    if (message.campaignId !== "") {
+      obj.campaignId = message.campaignId;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListCampaignWinnersRequest>, I>>(base?: I): ListCampaignWinnersRequest {
+    return ListCampaignWinnersRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListCampaignWinnersRequest>, I>>(object: I): ListCampaignWinnersRequest {
+    const message = createBaseListCampaignWinnersRequest();
+    message.campaignId = object.campaignId ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseWinner(): Winner {
+  return { maskedUserId: "", amountCents: 0n, wonAt: undefined };
+}
+
+export const Winner: MessageFns<Winner> = {
+  encode(message: Winner, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.maskedUserId !== "") {
+      writer.uint32(10).string(message.maskedUserId);
+    }
+    if (message.amountCents !== 0n) {
+      if (BigInt.asIntN(64, message.amountCents) !== message.amountCents) {
+        throw new globalThis.Error("value provided for field message.amountCents of type int64 too large");
+      }
+      writer.uint32(16).int64(message.amountCents);
+    }
+    if (message.wonAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.wonAt), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Winner {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWinner();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.maskedUserId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.amountCents = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.wonAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Winner {
+    return {
+      maskedUserId: isSet(object.maskedUserId)
+        ? globalThis.String(object.maskedUserId)
+        : isSet(object.masked_user_id)
+        ? globalThis.String(object.masked_user_id)
+        : "",
+      amountCents: isSet(object.amountCents)
+        ? BigInt(object.amountCents)
+        : isSet(object.amount_cents)
+        ? BigInt(object.amount_cents)
+        : 0n,
+      wonAt: isSet(object.wonAt)
+        ? fromJsonTimestamp(object.wonAt)
+        : isSet(object.won_at)
+        ? fromJsonTimestamp(object.won_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Winner): unknown {
+    const obj: any = {};
+    if (message.maskedUserId !== "") {
+      obj.maskedUserId = message.maskedUserId;
+    }
+    if (message.amountCents !== 0n) {
+      obj.amountCents = message.amountCents.toString();
+    }
+    if (message.wonAt !== undefined) {
+      obj.wonAt = message.wonAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Winner>, I>>(base?: I): Winner {
+    return Winner.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Winner>, I>>(object: I): Winner {
+    const message = createBaseWinner();
+    message.maskedUserId = object.maskedUserId ?? "";
+    message.amountCents = (object.amountCents !== undefined && object.amountCents !== null)
+      ? BigInt(object.amountCents)
+      : 0n;
+    message.wonAt = object.wonAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseListCampaignWinnersResponse(): ListCampaignWinnersResponse {
+  return { winners: [], nextPageToken: "", bestLuck: undefined, totalCount: 0n };
+}
+
+export const ListCampaignWinnersResponse: MessageFns<ListCampaignWinnersResponse> = {
+  encode(message: ListCampaignWinnersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.winners) {
+      Winner.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    if (message.bestLuck !== undefined) {
+      Winner.encode(message.bestLuck, writer.uint32(26).fork()).join();
+    }
+    if (message.totalCount !== 0n) {
+      if (BigInt.asIntN(64, message.totalCount) !== message.totalCount) {
+        throw new globalThis.Error("value provided for field message.totalCount of type int64 too large");
+      }
+      writer.uint32(32).int64(message.totalCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListCampaignWinnersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListCampaignWinnersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.winners.push(Winner.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.bestLuck = Winner.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.totalCount = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListCampaignWinnersResponse {
+    return {
+      winners: globalThis.Array.isArray(object?.winners) ? object.winners.map((e: any) => Winner.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+      bestLuck: isSet(object.bestLuck)
+        ? Winner.fromJSON(object.bestLuck)
+        : isSet(object.best_luck)
+        ? Winner.fromJSON(object.best_luck)
+        : undefined,
+      totalCount: isSet(object.totalCount)
+        ? BigInt(object.totalCount)
+        : isSet(object.total_count)
+        ? BigInt(object.total_count)
+        : 0n,
+    };
+  },
+
+  toJSON(message: ListCampaignWinnersResponse): unknown {
+    const obj: any = {};
+    if (message.winners?.length) {
+      obj.winners = message.winners.map((e) => Winner.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    if (message.bestLuck !== undefined) {
+      obj.bestLuck = Winner.toJSON(message.bestLuck);
+    }
+    if (message.totalCount !== 0n) {
+      obj.totalCount = message.totalCount.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListCampaignWinnersResponse>, I>>(base?: I): ListCampaignWinnersResponse {
+    return ListCampaignWinnersResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListCampaignWinnersResponse>, I>>(object: I): ListCampaignWinnersResponse {
+    const message = createBaseListCampaignWinnersResponse();
+    message.winners = object.winners?.map((e) => Winner.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    message.bestLuck = (object.bestLuck !== undefined && object.bestLuck !== null)
+      ? Winner.fromPartial(object.bestLuck)
       : undefined;
     message.totalCount = (object.totalCount !== undefined && object.totalCount !== null)
       ? BigInt(object.totalCount)
@@ -1700,6 +2094,21 @@ export const GiftServiceService = {
     responseSerialize: (value: ListAwardsResponse): Buffer => Buffer.from(ListAwardsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListAwardsResponse => ListAwardsResponse.decode(value),
   },
+  /**
+   * Any user: a campaign's winners in the order they won, with masked user ids and no packet
+   * codes, and its best-luck winner. An unknown campaign has no winners: an empty list.
+   */
+  listCampaignWinners: {
+    path: "/redpacket.v1.GiftService/ListCampaignWinners" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListCampaignWinnersRequest): Buffer =>
+      Buffer.from(ListCampaignWinnersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListCampaignWinnersRequest => ListCampaignWinnersRequest.decode(value),
+    responseSerialize: (value: ListCampaignWinnersResponse): Buffer =>
+      Buffer.from(ListCampaignWinnersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListCampaignWinnersResponse => ListCampaignWinnersResponse.decode(value),
+  },
   /** Admin: delivered, in flight and dead-lettered wins of a campaign. */
   getDeliveryStats: {
     path: "/redpacket.v1.GiftService/GetDeliveryStats" as const,
@@ -1748,6 +2157,11 @@ export interface GiftServiceServer extends UntypedServiceImplementation {
   listMyAwards: handleUnaryCall<ListMyAwardsRequest, ListAwardsResponse>;
   /** Admin: a campaign's winners and its best-luck winner. */
   listCampaignAwards: handleUnaryCall<ListCampaignAwardsRequest, ListAwardsResponse>;
+  /**
+   * Any user: a campaign's winners in the order they won, with masked user ids and no packet
+   * codes, and its best-luck winner. An unknown campaign has no winners: an empty list.
+   */
+  listCampaignWinners: handleUnaryCall<ListCampaignWinnersRequest, ListCampaignWinnersResponse>;
   /** Admin: delivered, in flight and dead-lettered wins of a campaign. */
   getDeliveryStats: handleUnaryCall<GetDeliveryStatsRequest, DeliveryStats>;
   /**
@@ -1794,6 +2208,25 @@ export interface GiftServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListAwardsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Any user: a campaign's winners in the order they won, with masked user ids and no packet
+   * codes, and its best-luck winner. An unknown campaign has no winners: an empty list.
+   */
+  listCampaignWinners(
+    request: ListCampaignWinnersRequest,
+    callback: (error: ServiceError | null, response: ListCampaignWinnersResponse) => void,
+  ): ClientUnaryCall;
+  listCampaignWinners(
+    request: ListCampaignWinnersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListCampaignWinnersResponse) => void,
+  ): ClientUnaryCall;
+  listCampaignWinners(
+    request: ListCampaignWinnersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListCampaignWinnersResponse) => void,
   ): ClientUnaryCall;
   /** Admin: delivered, in flight and dead-lettered wins of a campaign. */
   getDeliveryStats(

@@ -41,6 +41,21 @@ export interface GetCampaignRequest {
   campaignId: string;
 }
 
+export interface ListOpenCampaignsRequest {
+  /** At most 100; 0 means 20. A page may hold fewer (even none) while next_page_token is set. */
+  pageSize: number;
+  /** Opaque: the next_page_token of the previous page; empty for the first. */
+  pageToken: string;
+}
+
+export interface ListOpenCampaignsResponse {
+  campaigns: Campaign[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+  /** The window: campaigns starting at or before this time are listed. */
+  opensBefore: Date | undefined;
+}
+
 function createBaseGrabRequest(): GrabRequest {
   return { campaignId: "", requestId: "" };
 }
@@ -361,6 +376,210 @@ export const GetCampaignRequest: MessageFns<GetCampaignRequest> = {
   },
 };
 
+function createBaseListOpenCampaignsRequest(): ListOpenCampaignsRequest {
+  return { pageSize: 0, pageToken: "" };
+}
+
+export const ListOpenCampaignsRequest: MessageFns<ListOpenCampaignsRequest> = {
+  encode(message: ListOpenCampaignsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.pageSize !== 0) {
+      writer.uint32(8).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(18).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListOpenCampaignsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListOpenCampaignsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListOpenCampaignsRequest {
+    return {
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListOpenCampaignsRequest): unknown {
+    const obj: any = {};
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListOpenCampaignsRequest>, I>>(base?: I): ListOpenCampaignsRequest {
+    return ListOpenCampaignsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListOpenCampaignsRequest>, I>>(object: I): ListOpenCampaignsRequest {
+    const message = createBaseListOpenCampaignsRequest();
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListOpenCampaignsResponse(): ListOpenCampaignsResponse {
+  return { campaigns: [], nextPageToken: "", opensBefore: undefined };
+}
+
+export const ListOpenCampaignsResponse: MessageFns<ListOpenCampaignsResponse> = {
+  encode(message: ListOpenCampaignsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.campaigns) {
+      Campaign.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    if (message.opensBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.opensBefore), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListOpenCampaignsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListOpenCampaignsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.campaigns.push(Campaign.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.opensBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListOpenCampaignsResponse {
+    return {
+      campaigns: globalThis.Array.isArray(object?.campaigns)
+        ? object.campaigns.map((e: any) => Campaign.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+      opensBefore: isSet(object.opensBefore)
+        ? fromJsonTimestamp(object.opensBefore)
+        : isSet(object.opens_before)
+        ? fromJsonTimestamp(object.opens_before)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ListOpenCampaignsResponse): unknown {
+    const obj: any = {};
+    if (message.campaigns?.length) {
+      obj.campaigns = message.campaigns.map((e) => Campaign.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    if (message.opensBefore !== undefined) {
+      obj.opensBefore = message.opensBefore.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListOpenCampaignsResponse>, I>>(base?: I): ListOpenCampaignsResponse {
+    return ListOpenCampaignsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListOpenCampaignsResponse>, I>>(object: I): ListOpenCampaignsResponse {
+    const message = createBaseListOpenCampaignsResponse();
+    message.campaigns = object.campaigns?.map((e) => Campaign.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    message.opensBefore = object.opensBefore ?? undefined;
+    return message;
+  },
+};
+
 /** End users grab red packets. The user is the verified token's `sub`. */
 export type GrabServiceService = typeof GrabServiceService;
 export const GrabServiceService = {
@@ -383,12 +602,34 @@ export const GrabServiceService = {
     responseSerialize: (value: Campaign): Buffer => Buffer.from(Campaign.encode(value).finish()),
     responseDeserialize: (value: Buffer): Campaign => Campaign.decode(value),
   },
+  /**
+   * Campaigns open now or opening soon (starting within the server's window, 24 h by
+   * default; see ListOpenCampaignsResponse.opens_before), ordered by start time, earliest first.
+   * Closed, expired and settled campaigns are never listed; sold-out ones are, until they expire.
+   */
+  listOpenCampaigns: {
+    path: "/redpacket.v1.GrabService/ListOpenCampaigns" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListOpenCampaignsRequest): Buffer =>
+      Buffer.from(ListOpenCampaignsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListOpenCampaignsRequest => ListOpenCampaignsRequest.decode(value),
+    responseSerialize: (value: ListOpenCampaignsResponse): Buffer =>
+      Buffer.from(ListOpenCampaignsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListOpenCampaignsResponse => ListOpenCampaignsResponse.decode(value),
+  },
 } as const;
 
 export interface GrabServiceServer extends UntypedServiceImplementation {
   /** Grabs one packet. Idempotent: a retry returns the original result. */
   grab: handleUnaryCall<GrabRequest, GrabResponse>;
   getCampaign: handleUnaryCall<GetCampaignRequest, Campaign>;
+  /**
+   * Campaigns open now or opening soon (starting within the server's window, 24 h by
+   * default; see ListOpenCampaignsResponse.opens_before), ordered by start time, earliest first.
+   * Closed, expired and settled campaigns are never listed; sold-out ones are, until they expire.
+   */
+  listOpenCampaigns: handleUnaryCall<ListOpenCampaignsRequest, ListOpenCampaignsResponse>;
 }
 
 export interface GrabServiceClient extends Client {
@@ -419,6 +660,26 @@ export interface GrabServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Campaign) => void,
+  ): ClientUnaryCall;
+  /**
+   * Campaigns open now or opening soon (starting within the server's window, 24 h by
+   * default; see ListOpenCampaignsResponse.opens_before), ordered by start time, earliest first.
+   * Closed, expired and settled campaigns are never listed; sold-out ones are, until they expire.
+   */
+  listOpenCampaigns(
+    request: ListOpenCampaignsRequest,
+    callback: (error: ServiceError | null, response: ListOpenCampaignsResponse) => void,
+  ): ClientUnaryCall;
+  listOpenCampaigns(
+    request: ListOpenCampaignsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListOpenCampaignsResponse) => void,
+  ): ClientUnaryCall;
+  listOpenCampaigns(
+    request: ListOpenCampaignsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListOpenCampaignsResponse) => void,
   ): ClientUnaryCall;
 }
 
