@@ -3,7 +3,6 @@ import { credentials } from '@grpc/grpc-js';
 import {
   createLogger,
   createRedis,
-  keys,
   type Logger,
   signToken,
   writeEligibility,
@@ -17,7 +16,7 @@ import {
 import {
   bearer,
   call,
-  deleteKeys,
+  dropCampaignKeys,
   pollUntil,
   requireRedis,
   TEST_JWT_SECRET,
@@ -160,11 +159,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       admin.close();
       for (const g of grabClients) g.close();
       await server?.shutdown(2000);
-      for (const id of created) {
-        await deleteKeys(redis, `rp:{${id}}:*`);
-        await deleteKeys(redis, `rp:{${id}.*}:*`);
-        await redis.zrem(keys.campaigns, id);
-      }
+      for (const id of created) await dropCampaignKeys(redis, id);
       eligibility.stop();
       await client.quit();
       await redis.quit();
