@@ -20,7 +20,9 @@ interface DemoReport {
 // The demo runs the mesh's relay, which reads every campaign's outbox in its Redis database:
 // a database of its own keeps it away from the other tests' campaigns.
 const DEMO_REDIS_URL = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/1`;
-const DEMO_ENV = { REDIS_URL: DEMO_REDIS_URL };
+// The shared test Redis keeps nothing on disk: grab-svc's default policy (aof) would refuse every
+// win there, so the demo is run best effort, opted into explicitly (as in helpers' startGrabSvc).
+const DEMO_ENV = { REDIS_URL: DEMO_REDIS_URL, REDIS_DURABILITY: 'none' };
 
 let redis: Redis;
 const campaigns: string[] = [];
