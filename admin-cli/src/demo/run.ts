@@ -227,7 +227,7 @@ function pressCrowd(
   releaseAtMs: number[],
 ): Promise<CrowdResult> {
   return runCrowd({
-    target: `http://${s.started.find((x) => x.name === 'grab-svc')!.address}`,
+    address: s.started.find((x) => x.name === 'grab-svc')!.address,
     campaignId,
     userIds,
     tokens,
