@@ -1,6 +1,7 @@
 /** What every command needs: addresses, the admin token, typed clients and the output mode. */
 import { credentials, Metadata, type CallOptions, type Client, type ServiceError } from '@grpc/grpc-js';
 import { signToken } from '@redpacket/lib';
+import { createRedPacketClient, type RedPacketClient } from '@redpacket/client';
 import { AccountServiceClient, AdminServiceClient, GiftServiceClient, GrabServiceClient } from '@redpacket/proto';
 import { fromGrpc } from './errors.js';
 
@@ -64,9 +65,16 @@ export class ServiceHandle<C extends Client> {
   }
 }
 
+/** The services a command reaches, by the name of their address option. */
+export type ServiceKey = 'grab' | 'account' | 'gift';
+
+const SERVICE_NAME: Record<ServiceKey, string> = { grab: 'grab-svc', account: 'account-svc', gift: 'gift-svc' };
+
 export class CliContext {
+  private adminTok: Promise<string> | undefined;
   private adminMd: Promise<Metadata> | undefined;
   private readonly open: Client[] = [];
+  private rpClient: RedPacketClient | undefined;
 
   constructor(readonly opts: GlobalOptions) {}
 
@@ -79,17 +87,40 @@ export class CliContext {
     return this.opts.jwtSecret ?? DEV_JWT_SECRET;
   }
 
-  /** `authorization: Bearer <admin token>`: REDPACKET_TOKEN/--token, else signed with the secret. */
+  /** The admin token: REDPACKET_TOKEN/--token, else signed with the secret. */
+  adminToken(): Promise<string> {
+    this.adminTok ??= this.opts.token
+      ? Promise.resolve(this.opts.token)
+      : signToken({ secret: this.secret, userId: 'redpacket-cli', role: 'admin', ttlSeconds: 3600 });
+    return this.adminTok;
+  }
+
+  /** `authorization: Bearer <admin token>`. */
   adminMetadata(): Promise<Metadata> {
-    this.adminMd ??= (async () => {
-      const token =
-        this.opts.token ??
-        (await signToken({ secret: this.secret, userId: 'redpacket-cli', role: 'admin', ttlSeconds: 3600 }));
+    this.adminMd ??= this.adminToken().then((token) => {
       const md = new Metadata();
       md.set('authorization', `Bearer ${token}`);
       return md;
-    })();
+    });
     return this.adminMd;
+  }
+
+  /**
+   * One call through @redpacket/client (every service, the admin token, --timeout as deadline);
+   * a failure becomes the same CliError as a ServiceHandle call's.
+   */
+  async via<T>(service: ServiceKey, f: (client: RedPacketClient) => Promise<T>): Promise<T> {
+    this.rpClient ??= createRedPacketClient({
+      address: this.opts.grabAddr,
+      addresses: { account: this.opts.accountAddr, gift: this.opts.giftAddr },
+      tokenProvider: () => this.adminToken(),
+      deadlineMs: this.opts.timeout,
+    });
+    try {
+      return await f(this.rpClient);
+    } catch (err) {
+      throw fromGrpc(err, SERVICE_NAME[service], this.opts[`${service}Addr`]);
+    }
   }
 
   private handle<C extends Client>(name: string, address: string, make: (addr: string) => C): ServiceHandle<C> {
@@ -125,5 +156,7 @@ export class CliContext {
 
   close(): void {
     for (const c of this.open.splice(0)) c.close();
+    this.rpClient?.close();
+    this.rpClient = undefined;
   }
 }

@@ -1,5 +1,6 @@
 /** The CLI's one error path: every failure becomes a CliError with a message and an exit code. */
 import { status, type ServiceError } from '@grpc/grpc-js';
+import { RedPacketError } from '@redpacket/client';
 
 /** Exit codes, documented in docs/operator.md; scripts may rely on them. */
 export const Exit = {
@@ -30,7 +31,9 @@ function isServiceError(err: unknown): err is ServiceError {
 }
 
 /** Turns a gRPC error from `service` at `address` into what the operator should read. */
-export function fromGrpc(err: unknown, service: string, address: string): Error {
+export function fromGrpc(thrown: unknown, service: string, address: string): Error {
+  // a call through @redpacket/client: its cause is the grpc-js error
+  const err = thrown instanceof RedPacketError ? thrown.cause : thrown;
   if (!isServiceError(err)) return err instanceof Error ? err : new Error(String(err));
   const d = err.details;
   switch (err.code) {
@@ -62,4 +65,5 @@ export function fromGrpc(err: unknown, service: string, address: string): Error 
 }
 
 /** The gRPC status code of an error, if it is one. */
-export const grpcCode = (err: unknown): status | undefined => (isServiceError(err) ? err.code : undefined);
+export const grpcCode = (err: unknown): status | undefined =>
+  err instanceof RedPacketError ? err.code : isServiceError(err) ? err.code : undefined;

@@ -6,8 +6,8 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { createLogger, keys, type RedisClient } from '@redpacket/lib';
-import { deleteKeys, requireRedis, TEST_AMQP_URL, TEST_MYSQL_URL } from '@redpacket/lib/testing';
+import { createLogger, type RedisClient } from '@redpacket/lib';
+import { dropCampaignKeys, requireRedis, TEST_AMQP_URL, TEST_MYSQL_URL } from '@redpacket/lib/testing';
 import { createPool, migrate, type Pool } from '@redpacket/db';
 import { connectAmqp, deleteTopology, topologyWithSuffix, type Topology } from '@redpacket/wins';
 import { Split } from '@redpacket/proto';
@@ -136,9 +136,7 @@ export async function awardCount(pool: Pool, campaignId: string): Promise<{ n: n
 
 /** Removes one campaign's keys and rows. */
 export async function dropCampaign(redis: RedisClient, pool: Pool, campaignId: string): Promise<void> {
-  await deleteKeys(redis, `rp:{${campaignId}}:*`);
-  await redis.zrem(keys.campaigns, campaignId);
-  await redis.zrem(keys.liveCampaigns, campaignId);
+  await dropCampaignKeys(redis, campaignId);
   for (const table of ['awards', 'ledger', 'settlements', 'dead_letters', 'campaigns']) {
     await pool.query(`DELETE FROM ${table} WHERE campaign_id = ?`, [campaignId]);
   }

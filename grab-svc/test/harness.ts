@@ -17,7 +17,7 @@ import {
 import {
   bearer,
   call,
-  deleteKeys,
+  dropCampaignKeys,
   pollUntil,
   requireRedis,
   TEST_JWT_SECRET,
@@ -174,11 +174,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       for (const g of grabClients) g.close();
       await server?.shutdown(2000);
       if (byStart.length > 0) await redis.zrem(keys.campaignsByStart, ...byStart);
-      for (const id of created) {
-        await deleteKeys(redis, `rp:{${id}}:*`);
-        await deleteKeys(redis, `rp:{${id}.*}:*`);
-        await redis.zrem(keys.campaigns, id);
-      }
+      for (const id of created) await dropCampaignKeys(redis, id);
       eligibility.stop();
       await client.quit();
       await redis.quit();

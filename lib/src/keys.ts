@@ -80,3 +80,25 @@ export const keys = {
 
 /** Campaign ids: short, URL- and key-safe. */
 export const CAMPAIGN_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The shape of a campaign that decides its key names: batch lists per pool, and its pools. */
+export interface CampaignShape {
+  batches: number;
+  /** 1 for a plain campaign. */
+  subPools: number;
+}
+
+/**
+ * Every key one campaign may have, over all its pools (its `lost` hash included): what to DEL to
+ * remove it. The indexes (keys.campaigns, keys.liveCampaigns) list many campaigns and are not here.
+ */
+export function campaignKeys(campaignId: string, shape: CampaignShape): string[] {
+  const out = [keys.lost(campaignId)];
+  for (let pool = 0; pool < shape.subPools; pool++) {
+    const p = poolId(campaignId, pool);
+    out.push(keys.meta(p), keys.stats(p), keys.claims(p), keys.outbox(p), keys.state(p), keys.route(p));
+    out.push(keys.replicaMark(p));
+    for (let b = 0; b < shape.batches; b++) out.push(keys.batch(p, b));
+  }
+  return out;
+}

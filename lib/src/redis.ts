@@ -1,5 +1,6 @@
 /** Redis connections: one URL for a single server, or a node list for Redis Cluster. */
 import { Cluster, Redis } from 'ioredis';
+import { campaignKeys, keys, type CampaignShape } from './keys.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -36,4 +37,13 @@ export function createRedis(opts: RedisOptions): RedisClient {
     return new Cluster(nodes, { ...common, redisOptions: perNode });
   }
   return new Redis(opts.url, common);
+}
+
+/**
+ * Removes one campaign from Redis: every key of campaignKeys (one key a DEL: its pools are on
+ * other Cluster slots) and its entries in the campaign indexes.
+ */
+export async function deleteCampaign(redis: RedisClient, campaignId: string, shape: CampaignShape): Promise<void> {
+  await Promise.all(campaignKeys(campaignId, shape).map((k) => redis.del(k)));
+  await Promise.all([redis.zrem(keys.campaigns, campaignId), redis.zrem(keys.liveCampaigns, campaignId)]);
 }

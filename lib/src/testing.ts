@@ -3,7 +3,9 @@ import type { ChildProcess } from 'node:child_process';
 import { Metadata, type CallOptions, type ClientUnaryCall, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { Cluster, Redis } from 'ioredis';
 import { DEFAULT_REDIS_URL } from './config.js';
+import { keys } from './keys.js';
 import { registry } from './metrics.js';
+import { deleteCampaign } from './redis.js';
 
 export const TEST_REDIS_URL = process.env['REDIS_URL'] ?? DEFAULT_REDIS_URL;
 export const TEST_MYSQL_URL = process.env['MYSQL_URL'] ?? 'mysql://root@127.0.0.1:3306/redpacket';
@@ -106,6 +108,17 @@ export async function deleteKeys(redis: Redis | Cluster, pattern: string): Promi
     if (found.length) n += (await Promise.all(found.map((k) => redis.del(k)))).reduce((a, b) => a + b, 0);
   } while (cursor !== '0');
   return n;
+}
+/**
+ * Removes one test campaign from Redis (deleteCampaign), its shape read from its meta; a campaign
+ * whose meta is gone (a test of lost state) is removed by SCAN of its hash tags instead.
+ */
+export async function dropCampaignKeys(redis: Redis | Cluster, campaignId: string): Promise<void> {
+  const [batches, pools] = await redis.hmget(keys.meta(campaignId), 'batches', 'pools');
+  if (batches) return deleteCampaign(redis, campaignId, { batches: Number(batches), subPools: Number(pools ?? 1) });
+  await deleteKeys(redis, `rp:{${campaignId}}:*`);
+  await deleteKeys(redis, `rp:{${campaignId}.*}:*`);
+  await Promise.all([redis.zrem(keys.campaigns, campaignId), redis.zrem(keys.liveCampaigns, campaignId)]);
 }
 /**
  * The sum of the samples of `name` in this process's registry whose labels include `labels`

@@ -109,11 +109,11 @@ async function create(ctx: CliContext, o: CreateOptions): Promise<void> {
 }
 
 async function list(ctx: CliContext, o: { pageSize: number; pageToken: string; all?: boolean }): Promise<void> {
-  const admin = ctx.admin();
   const campaigns: Campaign[] = [];
   let token = o.pageToken;
   do {
-    const page = await admin.call(admin.client.listCampaigns, { pageSize: o.pageSize, pageToken: token });
+    const pageToken = token;
+    const page = await ctx.via('grab', (client) => client.listCampaigns({ pageSize: o.pageSize, pageToken }));
     campaigns.push(...page.campaigns);
     token = page.nextPageToken;
   } while (o.all && token);
@@ -134,12 +134,9 @@ async function list(ctx: CliContext, o: { pageSize: number; pageToken: string; a
 }
 
 async function show(ctx: CliContext, id: string): Promise<void> {
-  const admin = ctx.admin();
-  const grab = ctx.grab();
-  const [c, s] = await Promise.all([
-    grab.call(grab.client.getCampaign, { campaignId: id }),
-    admin.call(admin.client.getCampaignStats, { campaignId: id }),
-  ]);
+  const [c, s] = await ctx.via('grab', (client) =>
+    Promise.all([client.getCampaign({ campaignId: id }), client.getCampaignStats({ campaignId: id })]),
+  );
   ctx.print({ campaign: plain(c), stats: plain(s) }, () =>
     keyValueTable([...campaignRows({ ...c, state: s.state }), ...statsRows(s)]),
   );

@@ -1,13 +1,13 @@
 /** `redpacket users import|block|unblock`, against account-svc. */
 import { Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
-import type { Account, ImportUsersRequest, ImportUsersResponse } from '@redpacket/proto';
+import type { Account } from '@redpacket/proto';
 import { action, examples } from '../action.js';
 import type { CliContext } from '../context.js';
-import { fromGrpc } from '../errors.js';
 import { keyValueTable, num, plain, when, yuan } from '../format.js';
 import { asInt } from '../parse.js';
 import { fileSize, readUserBatches } from '../users-csv.js';
+import { importUserBatches, type ImportResult } from '../users-import.js';
 
 function accountRows(a: Account): [string, string][] {
   return [
@@ -22,8 +22,6 @@ function accountRows(a: Account): [string, string][] {
 
 async function importUsers(ctx: CliContext, file: string, o: { batchSize: number }): Promise<void> {
   const total = fileSize(file);
-  const account = ctx.account();
-  const md = await ctx.adminMetadata();
   const bar = new SingleBar(
     { format: 'importing {bar} {percentage}% | {users} users sent | {eta_formatted} left', stream: process.stderr },
     Presets.shades_classic,
@@ -31,39 +29,18 @@ async function importUsers(ctx: CliContext, file: string, o: { batchSize: number
   const showBar = process.stderr.isTTY && !ctx.json;
   if (showBar) bar.start(total, 0, { users: 0 });
   const t0 = performance.now();
-  let sent = 0;
-  const localRejected: string[] = [];
-  // read the first batch before calling, so a bad file is reported as such, server up or not
-  const batches = readUserBatches(file, o.batchSize);
-  const first = await batches.next();
-  let response: ImportUsersResponse;
+  let result: ImportResult;
   try {
-    response = await new Promise<ImportUsersResponse>((resolve, reject) => {
-      const stream = account.client.importUsers(md, { deadline: Date.now() + 3_600_000 }, (err, res) =>
-        err ? reject(fromGrpc(err, account.name, account.address)) : resolve(res),
-      );
-      const pump = async (): Promise<void> => {
-        for (let next = first; !next.done; next = await batches.next()) {
-          const batch = next.value;
-          localRejected.push(...batch.rejected);
-          if (batch.users.length) {
-            const req: ImportUsersRequest = { users: batch.users };
-            // respect back-pressure: wait for the stream to drain before the next batch
-            if (!stream.write(req)) await new Promise((r) => stream.once('drain', r));
-            sent += batch.users.length;
-          }
-          if (showBar) bar.update(batch.bytesRead, { users: num(sent) });
-        }
-        stream.end();
-      };
-      pump().catch((err: unknown) => {
-        stream.cancel();
-        reject(err);
-      });
+    result = await importUserBatches(ctx, readUserBatches(file, o.batchSize), {
+      deadlineMs: 3_600_000,
+      onBatch: (batch, sent) => {
+        if (showBar) bar.update(batch.bytesRead, { users: num(sent) });
+      },
     });
   } finally {
     if (showBar) bar.stop();
   }
+  const { response, sent, rejected: localRejected } = result;
   const seconds = (performance.now() - t0) / 1000;
   const summary = {
     file,
