@@ -91,6 +91,14 @@ describe('redpacket demo (the main job) at a small size', () => {
     );
     const id = await pollUntil('the campaign', () => /campaign (\S+): /.exec(p.out.stderr)?.[1], 30_000);
     campaigns.push(id);
+    // the console came up beside the services, its address printed at the start
+    const consoleUrl = await pollUntil(
+      'the console',
+      () => /console (http:\/\/\S+\/) /.exec(p.out.stderr)?.[1],
+      30_000,
+    );
+    expect((await fetch(consoleUrl)).status).toBe(200);
+    expect((await fetch(`${consoleUrl}api/campaigns`)).status).toBe(401);
     await pollUntil('the first wave', () => p.out.stderr.includes('early birds'), 30_000);
     p.kill('SIGINT');
     const code = await pollUntil('the demo to exit', () => p.exitCode ?? undefined, 15_000);

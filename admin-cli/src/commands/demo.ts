@@ -32,10 +32,14 @@ export function demoCommand(env: CliEnv): Command {
         90_000,
       )
       .option('--keep', "keep the demo campaign's Redis keys afterwards")
+      .option('--console <host:port>', "where the operator's console listens (port 0: a free one)", '127.0.0.1:0')
+      .option('--no-console', "do not start the operator's console")
+      .option('--hold', 'keep everything running after the report until Ctrl-C')
       .action(action((ctx, o: DemoOptions) => runDemo(ctx, o, env))),
     [
       'npm start',
       'npm start -- --packets 500 --users 2000',
+      'npm start -- --hold --console 127.0.0.1:8090',
       'redpacket demo --users 100000 --packets 20000 --json > report.json',
     ],
   );

@@ -19,6 +19,8 @@ import { signUserTokens } from '../tokens.js';
 import type { UserBatch } from '../users-csv.js';
 import { importUserBatches } from '../users-import.js';
 import { createRequest } from '../commands/campaign.js';
+import { listenAddress } from '../commands/console.js';
+import { startConsole, type RunningConsole } from '../console/server.js';
 import { moneyChecks, type Check } from './checks.js';
 import { runCrowd, type CrowdResult } from './crowd.js';
 import { buildReport, outcomeList } from './report.js';
@@ -37,6 +39,10 @@ export interface DemoOptions {
   gift: boolean;
   deliveryTimeout: number;
   keep?: boolean;
+  /** Where the operator's console listens (host:port; port 0 = a free one), or false for none. */
+  console: string | false;
+  /** Keep everything running after the report until Ctrl-C (to look around in the console). */
+  hold?: boolean;
 }
 
 /** The early birds (2% of the crowd) press before the start. */
@@ -52,6 +58,7 @@ interface Session {
   started: RunningService[];
   children: Child[];
   demoCtx?: CliContext;
+  console?: { running: RunningConsole; redis: Redis };
   campaign?: Campaign;
   closed: boolean;
 }
@@ -81,6 +88,8 @@ async function stopAll(s: Session, o: DemoOptions): Promise<void> {
     const admin = s.demoCtx.admin();
     await admin.call(admin.client.closeCampaign, { campaignId, reason: 'demo stopped' }).catch(() => undefined);
   }
+  await s.console?.running.close();
+  s.console?.redis.disconnect();
   s.demoCtx?.close();
   for (const c of s.children.reverse()) await c.stop();
   await s.ownRedis?.stop();
@@ -282,6 +291,7 @@ export async function runDemo(ctx: CliContext, o: DemoOptions, env: CliEnv): Pro
     const migrations = await applyMigrations(json, mysqlUrl);
     const demoCtx = await startServices(ctx, o, s, childEnv(env, s.redisUrl, mysqlUrl, secret), secret);
     s.demoCtx = demoCtx;
+    if (o.console !== false) await openConsole(s, demoCtx, o.console);
     const hasGift = s.started.some((x) => x.name === 'gift-svc');
 
     const userIds = Array.from({ length: o.users }, (_, i) => `demo-${run}-${i}`);
@@ -334,14 +344,36 @@ export async function runDemo(ctx: CliContext, o: DemoOptions, env: CliEnv): Pro
       seconds: (Date.now() - t0) / 1000,
       startMs: releaseAtMs[0]!,
     });
-    await cleanup();
-    ctx.print(report.json, () => report.human);
+    if (o.hold) {
+      ctx.print(report.json, () => report.human);
+      log(json, `holding everything running${s.console ? ` (console ${s.console.running.url})` : ''}: Ctrl-C to stop`);
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', () => resolve());
+        process.once('SIGTERM', () => resolve());
+      });
+      await cleanup();
+    } else {
+      await cleanup();
+      ctx.print(report.json, () => report.human);
+    }
     if (checks.some((c) => !c.ok)) throw new CliError('the money check failed (see the report)', Exit.inconsistent);
   } finally {
     await cleanup();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/** The operator's console beside the services, on the demo's Redis; its address goes to stderr at once. */
+async function openConsole(s: Session, demoCtx: CliContext, listen: string): Promise<void> {
+  const { host, port } = listenAddress(listen);
+  const redis = new Redis(s.redisUrl, { maxRetriesPerRequest: 1 });
+  const running = await startConsole({ ctx: demoCtx, redis, host, port });
+  s.console = { running, redis };
+  // stderr even with --json: the address is for the person watching, not for the report
+  process.stderr.write(`${pc.bold('console')} ${running.url}  (sign in: ${running.loginUrl})\n`);
 }
 
 /** The services' environment: the demo's Redis, MySQL, RabbitMQ and signing secret. */
