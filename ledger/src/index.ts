@@ -4,6 +4,7 @@ export { audit, type AuditReport } from './audit.js';
 export { IdempotencyConflictError, InsufficientFundsError } from './errors.js';
 export {
   balanceOf,
+  idempotencyKey,
   MAX_BATCH,
   MAX_KEY_LENGTH,
   transfer,

@@ -1,4 +1,4 @@
-/** A MySQL database of a test's own (migrated, dropped afterwards): the audit sees only its rows. */
+/** Test helpers: a MySQL database of a test's own (migrated, dropped afterwards), so the audit sees only its rows. */
 import { randomBytes } from 'node:crypto';
 import { createPool, migrate, type Pool } from '@redpacket/db';
 import { TEST_MYSQL_URL } from '@redpacket/lib/testing';

@@ -3,6 +3,7 @@
  * transaction, once per idempotency key. One code path serves a single transfer and a batch out
  * of one (hot) account, which is debited once with the batch's sum.
  */
+import { createHash } from 'node:crypto';
 import type { Pool, PoolConnection } from '@redpacket/db';
 import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { BadTransferError, EXTERNAL, kindOf, MAX_TRANSFER_CENTS } from './accounts.js';
@@ -19,6 +20,15 @@ export const MAX_BATCH = 1000;
 const ATTEMPTS = 10;
 const ER_DUP_ENTRY = 1062;
 const ER_LOCK_DEADLOCK = 1213;
+
+/**
+ * The idempotency key of a call: its parts joined by ':' (readable in the table), or, when that
+ * is longer than a key may be, their SHA-256 (a user id and a request id may each be 128 long).
+ */
+export function idempotencyKey(...parts: string[]): string {
+  const key = parts.join(':');
+  return key.length <= MAX_KEY_LENGTH ? key : `sha256:${createHash('sha256').update(key).digest('hex')}`;
+}
 
 /** One leg of a batch: to whom, how much, under which idempotency key. */
 export interface TransferItem {

@@ -1,7 +1,7 @@
 /** The audit against the real MySQL: consistent after real transfers, and each corruption found. */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { accountId, audit, EXTERNAL, transfer, transferBatch } from '../src/index.js';
-import { privateDatabase, type PrivateDatabase } from './helpers.js';
+import { privateDatabase, type PrivateDatabase } from '../src/testing.js';
 
 let db: PrivateDatabase;
 // A fresh database per test: each corruption is found alone.

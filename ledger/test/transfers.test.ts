@@ -12,7 +12,7 @@ import {
   transfer,
   transferBatch,
 } from '../src/index.js';
-import { privateDatabase, type PrivateDatabase } from './helpers.js';
+import { privateDatabase, type PrivateDatabase } from '../src/testing.js';
 
 let db: PrivateDatabase;
 beforeAll(async () => {
