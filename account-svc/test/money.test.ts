@@ -143,6 +143,28 @@ describe('Withdraw', () => {
     );
   });
 
+  it('1,000 concurrent Withdraw calls against a balance covering 500: exactly 500 succeed, the rest FAILED_PRECONDITION', async () => {
+    const api = money(h.accounts);
+    const carol = `${h.prefix}carol`;
+    await accountApi(h.accounts).registerUser({ user: user(carol) }, h.adminMd);
+    const md = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: carol }));
+    await api.deposit(
+      { accountId: `user:${carol}`, amountCents: 500n * 7n, requestId: 'dep-carol', note: '' },
+      h.adminMd,
+    );
+    const results = await Promise.all(
+      Array.from({ length: 1000 }, (_, i) => codeOf(api.withdraw({ amountCents: 7n, requestId: `c-${i}` }, md))),
+    );
+    expect(results.filter((r) => r.code === undefined)).toHaveLength(500);
+    expect(results.filter((r) => r.code === status.FAILED_PRECONDITION)).toHaveLength(500);
+    const [rows] = await db.pool.query<RowDataPacket[]>(
+      'SELECT a.balance_cents, MIN(e.balance_after_cents) AS low FROM accounts a JOIN entries e USING (account_id) WHERE a.account_id = ? GROUP BY a.balance_cents',
+      [`user:${carol}`],
+    );
+    expect(rows[0]).toMatchObject({ balance_cents: '0', low: '0' });
+    expect((await api.audit(h.adminMd)).consistent).toBe(true);
+  });
+
   it('answers UNAVAILABLE within 2 s of spending.paused, moving nothing, and serves again when off', async () => {
     const api = money(h.accounts);
     const before = (await api.audit(h.adminMd)).transfersChecked;
