@@ -10,6 +10,7 @@ import {
   parseEnv,
   PortNumber,
   startServer,
+  Switches,
   TokenVerifier,
   serveMetrics,
   urlVar,
@@ -44,6 +45,8 @@ const redis = createRedis({ url: env.REDIS_URL, clusterNodes: env.REDIS_CLUSTER_
 redis.on('error', (err) => log.warn({ err: err.message }, 'redis error'));
 
 const mirror = await keepMirrorInSync(pool, redis, log);
+const switches = new Switches(redis, log);
+await switches.start();
 
 const services = createAccountServer({
   pool,
@@ -55,6 +58,7 @@ const services = createAccountServer({
   tokenTtlSeconds: env.TOKEN_TTL_SECONDS,
   maxTokenTtlSeconds: env.TOKEN_MAX_TTL_SECONDS,
   import: { batchSize: env.IMPORT_BATCH_SIZE, concurrency: env.IMPORT_CONCURRENCY },
+  switches,
 });
 const running = await startServer({
   services,
@@ -71,6 +75,7 @@ if (jwks) log.info({ host: env.JWKS_HOST, port: jwks.port, path: JWKS_PATH }, 'J
 
 onShutdownSignal(log, async () => {
   mirror.stop();
+  switches.stop();
   await running.shutdown();
   await jwks?.close();
   await metrics?.close();

@@ -12,6 +12,7 @@ import {
   type Logger,
   type RedisClient,
   type ServiceEntry,
+  type Switches,
   type TokenVerifier,
 } from '@redpacket/lib';
 import {
@@ -23,6 +24,7 @@ import {
 import type { Pool } from '@redpacket/db';
 import { blockUser, registerUser, setRiskScore, unblockUser, type AccountStore } from './accounts.js';
 import { UserImporter, type ImportOptions } from './import-users.js';
+import { auditLedger, deposit, withdraw } from './money.js';
 import { PasswordChecker } from './passwords.js';
 import {
   balanceOf,
@@ -49,6 +51,8 @@ export interface AccountServerDeps {
   tokenTtlSeconds?: number;
   maxTokenTtlSeconds?: number;
   import?: ImportOptions;
+  /** Degrade switches (spending.paused); without them Withdraw is never paused. */
+  switches?: Switches;
 }
 
 export function createAccountServer(deps: AccountServerDeps): ServiceEntry[] {
@@ -169,6 +173,39 @@ export function createAccountServer(deps: AccountServerDeps): ServiceEntry[] {
         const row = await setRiskScore(store, checkUserId(req.userId), checkRiskScore(req.riskScore));
         log.info({ userId: row.user_id, by: admin.userId, riskScore: row.risk_score }, 'risk score set');
         return account(row);
+      },
+
+      async deposit(req, call) {
+        const admin = await tokens.admin(call.metadata);
+        const res = await deposit(pool, req);
+        log.info(
+          {
+            accountId: res.accountId,
+            by: admin.userId,
+            amountCents: Number(req.amountCents),
+            requestId: req.requestId,
+          },
+          'deposit',
+        );
+        return res;
+      },
+
+      async withdraw(req, call) {
+        const caller = await tokens.fromMetadata(call.metadata);
+        const res = await withdraw(pool, deps.switches, caller.userId, req);
+        log.info(
+          { userId: caller.userId, amountCents: Number(req.amountCents), requestId: req.requestId },
+          'withdrawal',
+        );
+        return res;
+      },
+
+      async auditLedger(_req, call) {
+        const admin = await tokens.admin(call.metadata);
+        const res = await auditLedger(pool);
+        if (res.consistent) log.info({ by: admin.userId }, 'ledger audit consistent');
+        else log.error({ by: admin.userId, problems: res.problems.slice(0, 20) }, 'ledger audit found problems');
+        return res;
       },
     },
     log,

@@ -143,5 +143,6 @@ export function toAccount(row: UserRow, balance: Balance): Account {
     awardsCount: balance.count,
     role: row.role,
     hasPassword: row.password_hash !== null,
+    accountId: '',
   };
 }

@@ -81,9 +81,11 @@ export interface Harness {
 
 const log = createLogger('test', 'silent');
 
-export async function startHarness(opts: { grab?: boolean; deps?: Partial<AccountServerDeps> } = {}): Promise<Harness> {
+export async function startHarness(
+  opts: { grab?: boolean; deps?: Partial<AccountServerDeps>; mysqlUrl?: string } = {},
+): Promise<Harness> {
   const redis = await requireRedis();
-  const pool = await requireMysql();
+  const pool = await requireMysql(opts.mysqlUrl);
   const prefix = `t${randomBytes(5).toString('hex')}-`;
   const serverRedis = createRedis({
     url: `redis://${redis.options.host}:${redis.options.port}/${redis.options.db ?? 0}`,

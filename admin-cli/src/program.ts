@@ -5,6 +5,7 @@ import { campaignCommand } from './commands/campaign.js';
 import { consoleCommand } from './commands/console.js';
 import { deadLettersCommand } from './commands/dead-letters.js';
 import { demoCommand } from './commands/demo.js';
+import { ledgerCommand } from './commands/ledger.js';
 import { switchCommand } from './commands/switch.js';
 import { tokenCommand } from './commands/token.js';
 import { usersCommand } from './commands/users.js';
@@ -53,6 +54,7 @@ Examples:
     );
   program.addCommand(campaignCommand());
   program.addCommand(deadLettersCommand());
+  program.addCommand(ledgerCommand());
   program.addCommand(usersCommand());
   program.addCommand(tokenCommand());
   program.addCommand(switchCommand(env));

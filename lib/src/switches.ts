@@ -19,11 +19,13 @@ export const KNOWN_SWITCHES = {
   'grab.paused:<campaignId>': 'the same for one campaign only',
   'gift.paused': 'gift-svc stops taking wins from RabbitMQ (they keep queueing, nothing is lost)',
   'awards.queries_disabled': 'GiftService ListMyAwards and ListCampaignAwards answer UNAVAILABLE',
+  'spending.paused': 'AccountService Withdraw answers UNAVAILABLE (consumption paused for the peak); nothing moves',
   'ratelimit.<rule>':
     "gateway: requests_per_unit of that rate limit rule instead of the rules file's (a number; off = the file's)",
 } as const;
 
-export type SwitchName = 'grab.paused' | `grab.paused:${string}` | 'gift.paused' | 'awards.queries_disabled';
+export type SwitchName =
+  'grab.paused' | `grab.paused:${string}` | 'gift.paused' | 'awards.queries_disabled' | 'spending.paused';
 
 /** Switch names of rate limit overrides: this prefix and a rule id of gateway's rules. */
 export const RATE_LIMIT_PREFIX = 'ratelimit.';

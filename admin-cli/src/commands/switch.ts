@@ -110,7 +110,7 @@ export function switchCommand(env: CliEnv): Command {
       new Command('set')
         .argument(
           '<name>',
-          'grab.paused, grab.paused:<campaignId>, gift.paused, awards.queries_disabled or ratelimit.<rule>',
+          'grab.paused, grab.paused:<campaignId>, gift.paused, awards.queries_disabled, spending.paused or ratelimit.<rule>',
         )
         .argument('<state>', 'on or off; for ratelimit.<rule>: requests per unit (1 or more) or off')
         .description("turn a switch on or off, or override a gateway rate limit rule's requests_per_unit")

@@ -27,7 +27,11 @@ export interface Account {
   blockReason: string;
   blockedAt: Date | undefined;
   riskScore: number;
-  /** Sum of delivered awards. */
+  /**
+   * GetAccount and the user calls: the sum of delivered awards (until awards
+   * move to the ledger). Deposit and Withdraw: the ledger balance of
+   * account_id right after the transfer (the first one's, on a repeat).
+   */
   balanceCents: bigint;
   awardsCount: bigint;
   /** "user" or "admin". */
@@ -37,6 +41,11 @@ export interface Account {
    * tokens only through an admin.
    */
   hasPassword: boolean;
+  /**
+   * The ledger account (e.g. "user:alice", "operator:budget"); set by
+   * Deposit and Withdraw.
+   */
+  accountId: string;
 }
 
 export interface UserRecord {
@@ -106,6 +115,41 @@ export interface SetRiskScoreRequest {
   riskScore: number;
 }
 
+export interface DepositRequest {
+  /** user:<id> (a registered user), merchant:<id> or operator:<id>. */
+  accountId: string;
+  /** 1 to 1,000,000,000,000. */
+  amountCents: bigint;
+  /**
+   * Required: a repeat with the same id returns the first answer and moves
+   * nothing again.
+   */
+  requestId: string;
+  /** Why the money came in (at most 255 characters). */
+  note: string;
+}
+
+export interface WithdrawRequest {
+  /** 1 to 1,000,000,000,000. */
+  amountCents: bigint;
+  /**
+   * Required: a repeat with the same id returns the first answer and moves
+   * nothing again.
+   */
+  requestId: string;
+}
+
+export interface AuditLedgerRequest {
+}
+
+export interface AuditLedgerResponse {
+  consistent: boolean;
+  accountsChecked: bigint;
+  transfersChecked: bigint;
+  /** One line per problem, naming the account or transfer. */
+  problems: string[];
+}
+
 function createBaseAccount(): Account {
   return {
     userId: "",
@@ -119,6 +163,7 @@ function createBaseAccount(): Account {
     awardsCount: 0n,
     role: "",
     hasPassword: false,
+    accountId: "",
   };
 }
 
@@ -162,6 +207,9 @@ export const Account: MessageFns<Account> = {
     }
     if (message.hasPassword !== false) {
       writer.uint32(88).bool(message.hasPassword);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(98).string(message.accountId);
     }
     return writer;
   },
@@ -267,6 +315,14 @@ export const Account: MessageFns<Account> = {
             message.hasPassword = reader.bool();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -328,6 +384,11 @@ export const Account: MessageFns<Account> = {
         : isSet(object.has_password)
         ? globalThis.Boolean(object.has_password)
         : false,
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
     };
   },
 
@@ -366,6 +427,9 @@ export const Account: MessageFns<Account> = {
     if (message.hasPassword !== false) {
       obj.hasPassword = message.hasPassword;
     }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
     return obj;
   },
 
@@ -389,6 +453,7 @@ export const Account: MessageFns<Account> = {
       : 0n;
     message.role = object.role ?? "";
     message.hasPassword = object.hasPassword ?? false;
+    message.accountId = object.accountId ?? "";
     return message;
   },
 };
@@ -1369,6 +1434,425 @@ export const SetRiskScoreRequest: MessageFns<SetRiskScoreRequest> = {
   },
 };
 
+function createBaseDepositRequest(): DepositRequest {
+  return { accountId: "", amountCents: 0n, requestId: "", note: "" };
+}
+
+export const DepositRequest: MessageFns<DepositRequest> = {
+  encode(message: DepositRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.amountCents !== 0n) {
+      if (BigInt.asIntN(64, message.amountCents) !== message.amountCents) {
+        throw new globalThis.Error("value provided for field message.amountCents of type int64 too large");
+      }
+      writer.uint32(16).int64(message.amountCents);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(26).string(message.requestId);
+    }
+    if (message.note !== "") {
+      writer.uint32(34).string(message.note);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DepositRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDepositRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.amountCents = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.note = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DepositRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      amountCents: isSet(object.amountCents)
+        ? BigInt(object.amountCents)
+        : isSet(object.amount_cents)
+        ? BigInt(object.amount_cents)
+        : 0n,
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      note: isSet(object.note) ? globalThis.String(object.note) : "",
+    };
+  },
+
+  toJSON(message: DepositRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.amountCents !== 0n) {
+      obj.amountCents = message.amountCents.toString();
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.note !== "") {
+      obj.note = message.note;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DepositRequest>, I>>(base?: I): DepositRequest {
+    return DepositRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DepositRequest>, I>>(object: I): DepositRequest {
+    const message = createBaseDepositRequest();
+    message.accountId = object.accountId ?? "";
+    message.amountCents = (object.amountCents !== undefined && object.amountCents !== null)
+      ? BigInt(object.amountCents)
+      : 0n;
+    message.requestId = object.requestId ?? "";
+    message.note = object.note ?? "";
+    return message;
+  },
+};
+
+function createBaseWithdrawRequest(): WithdrawRequest {
+  return { amountCents: 0n, requestId: "" };
+}
+
+export const WithdrawRequest: MessageFns<WithdrawRequest> = {
+  encode(message: WithdrawRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.amountCents !== 0n) {
+      if (BigInt.asIntN(64, message.amountCents) !== message.amountCents) {
+        throw new globalThis.Error("value provided for field message.amountCents of type int64 too large");
+      }
+      writer.uint32(8).int64(message.amountCents);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(18).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WithdrawRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWithdrawRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.amountCents = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WithdrawRequest {
+    return {
+      amountCents: isSet(object.amountCents)
+        ? BigInt(object.amountCents)
+        : isSet(object.amount_cents)
+        ? BigInt(object.amount_cents)
+        : 0n,
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
+  },
+
+  toJSON(message: WithdrawRequest): unknown {
+    const obj: any = {};
+    if (message.amountCents !== 0n) {
+      obj.amountCents = message.amountCents.toString();
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WithdrawRequest>, I>>(base?: I): WithdrawRequest {
+    return WithdrawRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WithdrawRequest>, I>>(object: I): WithdrawRequest {
+    const message = createBaseWithdrawRequest();
+    message.amountCents = (object.amountCents !== undefined && object.amountCents !== null)
+      ? BigInt(object.amountCents)
+      : 0n;
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
+function createBaseAuditLedgerRequest(): AuditLedgerRequest {
+  return {};
+}
+
+export const AuditLedgerRequest: MessageFns<AuditLedgerRequest> = {
+  encode(_: AuditLedgerRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditLedgerRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditLedgerRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): AuditLedgerRequest {
+    return {};
+  },
+
+  toJSON(_: AuditLedgerRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuditLedgerRequest>, I>>(base?: I): AuditLedgerRequest {
+    return AuditLedgerRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuditLedgerRequest>, I>>(_: I): AuditLedgerRequest {
+    const message = createBaseAuditLedgerRequest();
+    return message;
+  },
+};
+
+function createBaseAuditLedgerResponse(): AuditLedgerResponse {
+  return { consistent: false, accountsChecked: 0n, transfersChecked: 0n, problems: [] };
+}
+
+export const AuditLedgerResponse: MessageFns<AuditLedgerResponse> = {
+  encode(message: AuditLedgerResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.consistent !== false) {
+      writer.uint32(8).bool(message.consistent);
+    }
+    if (message.accountsChecked !== 0n) {
+      if (BigInt.asIntN(64, message.accountsChecked) !== message.accountsChecked) {
+        throw new globalThis.Error("value provided for field message.accountsChecked of type int64 too large");
+      }
+      writer.uint32(16).int64(message.accountsChecked);
+    }
+    if (message.transfersChecked !== 0n) {
+      if (BigInt.asIntN(64, message.transfersChecked) !== message.transfersChecked) {
+        throw new globalThis.Error("value provided for field message.transfersChecked of type int64 too large");
+      }
+      writer.uint32(24).int64(message.transfersChecked);
+    }
+    for (const v of message.problems) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditLedgerResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditLedgerResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.consistent = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.accountsChecked = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.transfersChecked = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.problems.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditLedgerResponse {
+    return {
+      consistent: isSet(object.consistent) ? globalThis.Boolean(object.consistent) : false,
+      accountsChecked: isSet(object.accountsChecked)
+        ? BigInt(object.accountsChecked)
+        : isSet(object.accounts_checked)
+        ? BigInt(object.accounts_checked)
+        : 0n,
+      transfersChecked: isSet(object.transfersChecked)
+        ? BigInt(object.transfersChecked)
+        : isSet(object.transfers_checked)
+        ? BigInt(object.transfers_checked)
+        : 0n,
+      problems: globalThis.Array.isArray(object?.problems) ? object.problems.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: AuditLedgerResponse): unknown {
+    const obj: any = {};
+    if (message.consistent !== false) {
+      obj.consistent = message.consistent;
+    }
+    if (message.accountsChecked !== 0n) {
+      obj.accountsChecked = message.accountsChecked.toString();
+    }
+    if (message.transfersChecked !== 0n) {
+      obj.transfersChecked = message.transfersChecked.toString();
+    }
+    if (message.problems?.length) {
+      obj.problems = message.problems;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuditLedgerResponse>, I>>(base?: I): AuditLedgerResponse {
+    return AuditLedgerResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuditLedgerResponse>, I>>(object: I): AuditLedgerResponse {
+    const message = createBaseAuditLedgerResponse();
+    message.consistent = object.consistent ?? false;
+    message.accountsChecked = (object.accountsChecked !== undefined && object.accountsChecked !== null)
+      ? BigInt(object.accountsChecked)
+      : 0n;
+    message.transfersChecked = (object.transfersChecked !== undefined && object.transfersChecked !== null)
+      ? BigInt(object.transfersChecked)
+      : 0n;
+    message.problems = object.problems?.map((e) => e) || [];
+    return message;
+  },
+};
+
 /** Users, tokens and the blocklist. */
 export type AccountServiceService = typeof AccountServiceService;
 export const AccountServiceService = {
@@ -1447,6 +1931,47 @@ export const AccountServiceService = {
     responseSerialize: (value: Account): Buffer => Buffer.from(Account.encode(value).finish()),
     responseDeserialize: (value: Buffer): Account => Account.decode(value),
   },
+  /**
+   * Admin: money entering the system from `external` into a ledger account
+   * (an operator's budget, a merchant, a user). Idempotent by request_id.
+   */
+  deposit: {
+    path: "/redpacket.v1.AccountService/Deposit" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DepositRequest): Buffer => Buffer.from(DepositRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DepositRequest => DepositRequest.decode(value),
+    responseSerialize: (value: Account): Buffer => Buffer.from(Account.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Account => Account.decode(value),
+  },
+  /**
+   * The caller's own balance leaving the system (to `external`). Idempotent
+   * by request_id; FAILED_PRECONDITION when the balance is short; UNAVAILABLE
+   * while the switch spending.paused is on.
+   */
+  withdraw: {
+    path: "/redpacket.v1.AccountService/Withdraw" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: WithdrawRequest): Buffer => Buffer.from(WithdrawRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WithdrawRequest => WithdrawRequest.decode(value),
+    responseSerialize: (value: Account): Buffer => Buffer.from(Account.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Account => Account.decode(value),
+  },
+  /**
+   * Admin: proves the books balance (every transfer balances, every balance
+   * equals its entries, no forbidden negative balance, settled escrows are 0,
+   * the money inside = deposits - withdrawals) and lists every problem found.
+   */
+  auditLedger: {
+    path: "/redpacket.v1.AccountService/AuditLedger" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AuditLedgerRequest): Buffer => Buffer.from(AuditLedgerRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AuditLedgerRequest => AuditLedgerRequest.decode(value),
+    responseSerialize: (value: AuditLedgerResponse): Buffer => Buffer.from(AuditLedgerResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AuditLedgerResponse => AuditLedgerResponse.decode(value),
+  },
 } as const;
 
 export interface AccountServiceServer extends UntypedServiceImplementation {
@@ -1469,6 +1994,23 @@ export interface AccountServiceServer extends UntypedServiceImplementation {
    * eligibility.max_risk_score refuse users above it.
    */
   setRiskScore: handleUnaryCall<SetRiskScoreRequest, Account>;
+  /**
+   * Admin: money entering the system from `external` into a ledger account
+   * (an operator's budget, a merchant, a user). Idempotent by request_id.
+   */
+  deposit: handleUnaryCall<DepositRequest, Account>;
+  /**
+   * The caller's own balance leaving the system (to `external`). Idempotent
+   * by request_id; FAILED_PRECONDITION when the balance is short; UNAVAILABLE
+   * while the switch spending.paused is on.
+   */
+  withdraw: handleUnaryCall<WithdrawRequest, Account>;
+  /**
+   * Admin: proves the books balance (every transfer balances, every balance
+   * equals its entries, no forbidden negative balance, settled escrows are 0,
+   * the money inside = deposits - withdrawals) and lists every problem found.
+   */
+  auditLedger: handleUnaryCall<AuditLedgerRequest, AuditLedgerResponse>;
 }
 
 export interface AccountServiceClient extends Client {
@@ -1589,6 +2131,62 @@ export interface AccountServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Account) => void,
+  ): ClientUnaryCall;
+  /**
+   * Admin: money entering the system from `external` into a ledger account
+   * (an operator's budget, a merchant, a user). Idempotent by request_id.
+   */
+  deposit(request: DepositRequest, callback: (error: ServiceError | null, response: Account) => void): ClientUnaryCall;
+  deposit(
+    request: DepositRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Account) => void,
+  ): ClientUnaryCall;
+  deposit(
+    request: DepositRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Account) => void,
+  ): ClientUnaryCall;
+  /**
+   * The caller's own balance leaving the system (to `external`). Idempotent
+   * by request_id; FAILED_PRECONDITION when the balance is short; UNAVAILABLE
+   * while the switch spending.paused is on.
+   */
+  withdraw(
+    request: WithdrawRequest,
+    callback: (error: ServiceError | null, response: Account) => void,
+  ): ClientUnaryCall;
+  withdraw(
+    request: WithdrawRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Account) => void,
+  ): ClientUnaryCall;
+  withdraw(
+    request: WithdrawRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Account) => void,
+  ): ClientUnaryCall;
+  /**
+   * Admin: proves the books balance (every transfer balances, every balance
+   * equals its entries, no forbidden negative balance, settled escrows are 0,
+   * the money inside = deposits - withdrawals) and lists every problem found.
+   */
+  auditLedger(
+    request: AuditLedgerRequest,
+    callback: (error: ServiceError | null, response: AuditLedgerResponse) => void,
+  ): ClientUnaryCall;
+  auditLedger(
+    request: AuditLedgerRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AuditLedgerResponse) => void,
+  ): ClientUnaryCall;
+  auditLedger(
+    request: AuditLedgerRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AuditLedgerResponse) => void,
   ): ClientUnaryCall;
 }
 
