@@ -32,6 +32,8 @@ beforeAll(async () => {
     // as in production: every WON on a replica before it is answered (the test cluster has no AOF)
     REDIS_DURABILITY: 'replicas',
     REDIS_WAIT_REPLICAS: '1',
+    // a loaded 2-core host can take longer than the default 100 ms to replicate
+    REDIS_WAIT_TIMEOUT_MS: '3000',
   });
   // The primary logs each worker once its server is bound.
   workerPids = await listeningWorkerPids(child, 4);
