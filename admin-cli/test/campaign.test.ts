@@ -1,5 +1,4 @@
-import { signToken } from '@redpacket/lib';
-import { deleteKeys, pollUntil, TEST_JWT_SECRET } from '@redpacket/lib/testing';
+import { deleteKeys, pollUntil, testSigner } from '@redpacket/lib/testing';
 import { freePort } from '@redpacket/loadgen';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, cliJson, startCli, startGrabSvc, type GrabServer } from './helpers.js';
@@ -168,7 +167,7 @@ describe('redpacket campaign', () => {
   });
 
   it('exits 5 without an admin token: a user token, or a token signed with another secret', async () => {
-    const user = await signToken({ secret: TEST_JWT_SECRET, userId: 'just-a-user' });
+    const user = await testSigner().sign({ userId: 'just-a-user' });
     const denied = await cli(['campaign', 'list'], { ...g.env, REDPACKET_TOKEN: user });
     expect(denied.code).toBe(5);
     expect(denied.stderr).toContain('not allowed');

@@ -1,8 +1,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TokenVerifier } from '@redpacket/lib';
-import { TEST_JWT_SECRET } from '@redpacket/lib/testing';
+
+import { testSigner } from '@redpacket/lib/testing';
 import { freePort } from '@redpacket/loadgen';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readUserBatches } from '../src/users-csv.js';
@@ -10,7 +10,7 @@ import { cli, cliJson } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'redpacket-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-const verifier = new TokenVerifier({ secret: TEST_JWT_SECRET });
+const verifier = testSigner().verifier();
 
 describe('redpacket token', () => {
   it('signs a user token with JWT_SECRET that the services accept, and prints only the token by default', async () => {

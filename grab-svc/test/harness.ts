@@ -5,24 +5,14 @@ import {
   createRedis,
   keys,
   type Logger,
-  signToken,
   writeEligibility,
   type EligibilityState,
   type RedisClient,
   startServer,
   type Switches,
-  TokenVerifier,
   type RunningServer,
 } from '@redpacket/lib';
-import {
-  bearer,
-  call,
-  deleteKeys,
-  pollUntil,
-  requireRedis,
-  TEST_JWT_SECRET,
-  TEST_REDIS_URL,
-} from '@redpacket/lib/testing';
+import { bearer, call, deleteKeys, pollUntil, requireRedis, testSigner, TEST_REDIS_URL } from '@redpacket/lib/testing';
 import {
   AdminServiceClient,
   GrabServiceClient,
@@ -97,7 +87,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const services = createGrabServer({
     redis: client,
     eligibility,
-    tokens: new TokenVerifier({ secret: TEST_JWT_SECRET }),
+    tokens: testSigner().verifier(),
     log,
     switches: opts.switches,
   });
@@ -110,7 +100,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     () => new GrabServiceClient(addr, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }),
   );
   const grab = grabClients[0]!;
-  const adminToken = await signToken({ secret: TEST_JWT_SECRET, userId: 'ops', role: 'admin' });
+  const adminToken = await testSigner().sign({ userId: 'ops', role: 'admin' });
   const run = `t${Math.random().toString(36).slice(2, 8)}`;
   const created: string[] = [];
   const tokenCache = new Map<string, string>();
@@ -119,7 +109,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     const k = `${user}|${extra.openedAtMs ?? ''}`;
     let t = tokenCache.get(k);
     if (!t) {
-      t = await signToken({ secret: TEST_JWT_SECRET, userId: user, openedAtMs: extra.openedAtMs });
+      t = await testSigner().sign({ userId: user, openedAtMs: extra.openedAtMs });
       tokenCache.set(k, t);
     }
     return t;

@@ -4,10 +4,13 @@
  * report with the money check to the cent. Stops everything it started, also on Ctrl-C.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Command } from 'commander';
 import pc from 'picocolors';
 import { migrate, DEFAULT_MYSQL_URL } from '@redpacket/db';
-import { keys } from '@redpacket/lib';
+import { keys, writeKeyPair } from '@redpacket/lib';
 import { Redis } from 'ioredis';
 import type { CampaignStats, DeliveryStats, Reconciliation, Settlement } from '@redpacket/proto';
 import { action, examples } from '../action.js';
@@ -62,7 +65,9 @@ async function demo(ctx: CliContext, o: DemoOptions, env: CliEnv): Promise<void>
     ? (env.REDIS_DURABILITY ?? 'aof')
     : `aof (appendfsync always, a redis-server of the demo's own on :${ownRedis!.server.port})`;
   const mysqlUrl = env.MYSQL_URL ?? DEFAULT_MYSQL_URL;
-  const secret = env.JWT_SECRET || randomBytes(24).toString('base64url');
+  // A key pair of this run's own: no well-known key, and nothing for the operator to make first.
+  const keyDir = mkdtempSync(join(tmpdir(), 'redpacket-demo-keys-'));
+  const demoKeys = writeKeyPair(keyDir);
   const totalCents = yuanToCents(o.total);
   const run = randomBytes(3).toString('hex');
   const started: RunningService[] = [];
@@ -81,6 +86,7 @@ async function demo(ctx: CliContext, o: DemoOptions, env: CliEnv): Promise<void>
       demoCtx?.close();
       for (const c of children.reverse()) await c.stop();
       await ownRedis?.stop();
+      rmSync(keyDir, { recursive: true, force: true });
       const gift = started.some((s) => s.name === 'gift-svc');
       if (campaignId && !o.keep && !gift && !ownRedis) {
         const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
@@ -115,7 +121,8 @@ async function demo(ctx: CliContext, o: DemoOptions, env: CliEnv): Promise<void>
       REDIS_URL: redisUrl,
       MYSQL_URL: mysqlUrl,
       AMQP_URL: env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
-      JWT_SECRET: secret,
+      JWT_PRIVATE_KEY_FILE: demoKeys.privateKeyFile,
+      JWT_JWKS_FILE: demoKeys.jwksFile,
       ...(env.REDIS_DURABILITY ? { REDIS_DURABILITY: env.REDIS_DURABILITY } : {}),
       // grab-svc's relay and settle timer act on the demo's campaign only, not on every campaign
       // of a Redis it may share with others.
@@ -133,7 +140,7 @@ async function demo(ctx: CliContext, o: DemoOptions, env: CliEnv): Promise<void>
       accountAddr: addr('account-svc') ?? ctx.opts.accountAddr,
       giftAddr: addr('gift-svc') ?? ctx.opts.giftAddr,
       token: undefined,
-      jwtSecret: secret,
+      privateKey: demoKeys.privateKeyFile,
     });
     const hasAccount = wanted.includes('account-svc');
     const hasGift = wanted.includes('gift-svc');
@@ -146,7 +153,7 @@ async function demo(ctx: CliContext, o: DemoOptions, env: CliEnv): Promise<void>
     }
     log(json, `signing ${num(o.users)} user tokens`);
     const tSign = Date.now();
-    const tokens = await signUserTokens(secret, `demo-${run}-`, o.users);
+    const tokens = await signUserTokens(demoCtx.signer, `demo-${run}-`, o.users);
     const signMs = Date.now() - tSign;
 
     const admin = demoCtx.admin();
