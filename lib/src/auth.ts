@@ -144,16 +144,17 @@ export class TokenVerifier {
     await this.loading;
   }
 
-  /** The verifier of `kid`, loading the keys again if it is unknown and the last load is old enough. */
-  private async verifierOf(kid: string): Promise<Verify | undefined> {
+  /** The verifier of `kid`, or undefined; a known kid never waits (the hot path stays synchronous). */
+  private verifierOf(kid: string): Verify | Promise<Verify | undefined> | undefined {
     const age = Date.now() - this.loadedAtMs;
     const found = this.verifiers.get(kid);
+    if (!this.opts.loadJwks) return found;
     if (found) {
-      if (this.opts.loadJwks && age > (this.opts.refreshMs ?? 300_000)) void this.reload();
+      if (age > (this.opts.refreshMs ?? 300_000)) void this.reload();
       return found;
     }
-    if (this.opts.loadJwks && age > (this.opts.minReloadMs ?? 10_000)) await this.reload();
-    return this.verifiers.get(kid);
+    if (age <= (this.opts.minReloadMs ?? 10_000)) return undefined;
+    return this.reload().then(() => this.verifiers.get(kid));
   }
 
   /** Verifies a raw JWT; throws UNAUTHENTICATED saying why. */
@@ -172,7 +173,8 @@ export class TokenVerifier {
     if (header['alg'] !== TOKEN_ALGORITHM) throw unauthenticated(`invalid token (alg must be ${TOKEN_ALGORITHM})`);
     const kid = header['kid'];
     if (typeof kid !== 'string') throw unauthenticated('invalid token (no kid)');
-    const verifier = await this.verifierOf(kid);
+    const known = this.verifierOf(kid);
+    const verifier = typeof known === 'function' || known === undefined ? known : await known;
     if (!verifier) throw unauthenticated('invalid token (unknown kid)');
     let payload: Record<string, unknown>;
     try {
