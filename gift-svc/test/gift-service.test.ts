@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import type { Pool } from '@redpacket/db';
 import { keys, startServer, type RunningServer } from '@redpacket/lib';
-import { bearer, call, grpcError, requireRedis, testSigner } from '@redpacket/lib/testing';
+import { bearer, call, grpcError, refusedTokens, requireRedis, testSigner } from '@redpacket/lib/testing';
 import { GiftServiceClient } from '@redpacket/proto';
 import { recordDeadLetter, writeAwards } from '../src/awards-writer.js';
 import { createGiftServer } from '../src/server.js';
@@ -133,5 +133,21 @@ describe('GiftService', () => {
       call(client.listMyAwards, client, { pageSize: 0, pageToken: '', campaignId: '' }, bearer('x')),
     );
     expect(none.code).toBe(status.UNAUTHENTICATED);
+  });
+
+  it('refuses HS256, alg none, an unknown key, another issuer or audience and expired tokens; takes ES256', async () => {
+    for (const [kind, token] of Object.entries(await refusedTokens('gift-rules'))) {
+      const err = await grpcError(
+        call(client.listMyAwards, client, { pageSize: 0, pageToken: '', campaignId: '' }, bearer(token)),
+      );
+      expect(err.code, kind).toBe(status.UNAUTHENTICATED);
+    }
+    const ok = await call(
+      client.listMyAwards,
+      client,
+      { pageSize: 0, pageToken: '', campaignId: '' },
+      bearer(await testSigner().sign({ userId: 'gift-rules' })),
+    );
+    expect(ok.awards).toEqual([]);
   });
 });

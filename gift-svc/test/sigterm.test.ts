@@ -246,6 +246,7 @@ it('SIGTERM to gift-svc while it credits at a throttled rate: in-flight wins ack
   const start = (rate: string): Child => {
     const child = spawnNode(giftMain, [], {
       GRPC_PORT: '0',
+      ...testSigner().env,
       REDIS_URL: OWN_DB_URL,
       MYSQL_URL: TEST_MYSQL_URL,
       AMQP_URL: TEST_AMQP_URL,
