@@ -11,9 +11,9 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { credentials } from '@grpc/grpc-js';
 import { createPool, DEFAULT_MYSQL_URL } from '@redpacket/db';
-import { keys, signToken } from '@redpacket/lib';
+import { keys } from '@redpacket/lib';
 import { Redis } from 'ioredis';
-import { bearer } from '@redpacket/lib/testing';
+import { bearer, testSigner } from '@redpacket/lib/testing';
 import { AccountServiceClient, type ImportUsersResponse } from '@redpacket/proto';
 
 const { values } = parseArgs({
@@ -27,7 +27,6 @@ const total = Number(values.users);
 const perMessage = Number(values['per-message']);
 const port = Number(values.port);
 const mysqlUrl = process.env['MYSQL_URL'] ?? DEFAULT_MYSQL_URL;
-const secret = `bench-${randomBytes(12).toString('hex')}`;
 const prefix = `bench-${randomBytes(4).toString('hex')}-`;
 
 // The service resyncs the whole eligibility mirror at start; on a shared development Redis it
@@ -39,7 +38,7 @@ const server = spawn(process.execPath, [fileURLToPath(new URL('../src/main.js', 
     ...process.env,
     GRPC_PORT: String(port),
     JWKS_PORT: 'off',
-    JWT_SECRET: secret,
+    ...testSigner().env,
     LOG_LEVEL: 'warn',
     REDIS_URL: benchRedis.toString(),
   },
@@ -52,7 +51,7 @@ try {
   await new Promise<void>((resolve, reject) =>
     client.waitForReady(Date.now() + 30_000, (err) => (err ? reject(err) : resolve())),
   );
-  const md = bearer(await signToken({ secret, userId: 'bench-admin', role: 'admin' }));
+  const md = bearer(await testSigner().sign({ userId: 'bench-admin', role: 'admin' }));
   // the machine's load at the start and the end, so a reader can judge the noise
   const loadAtStart = loadavg().map((x) => Number(x.toFixed(2)));
   const started = performance.now();

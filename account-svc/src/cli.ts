@@ -1,16 +1,23 @@
 /**
- * `npm run -s jwks -w account-svc`: prints the JWKS for Envoy derived from JWT_SECRET.
- * `npm run -s token -w account-svc -- --user ops --role admin [--ttl 3600]`: prints a token,
- * e.g. the first admin's, which no RPC can issue before an admin account exists.
+ * `npm run -s jwks -w account-svc`: prints the JWKS of JWT_PRIVATE_KEY_FILE's public key.
+ * `npm run -s token -w account-svc -- --user ops --role admin [--ttl 3600]`: prints a token signed
+ * with JWT_PRIVATE_KEY_FILE, e.g. the first admin's, which no RPC can issue before an admin exists.
  */
 import { parseArgs } from 'node:util';
-import { DEFAULT_JWT_SECRET, jwksFromSecret, signToken, USER_ID_PATTERN } from '@redpacket/lib';
+import { publicJwkOf, readPrivateKeyFile, TokenSigner, USER_ID_PATTERN } from '@redpacket/lib';
 
-const secret = process.env['JWT_SECRET'] ?? DEFAULT_JWT_SECRET;
+const keyFile = process.env['JWT_PRIVATE_KEY_FILE'];
+if (!keyFile) {
+  console.error(
+    'account-svc: bad environment variable JWT_PRIVATE_KEY_FILE: required (make one: redpacket keys generate)',
+  );
+  process.exit(2);
+}
+const privateKeyPem = readPrivateKeyFile(keyFile);
 const [command, ...rest] = process.argv.slice(2);
 
 if (command === 'jwks') {
-  console.log(JSON.stringify(jwksFromSecret(secret), null, 2));
+  console.log(JSON.stringify({ keys: [publicJwkOf(privateKeyPem)] }, null, 2));
 } else if (command === 'token') {
   const { values } = parseArgs({
     args: rest,
@@ -22,7 +29,12 @@ if (command === 'jwks') {
     process.exit(2);
   }
   const role = values.role === 'admin' ? 'admin' : 'user';
-  console.log(await signToken({ secret, userId: values.user, role, ttlSeconds: ttl }));
+  const signer = new TokenSigner({
+    privateKeyPem,
+    issuer: process.env['JWT_ISSUER'] || undefined,
+    audience: process.env['JWT_AUDIENCE'] || undefined,
+  });
+  console.log(await signer.sign({ userId: values.user, role, ttlSeconds: ttl }));
 } else {
   console.error('usage: cli.js jwks | token --user <id> [--role user|admin] [--ttl seconds]');
   process.exit(2);

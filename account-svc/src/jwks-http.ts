@@ -1,11 +1,10 @@
 /**
- * Serves the JWKS that Envoy's jwt_authn fetches (remote_jwks) over plain HTTP. For HS256 the
- * document holds the signing secret itself, so this listener belongs on an internal address only,
- * never behind a public route.
+ * Serves the JWKS (public keys only) that verifiers fetch from JWT_JWKS_URL and Envoy's jwt_authn
+ * from remote_jwks, over plain HTTP at /.well-known/jwks.json.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { jwksFromSecret } from '@redpacket/lib';
+import type { Jwks } from '@redpacket/lib';
 
 export const JWKS_PATH = '/.well-known/jwks.json';
 
@@ -15,15 +14,17 @@ export interface JwksServer {
   close(): Promise<void>;
 }
 
-export async function startJwksServer(opts: { secret: string; host: string; port: number }): Promise<JwksServer> {
-  const body = JSON.stringify(jwksFromSecret(opts.secret));
+/** Serves `jwks()` as it is at each request, so a key published by a reload is served at once. */
+export async function startJwksServer(opts: { jwks: () => Jwks; host: string; port: number }): Promise<JwksServer> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0];
     if (req.method !== 'GET' || path !== JWKS_PATH) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
       return;
     }
-    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
+    res
+      .writeHead(200, { 'content-type': 'application/json', 'cache-control': 'max-age=60' })
+      .end(JSON.stringify(opts.jwks()));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

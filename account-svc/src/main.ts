@@ -5,13 +5,14 @@ import {
   createLogger,
   createRedis,
   grpcPort,
-  jwtSecret,
+  IdentityEnv,
   onShutdownSignal,
   parseEnv,
   PortNumber,
   startServer,
   Switches,
   TokenVerifier,
+  requireKeyMaterial,
   serveMetrics,
   urlVar,
 } from '@redpacket/lib';
@@ -19,12 +20,17 @@ import { z } from 'zod';
 import { keepMirrorInSync } from './eligibility-mirror.js';
 import { startJwksServer, JWKS_PATH } from './jwks-http.js';
 import { createAccountServer } from './server.js';
+import { loadSigningKeys } from './signing-key.js';
 
 const Env = BaseEnv.extend({
   GRPC_PORT: grpcPort(50052),
   MYSQL_URL: urlVar(DEFAULT_MYSQL_URL),
-  JWT_SECRET: jwtSecret(),
-  /** Where Envoy fetches the JWKS; "off" serves none. It holds the secret: keep it internal. */
+  ...IdentityEnv,
+  /** The EC P-256 private key (PEM) IssueToken signs with: `redpacket keys generate` makes one. */
+  JWT_PRIVATE_KEY_FILE: z.string().min(1).optional(),
+  /** The kid tokens carry; default: the key's JWK thumbprint (what `redpacket keys` publishes). */
+  JWT_KEY_ID: z.string().min(1).optional(),
+  /** Where verifiers and Envoy fetch the JWKS (public keys); "off" serves none. */
   JWKS_PORT: z.union([z.literal('off'), PortNumber]).default(50062),
   JWKS_HOST: z.string().default('127.0.0.1'),
   TOKEN_TTL_SECONDS: z.coerce.number().int().min(1).default(3600),
@@ -34,10 +40,11 @@ const Env = BaseEnv.extend({
   IMPORT_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(2000),
   IMPORT_CONCURRENCY: z.coerce.number().int().min(1).max(32).default(4),
   MIGRATE_ON_START: z.enum(['0', '1']).default('1'),
-});
+}).superRefine(requireKeyMaterial('JWT_PRIVATE_KEY_FILE'));
 
 const env = parseEnv('account-svc', Env, process.env);
 const log = createLogger('account-svc', env.LOG_LEVEL);
+const keys = loadSigningKeys(env, log);
 
 if (env.MIGRATE_ON_START === '1') await migrate(env.MYSQL_URL, (m) => log.info(m));
 const pool = createPool(env.MYSQL_URL, env.IMPORT_CONCURRENCY + 6);
@@ -51,9 +58,9 @@ await switches.start();
 const services = createAccountServer({
   pool,
   redis,
-  tokens: new TokenVerifier({ secret: env.JWT_SECRET }),
+  tokens: keys.verifier,
   log,
-  jwtSecret: env.JWT_SECRET,
+  signer: keys.signer,
   passwordCost: env.PASSWORD_HASH_COST,
   tokenTtlSeconds: env.TOKEN_TTL_SECONDS,
   maxTokenTtlSeconds: env.TOKEN_MAX_TTL_SECONDS,
@@ -70,8 +77,8 @@ const metrics = env.METRICS_PORT > 0 ? await serveMetrics(env.METRICS_PORT) : un
 const jwks =
   env.JWKS_PORT === 'off'
     ? undefined
-    : await startJwksServer({ secret: env.JWT_SECRET, host: env.JWKS_HOST, port: env.JWKS_PORT });
-if (jwks) log.info({ host: env.JWKS_HOST, port: jwks.port, path: JWKS_PATH }, 'JWKS served for Envoy');
+    : await startJwksServer({ jwks: keys.jwks, host: env.JWKS_HOST, port: env.JWKS_PORT });
+if (jwks) log.info({ host: env.JWKS_HOST, port: jwks.port, path: JWKS_PATH }, 'JWKS served');
 
 onShutdownSignal(log, async () => {
   mirror.stop();

@@ -6,13 +6,13 @@ import {
   invalidArgument,
   notFound,
   requestIdOf,
-  signToken,
   toGrpcError,
   unauthenticated,
   type Logger,
   type RedisClient,
   type ServiceEntry,
   type Switches,
+  type TokenSigner,
   type TokenVerifier,
 } from '@redpacket/lib';
 import {
@@ -43,8 +43,8 @@ export interface AccountServerDeps {
   redis: RedisClient;
   tokens: TokenVerifier;
   log: Logger;
-  /** JWT_SECRET: signs the tokens IssueToken hands out. */
-  jwtSecret: string;
+  /** The private key of JWT_PRIVATE_KEY_FILE: signs the tokens IssueToken hands out. */
+  signer: TokenSigner;
   /** bcrypt cost factor for new hashes (10 in production; tests use 4). */
   passwordCost: number;
   /** Token lifetime when the request asks for none, and the longest it may ask for. */
@@ -131,8 +131,7 @@ export function createAccountServer(deps: AccountServerDeps): ServiceEntry[] {
           }
         }
         const role = row.role === 'admin' ? 'admin' : 'user';
-        const token = await signToken({
-          secret: deps.jwtSecret,
+        const token = await deps.signer.sign({
           userId,
           role,
           ttlSeconds: ttl,

@@ -1,11 +1,11 @@
 import { Metadata, status } from '@grpc/grpc-js';
-import { signToken } from '@redpacket/lib';
+
 import { grpcError, metricValue } from '@redpacket/lib/testing';
 import { importJWK, jwtVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { resyncMirror } from '../src/eligibility-mirror.js';
 import { JWKS_PATH, startJwksServer } from '../src/jwks-http.js';
-import { accountApi, bearer, useHarness, TEST_JWT_SECRET, user, type Harness } from './harness.js';
+import { accountApi, bearer, useHarness, testSigner, user, type Harness } from './harness.js';
 
 let h: Harness;
 let api: ReturnType<typeof accountApi>;
@@ -146,7 +146,7 @@ describe('AccountService over gRPC', () => {
       const err = await grpcError(api.registerUser({ user: bad }, h.adminMd));
       expect(err.code).toBe(status.INVALID_ARGUMENT);
     }
-    const userToken = await signToken({ secret: TEST_JWT_SECRET, userId: id });
+    const userToken = await testSigner().sign({ userId: id });
     const notAdmin = await grpcError(api.registerUser({ user: user(`${h.prefix}y`) }, bearer(userToken)));
     expect(notAdmin.code).toBe(status.PERMISSION_DENIED);
     const missing = await grpcError(api.blockUser({ userId: `${h.prefix}ghost`, reason: 'x' }, h.adminMd));
@@ -224,18 +224,23 @@ describe('AccountService over gRPC', () => {
   });
 
   it('serves a JWKS with which a standard JWT library verifies the issued tokens', async () => {
-    const jwks = await startJwksServer({ secret: TEST_JWT_SECRET, host: '127.0.0.1', port: 0 });
+    const jwks = await startJwksServer({ jwks: () => testSigner().jwks, host: '127.0.0.1', port: 0 });
     try {
       const res = await fetch(`http://127.0.0.1:${jwks.port}${JWKS_PATH}`);
       expect(res.status).toBe(200);
-      const doc = (await res.json()) as { keys: { kty: string; k: string; alg: string }[] };
+      const doc = (await res.json()) as { keys: Record<string, string>[] };
       expect(doc.keys).toHaveLength(1);
-      expect(doc.keys[0]).toMatchObject({ kty: 'oct', alg: 'HS256' });
-      expect(Buffer.from(doc.keys[0]!.k, 'base64url').toString()).toBe(TEST_JWT_SECRET);
+      expect(doc.keys[0]).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', kid: testSigner().kid });
+      expect(doc.keys[0]).not.toHaveProperty('d'); // public keys only
       const id = `${h.prefix}jwks`;
       await register(id, { password: 'jwks-password' });
       const { token } = await issue(id, 'jwks-password');
-      const { payload } = await jwtVerify(token, await importJWK(doc.keys[0]!), { algorithms: ['HS256'] });
+      const { payload, protectedHeader } = await jwtVerify(token, await importJWK(doc.keys[0]!, 'ES256'), {
+        algorithms: ['ES256'],
+        issuer: 'redpacket',
+        audience: 'redpacket-mesh',
+      });
+      expect(protectedHeader.kid).toBe(testSigner().kid);
       expect(payload.sub).toBe(id);
       expect((await fetch(`http://127.0.0.1:${jwks.port}/other`)).status).toBe(404);
     } finally {

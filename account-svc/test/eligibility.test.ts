@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { keys, signToken } from '@redpacket/lib';
+import { keys } from '@redpacket/lib';
 import { pollUntil } from '@redpacket/lib/testing';
 import { Outcome, type GrabResponse } from '@redpacket/proto';
 import { describe, expect, it } from 'vitest';
@@ -10,7 +10,7 @@ import {
   importUsers,
   openCampaign,
   useHarness,
-  TEST_JWT_SECRET,
+  testSigner,
   user,
   type Harness,
 } from './harness.js';
@@ -65,7 +65,7 @@ describe('eligibility at grab time', () => {
     expect((await grab(c.campaignId, early.token)).outcome).toBe(Outcome.NOT_STARTED);
     await pollUntil('the campaign to start', () => Date.now() > startsAt.getTime() + 50, 5000);
     const late = await account('late');
-    const unknown = await signToken({ secret: TEST_JWT_SECRET, userId: `${h.prefix}no-opened-at` });
+    const unknown = await testSigner().sign({ userId: `${h.prefix}no-opened-at` });
 
     expect((await grab(c.campaignId, late.token)).outcome).toBe(Outcome.FORBIDDEN);
     expect((await grab(c.campaignId, unknown)).outcome).toBe(Outcome.FORBIDDEN);

@@ -10,13 +10,12 @@ import {
   createLogger,
   createRedis,
   keys,
-  signToken,
   startServer,
   TokenVerifier,
   type RedisClient,
   type RunningServer,
 } from '@redpacket/lib';
-import { bearer, call, deleteKeys, requireRedis, TEST_JWT_SECRET, TEST_MYSQL_URL } from '@redpacket/lib/testing';
+import { bearer, call, deleteKeys, requireRedis, testSigner, TEST_MYSQL_URL } from '@redpacket/lib/testing';
 import {
   AccountServiceClient,
   AdminServiceClient,
@@ -46,7 +45,7 @@ import { scanMirror } from '../src/eligibility-mirror.js';
 import { afterAll, beforeAll } from 'vitest';
 import { createAccountServer, type AccountServerDeps } from '../src/server.js';
 
-export { bearer, TEST_JWT_SECRET };
+export { bearer, testSigner };
 
 /** Connects to the test MySQL and applies the migrations, or fails saying how to start it. */
 export async function requireMysql(url = TEST_MYSQL_URL): Promise<Pool> {
@@ -90,7 +89,7 @@ export async function startHarness(
   const serverRedis = createRedis({
     url: `redis://${redis.options.host}:${redis.options.port}/${redis.options.db ?? 0}`,
   });
-  const tokens = new TokenVerifier({ secret: TEST_JWT_SECRET });
+  const tokens = testSigner().verifier();
   const servers: RunningServer[] = [];
   const stops: (() => void)[] = [];
   const account = await startServer({
@@ -99,7 +98,7 @@ export async function startHarness(
       redis: serverRedis,
       tokens,
       log,
-      jwtSecret: TEST_JWT_SECRET,
+      signer: testSigner().signer,
       passwordCost: 4,
       ...opts.deps,
     }),
@@ -127,7 +126,7 @@ export async function startHarness(
     admin = new AdminServiceClient(address(g.port), credentials.createInsecure());
   }
   const accounts = new AccountServiceClient(address(account.port), credentials.createInsecure());
-  const adminToken = await signToken({ secret: TEST_JWT_SECRET, userId: `${prefix}admin`, role: 'admin' });
+  const adminToken = await testSigner().sign({ userId: `${prefix}admin`, role: 'admin' });
   const h: Harness = {
     prefix,
     pool,

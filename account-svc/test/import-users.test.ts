@@ -1,9 +1,9 @@
 import { status } from '@grpc/grpc-js';
-import { signToken } from '@redpacket/lib';
+
 import { grpcError } from '@redpacket/lib/testing';
 import type { UserRecord } from '@redpacket/proto';
 import { describe, expect, it } from 'vitest';
-import { accountApi, bearer, importUsers, useHarness, TEST_JWT_SECRET, user, type Harness } from './harness.js';
+import { accountApi, bearer, importUsers, useHarness, testSigner, user, type Harness } from './harness.js';
 
 let h: Harness;
 useHarness({}, (x) => (h = x));
@@ -62,7 +62,7 @@ describe('ImportUsers (client stream)', () => {
   });
 
   it('needs an admin token', async () => {
-    const userToken = await signToken({ secret: TEST_JWT_SECRET, userId: `${h.prefix}someone` });
+    const userToken = await testSigner().sign({ userId: `${h.prefix}someone` });
     const denied = await grpcError(importUsers(h.accounts, bearer(userToken), [user(`${h.prefix}x`)]));
     expect(denied.code).toBe(status.PERMISSION_DENIED);
     const anonymous = await grpcError(importUsers(h.accounts, bearer('not-a-token'), [user(`${h.prefix}x`)]));

@@ -2,14 +2,13 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { credentials } from '@grpc/grpc-js';
-import { jwksFromSecret, keys, signToken, TokenVerifier } from '@redpacket/lib';
-import { bearer, pollUntil, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import { keys } from '@redpacket/lib';
+import { bearer, pollUntil, requireRedis, TEST_REDIS_URL, testSigner } from '@redpacket/lib/testing';
 import { AccountServiceClient } from '@redpacket/proto';
 import { describe, expect, it } from 'vitest';
 import { accountApi, requireMysql } from './harness.js';
 
 const main = new URL('../dist/src/main.js', import.meta.url);
-const secret = 'main-test-secret-0123456789';
 /**
  * The service resyncs the whole mirror at start, which would drop entries that other tests put
  * into rp:blocked of database 0 for users MySQL does not know; this test's service gets a
@@ -29,7 +28,7 @@ describe('npm start -w account-svc (dist/src/main.js)', () => {
         ...process.env,
         GRPC_PORT: '0',
         JWKS_PORT: '0',
-        JWT_SECRET: secret,
+        ...testSigner().env,
         LOG_LEVEL: 'info',
         REDIS_URL: redisUrl(),
       },
@@ -40,22 +39,20 @@ describe('npm start -w account-svc (dist/src/main.js)', () => {
     try {
       const find = (msg: string) => logs.find((l) => l['msg'] === msg);
       const grpcLog = await pollUntil('the gRPC port in the log', () => find('gRPC server listening'), 30_000);
-      const jwksLog = await pollUntil('the JWKS port in the log', () => find('JWKS served for Envoy'), 5000);
+      const jwksLog = await pollUntil('the JWKS port in the log', () => find('JWKS served'), 5000);
       expect(find('eligibility mirror resynced from MySQL')).toMatchObject({ why: 'start' });
 
       const jwks = (await (
         await fetch(`http://127.0.0.1:${String(jwksLog['port'])}/.well-known/jwks.json`)
-      ).json()) as {
-        keys: { k: string }[];
-      };
-      expect(Buffer.from(jwks.keys[0]!.k, 'base64url').toString()).toBe(secret);
+      ).json()) as { keys: unknown[] };
+      expect(jwks).toEqual(testSigner().jwks);
 
       const client = new AccountServiceClient(`127.0.0.1:${String(grpcLog['port'])}`, credentials.createInsecure());
-      const token = await signToken({ secret, userId: 'main-test-nobody' });
+      const token = await testSigner().sign({ userId: 'main-test-nobody' });
       const err = await accountApi(client)
         .getAccount({ userId: '' }, bearer(token))
         .catch((e: { code: number }) => e);
-      expect(err).toMatchObject({ code: 5 }); // NOT_FOUND: authenticated with JWT_SECRET, no such row
+      expect(err).toMatchObject({ code: 5 }); // NOT_FOUND: authenticated by the JWKS, no such row
       client.close();
       expect(JSON.stringify(logs)).not.toContain(token);
     } finally {
@@ -68,24 +65,29 @@ describe('npm start -w account-svc (dist/src/main.js)', () => {
     redis.disconnect();
   });
 
-  it('refuses a bad environment with exit code 2', async () => {
-    const child = spawn(process.execPath, [main.pathname], {
-      env: { ...process.env, GRPC_PORT: 'not-a-port', JWT_SECRET: 'short' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    const [code] = await once(child, 'exit');
-    expect(code).toBe(2);
-    expect(stderr).toContain('GRPC_PORT');
-    expect(stderr).toContain('JWT_SECRET');
+  it('refuses a bad environment, and no private key, with exit code 2 naming the variable', async () => {
+    const refuse = async (env: Record<string, string>): Promise<string> => {
+      const child = spawn(process.execPath, [main.pathname], {
+        env: { ...process.env, ...env },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+      const [code] = await once(child, 'exit');
+      expect(code).toBe(2);
+      return stderr;
+    };
+    expect(await refuse({ GRPC_PORT: 'not-a-port', ...testSigner().env })).toContain('GRPC_PORT');
+    expect(await refuse({ GRPC_PORT: '0', REDPACKET_DEV: '0' })).toContain(
+      'account-svc: bad environment variable JWT_PRIVATE_KEY_FILE: required',
+    );
   });
 
-  it('cli.js prints the JWKS and mints a first admin token from JWT_SECRET', async () => {
+  it('cli.js prints the JWKS and mints a first admin token with JWT_PRIVATE_KEY_FILE', async () => {
     const cli = new URL('../dist/src/cli.js', import.meta.url).pathname;
     const run = async (args: string[]): Promise<{ code: number; out: string }> => {
       const child = spawn(process.execPath, [cli, ...args], {
-        env: { ...process.env, JWT_SECRET: secret },
+        env: { ...process.env, ...testSigner().env },
         stdio: ['ignore', 'pipe', 'ignore'],
       });
       let out = '';
@@ -95,10 +97,10 @@ describe('npm start -w account-svc (dist/src/main.js)', () => {
     };
     const jwks = await run(['jwks']);
     expect(jwks.code).toBe(0);
-    expect(JSON.parse(jwks.out)).toEqual(jwksFromSecret(secret));
+    expect(JSON.parse(jwks.out)).toEqual(testSigner().jwks);
     const token = await run(['token', '--user', 'ops', '--role', 'admin', '--ttl', '120']);
     expect(token.code).toBe(0);
-    expect(await new TokenVerifier({ secret }).verify(token.out.trim())).toMatchObject({
+    expect(await testSigner().verifier().verify(token.out.trim())).toMatchObject({
       userId: 'ops',
       role: 'admin',
     });

@@ -3,7 +3,7 @@
  * own, so the audit sees only its rows) and Redis (the switches in a Redis db of its own).
  */
 import { Metadata, status } from '@grpc/grpc-js';
-import { setSwitch, signToken, Switches, createLogger, pollUntil } from '@redpacket/lib';
+import { setSwitch, Switches, createLogger, pollUntil } from '@redpacket/lib';
 import { call, requireRedis, testRedisDb } from '@redpacket/lib/testing';
 import type {
   Account,
@@ -17,7 +17,7 @@ import type { Redis } from 'ioredis';
 import type { RowDataPacket } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { privateDatabase, type PrivateDatabase } from '@redpacket/ledger/testing';
-import { accountApi, bearer, startHarness, TEST_JWT_SECRET, user, type Harness } from './harness.js';
+import { accountApi, bearer, startHarness, testSigner, user, type Harness } from './harness.js';
 
 const SWITCHES_DB = testRedisDb(9);
 
@@ -49,7 +49,7 @@ beforeAll(async () => {
   h = await startHarness({ mysqlUrl: db.url, deps: { switches } });
   alice = `${h.prefix}alice`;
   await accountApi(h.accounts).registerUser({ user: user(alice) }, h.adminMd);
-  aliceMd = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: alice }));
+  aliceMd = bearer(await testSigner().sign({ userId: alice }));
 });
 
 afterAll(async () => {
@@ -123,7 +123,7 @@ describe('Withdraw', () => {
     const api = money(h.accounts);
     const bob = `${h.prefix}bob`;
     await accountApi(h.accounts).registerUser({ user: user(bob) }, h.adminMd);
-    const bobMd = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: bob }));
+    const bobMd = bearer(await testSigner().sign({ userId: bob }));
     await api.deposit({ accountId: `user:${bob}`, amountCents: 300n, requestId: 'dep-bob', note: '' }, h.adminMd);
     const w = await api.withdraw({ amountCents: 200n, requestId: 'w-1' }, bobMd);
     expect(w).toMatchObject({ userId: bob, accountId: `user:${bob}`, balanceCents: 100n });
@@ -147,7 +147,7 @@ describe('Withdraw', () => {
     const api = money(h.accounts);
     const carol = `${h.prefix}carol`;
     await accountApi(h.accounts).registerUser({ user: user(carol) }, h.adminMd);
-    const md = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: carol }));
+    const md = bearer(await testSigner().sign({ userId: carol }));
     await api.deposit(
       { accountId: `user:${carol}`, amountCents: 500n * 7n, requestId: 'dep-carol', note: '' },
       h.adminMd,

@@ -1,35 +1,45 @@
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { Metadata, status } from '@grpc/grpc-js';
-import { MAX_TOKEN_LENGTH, signToken, TokenVerifier } from '@redpacket/lib';
-import { grpcError, pollUntil } from '@redpacket/lib/testing';
+import { MAX_TOKEN_LENGTH, TokenVerifier } from '@redpacket/lib';
+import { grpcError, pollUntil, refusedTokens } from '@redpacket/lib/testing';
 import { Outcome } from '@redpacket/proto';
 import { generateKeyPair, SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { accountApi, bearer, grabApi, openCampaign, useHarness, TEST_JWT_SECRET, type Harness } from './harness.js';
+import { accountApi, bearer, grabApi, openCampaign, useHarness, testSigner, type Harness } from './harness.js';
 
 type SignKey = Parameters<SignJWT['sign']>[0];
-const secret = new TextEncoder().encode(TEST_JWT_SECRET);
+const testKey = createPrivateKey(readFileSync(testSigner().privateKeyFile));
+const otherKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
 const now = (): number => Math.floor(Date.now() / 1000);
 const b64 = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url');
 
-/** A token signed by hand, so every claim and header can be wrong on purpose. */
-function jwt(claims: Record<string, unknown>, alg = 'HS256', key: SignKey = secret): Promise<string> {
-  return new SignJWT(claims).setProtectedHeader({ alg, typ: 'JWT' }).sign(key);
+/** A token signed by hand, so every claim and header can be wrong on purpose; iss and aud right by default. */
+function jwt(claims: Record<string, unknown>, alg = 'ES256', key: SignKey = testKey, kid = testSigner().kid) {
+  return new SignJWT({ iss: 'redpacket', aud: 'redpacket-mesh', ...claims })
+    .setProtectedHeader({ alg, typ: 'JWT', ...(kid ? { kid } : {}) })
+    .sign(key);
 }
 
 /** The refused kinds of token: each makes one rule fail, nothing else. */
 async function badTokens(sub: string): Promise<Record<string, () => Promise<string>>> {
   const rsa = await generateKeyPair('RS256');
+  const shared = await refusedTokens(sub);
   return {
-    expired: () => jwt({ sub, exp: now() - 60 }),
+    ...Object.fromEntries(Object.entries(shared).map(([k, t]) => [k, async () => t])),
     'not yet valid': () => jwt({ sub, exp: now() + 600, nbf: now() + 60 }),
-    'alg none': async () => `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ sub, exp: now() + 600 })}.`,
-    'another algorithm (HS512, same secret)': () => jwt({ sub, exp: now() + 600 }, 'HS512'),
+    'alg none, no signature': async () =>
+      `${b64({ alg: 'none', typ: 'JWT', kid: testSigner().kid })}.${b64({ sub, exp: now() + 600 })}.`,
+    'HS256 keyed with the public JWK': () =>
+      jwt({ sub, exp: now() + 600 }, 'HS256', new TextEncoder().encode(JSON.stringify(testSigner().jwks.keys[0]))),
     'another algorithm (RS256)': () => jwt({ sub, exp: now() + 600 }, 'RS256', rsa.privateKey),
-    'bad signature': () => jwt({ sub, exp: now() + 600 }, 'HS256', randomBytes(32)),
+    'bad signature (another key, same kid)': () => jwt({ sub, exp: now() + 600 }, 'ES256', otherKey),
+    'no kid': () => jwt({ sub, exp: now() + 600 }, 'ES256', testKey, ''),
+    'no iss': () => jwt({ sub, exp: now() + 600, iss: undefined }),
+    'no aud': () => jwt({ sub, exp: now() + 600, aud: undefined }),
     'tampered payload': async () => {
       const [head, , sig] = (await jwt({ sub: `${sub}x`, exp: now() + 600 })).split('.');
-      return `${head}.${b64({ sub, exp: now() + 600, role: 'admin' })}.${sig}`;
+      return `${head}.${b64({ sub, exp: now() + 600, role: 'admin', iss: 'redpacket', aud: 'redpacket-mesh' })}.${sig}`;
     },
     'no sub': () => jwt({ exp: now() + 600 }),
     'no exp': () => jwt({ sub }),
@@ -40,11 +50,11 @@ async function badTokens(sub: string): Promise<Record<string, () => Promise<stri
   };
 }
 
-describe('token rules (lib TokenVerifier, shared by grab-svc and account-svc)', () => {
-  const v = new TokenVerifier({ secret: TEST_JWT_SECRET });
+describe('token rules (lib TokenVerifier, shared by every verifier)', () => {
+  const v = testSigner().verifier();
 
   it('accepts a good token and reads sub, role and opened_at', async () => {
-    const t = await signToken({ secret: TEST_JWT_SECRET, userId: 'u-1', role: 'admin', openedAtMs: 1_700_000_000_250 });
+    const t = await testSigner().sign({ userId: 'u-1', role: 'admin', openedAtMs: 1_700_000_000_250 });
     expect(await v.verify(t)).toEqual({ userId: 'u-1', role: 'admin', openedAtMs: 1_700_000_001_000 });
   });
 
@@ -71,7 +81,7 @@ describe('token rules (lib TokenVerifier, shared by grab-svc and account-svc)', 
   });
 
   it('caches a verified token, and still lets it expire', async () => {
-    const strict = new TokenVerifier({ secret: TEST_JWT_SECRET, clockToleranceSeconds: 0 });
+    const strict = new TokenVerifier({ jwks: testSigner().jwks, clockToleranceSeconds: 0 });
     const t = await jwt({ sub: 'u-3', exp: now() + 2 });
     await strict.verify(t);
     for (let i = 0; i < 100; i++) await strict.verify(t);
@@ -89,7 +99,7 @@ describe('token rules (lib TokenVerifier, shared by grab-svc and account-svc)', 
   });
 
   it('refuses malformed authorization metadata', async () => {
-    const good = await signToken({ secret: TEST_JWT_SECRET, userId: 'u-4' });
+    const good = await testSigner().sign({ userId: 'u-4' });
     const cases: Metadata[] = [new Metadata()];
     for (const value of [good, `Basic ${good}`, `Bearer ${good} extra`, 'Bearer ']) {
       const md = new Metadata();
@@ -107,8 +117,12 @@ describe('bad tokens over gRPC', () => {
   let h: Harness;
   useHarness({ grab: true }, (x) => (h = x));
 
-  it('account-svc refuses every kind with UNAUTHENTICATED', async () => {
+  it('account-svc refuses every kind with UNAUTHENTICATED, and takes a good ES256 token', async () => {
     const api = accountApi(h.accounts);
+    const ok = await testSigner().sign({ userId: `${h.prefix}admin`, role: 'admin' });
+    await expect(api.getAccount({ userId: `${h.prefix}nobody` }, bearer(ok))).rejects.toMatchObject({
+      code: status.NOT_FOUND,
+    });
     for (const [kind, make] of Object.entries(await badTokens(`${h.prefix}admin`))) {
       const err = await grpcError(api.getAccount({ userId: '' }, bearer(await make())));
       expect(err.code, kind).toBe(status.UNAUTHENTICATED);
@@ -159,7 +173,7 @@ describe('bad tokens over gRPC', () => {
     expect(usersAfter.n).toBe(usersBefore.n);
 
     // The probe does see a call that gets through.
-    const good = await signToken({ secret: TEST_JWT_SECRET, userId: `${h.prefix}honest` });
+    const good = await testSigner().sign({ userId: `${h.prefix}honest` });
     const won = await g.grab({ campaignId: campaign.campaignId, requestId: 'ok' }, bearer(good));
     expect(won.outcome).toBe(Outcome.WON);
     expect(await lastCommand()).not.toBe('client|setname');

@@ -1,9 +1,9 @@
 /** What every command needs: addresses, the admin token, typed clients and the output mode. */
 import { credentials, Metadata, type CallOptions, type Client, type ServiceError } from '@grpc/grpc-js';
-import { signToken } from '@redpacket/lib';
+import { readPrivateKeyFile, TokenSigner } from '@redpacket/lib';
 import { createRedPacketClient, type RedPacketClient } from '@redpacket/client';
 import { AccountServiceClient, AdminServiceClient, GiftServiceClient, GrabServiceClient } from '@redpacket/proto';
-import { fromGrpc } from './errors.js';
+import { fromGrpc, usageError } from './errors.js';
 
 /** The environment the CLI reads (only main.ts touches process.env). */
 export interface CliEnv {
@@ -11,7 +11,10 @@ export interface CliEnv {
   ACCOUNT_ADDR?: string;
   GIFT_ADDR?: string;
   REDPACKET_TOKEN?: string;
-  JWT_SECRET?: string;
+  /** The operator's signing key (account-svc's JWT_PRIVATE_KEY_FILE): signs admin and test tokens. */
+  JWT_PRIVATE_KEY_FILE?: string;
+  JWT_ISSUER?: string;
+  JWT_AUDIENCE?: string;
   REDIS_URL?: string;
   /** grab-svc's policy for the demo's services when REDIS_URL names a Redis of your own. */
   REDIS_DURABILITY?: string;
@@ -22,16 +25,16 @@ export interface CliEnv {
   DEMO_TOTAL_YUAN?: string;
 }
 
-/** The secret every service falls back to when JWT_SECRET is unset (development only). */
-export const DEV_JWT_SECRET = 'dev-secret-change-me-0123456789';
-
 /** The options every command accepts (defined once on the root program). */
 export interface GlobalOptions {
   grabAddr: string;
   accountAddr: string;
   giftAddr: string;
   token?: string;
-  jwtSecret?: string;
+  /** PEM file of the EC P-256 key tokens are signed with when no token is given. */
+  privateKey?: string;
+  issuer?: string;
+  audience?: string;
   json: boolean;
   timeout: number;
 }
@@ -73,6 +76,7 @@ const SERVICE_NAME: Record<ServiceKey, string> = { grab: 'grab-svc', account: 'a
 export class CliContext {
   private adminTok: Promise<string> | undefined;
   private adminMd: Promise<Metadata> | undefined;
+  private tokenSigner: TokenSigner | undefined;
   private readonly open: Client[] = [];
   private rpClient: RedPacketClient | undefined;
 
@@ -82,16 +86,23 @@ export class CliContext {
     return this.opts.json;
   }
 
-  /** The JWT secret for signing, falling back to the services' development default. */
-  get secret(): string {
-    return this.opts.jwtSecret ?? DEV_JWT_SECRET;
+  /** Signs with --private-key (JWT_PRIVATE_KEY_FILE); a usage error without one. */
+  get signer(): TokenSigner {
+    if (!this.opts.privateKey)
+      throw usageError('no signing key: give --private-key or JWT_PRIVATE_KEY_FILE (or a token: --token)');
+    this.tokenSigner ??= new TokenSigner({
+      privateKeyPem: readPrivateKeyFile(this.opts.privateKey),
+      issuer: this.opts.issuer,
+      audience: this.opts.audience,
+    });
+    return this.tokenSigner;
   }
 
-  /** The admin token: REDPACKET_TOKEN/--token, else signed with the secret. */
+  /** The admin token: REDPACKET_TOKEN/--token, else signed with the private key. */
   adminToken(): Promise<string> {
     this.adminTok ??= this.opts.token
       ? Promise.resolve(this.opts.token)
-      : signToken({ secret: this.secret, userId: 'redpacket-cli', role: 'admin', ttlSeconds: 3600 });
+      : this.signer.sign({ userId: 'redpacket-cli', role: 'admin', ttlSeconds: 3600 });
     return this.adminTok;
   }
 

@@ -50,11 +50,14 @@ export function fromGrpc(thrown: unknown, service: string, address: string): Err
       return new CliError(/not found/i.test(d) ? d : `not found: ${d}`, Exit.notFound);
     case status.PERMISSION_DENIED:
       return new CliError(
-        `not allowed: ${d} (give an admin token: REDPACKET_TOKEN, or JWT_SECRET to sign one)`,
+        `not allowed: ${d} (give an admin token: REDPACKET_TOKEN, or JWT_PRIVATE_KEY_FILE to sign one)`,
         Exit.denied,
       );
     case status.UNAUTHENTICATED:
-      return new CliError(`not authenticated: ${d} (check REDPACKET_TOKEN or JWT_SECRET)`, Exit.denied);
+      return new CliError(
+        `not authenticated: ${d} (check REDPACKET_TOKEN or JWT_PRIVATE_KEY_FILE and the verifiers' JWKS)`,
+        Exit.denied,
+      );
     case status.INVALID_ARGUMENT:
       return new CliError(`invalid request: ${d}`, Exit.usage);
     case status.FAILED_PRECONDITION:

@@ -8,6 +8,7 @@ import { demoCommand } from './commands/demo.js';
 import { ledgerCommand } from './commands/ledger.js';
 import { switchCommand } from './commands/switch.js';
 import { tokenCommand } from './commands/token.js';
+import { keysCommand } from './commands/keys.js';
 import { usersCommand } from './commands/users.js';
 import type { CliEnv } from './context.js';
 import { asDuration } from './parse.js';
@@ -29,10 +30,15 @@ export function buildProgram(env: CliEnv): Command {
     )
     .addOption(
       new Option(
-        '--jwt-secret <secret>',
-        "signs an admin token when no token is given (env JWT_SECRET; else the services' development secret)",
-      ).default(env.JWT_SECRET || undefined, env.JWT_SECRET ? 'from JWT_SECRET' : undefined),
+        '--private-key <file>',
+        "signs tokens when no token is given: account-svc's EC P-256 key (env JWT_PRIVATE_KEY_FILE)",
+      ).default(
+        env.JWT_PRIVATE_KEY_FILE || undefined,
+        env.JWT_PRIVATE_KEY_FILE ? 'from JWT_PRIVATE_KEY_FILE' : undefined,
+      ),
     )
+    .option('--issuer <iss>', 'iss of signed tokens (env JWT_ISSUER)', env.JWT_ISSUER || undefined)
+    .option('--audience <aud>', 'aud of signed tokens (env JWT_AUDIENCE)', env.JWT_AUDIENCE || undefined)
     .option('--json', 'print JSON for scripts instead of tables', false)
     .option('--timeout <duration>', 'deadline of each call', asDuration('--timeout'), 10_000)
     .addHelpText(
@@ -57,6 +63,7 @@ Examples:
   program.addCommand(ledgerCommand());
   program.addCommand(usersCommand());
   program.addCommand(tokenCommand());
+  program.addCommand(keysCommand());
   program.addCommand(switchCommand(env));
   program.addCommand(consoleCommand(env));
   program.addCommand(benchCommand());

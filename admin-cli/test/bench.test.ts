@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TEST_AMQP_URL, TEST_JWT_SECRET, TEST_MYSQL_URL, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import { TEST_AMQP_URL, testSigner, TEST_MYSQL_URL, TEST_REDIS_URL } from '@redpacket/lib/testing';
 import { echoServerScript, freePort, spawnNode, type Child } from '@redpacket/loadgen';
 import { GetAccountRequest, GetCampaignRequest, ListMyAwardsRequest } from '@redpacket/proto';
 import type { Topology } from '@redpacket/wins';
@@ -216,7 +216,7 @@ describe('the ghz configs in bench/, run by redpacket bench --config', () => {
     const port = await freePort();
     gift = spawnNode(repo('gift-svc/dist/main.js'), [], {
       GRPC_PORT: String(port),
-      JWT_SECRET: TEST_JWT_SECRET,
+      ...testSigner().env,
       REDIS_URL: TEST_REDIS_URL,
       MYSQL_URL: TEST_MYSQL_URL,
       AMQP_URL: TEST_AMQP_URL,

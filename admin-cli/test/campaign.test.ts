@@ -1,5 +1,8 @@
-import { signToken } from '@redpacket/lib';
-import { deleteKeys, pollUntil, TEST_JWT_SECRET } from '@redpacket/lib/testing';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeKeyPair } from '@redpacket/lib';
+import { deleteKeys, pollUntil, testSigner } from '@redpacket/lib/testing';
 import { freePort } from '@redpacket/loadgen';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli, cliJson, startCli, startGrabSvc, type GrabServer } from './helpers.js';
@@ -167,13 +170,14 @@ describe('redpacket campaign', () => {
     expect(r.stderr).toContain(`grab-svc is not reachable at 127.0.0.1:${port}`);
   });
 
-  it('exits 5 without an admin token: a user token, or a token signed with another secret', async () => {
-    const user = await signToken({ secret: TEST_JWT_SECRET, userId: 'just-a-user' });
+  it('exits 5 without an admin token: a user token, or a token signed with a key not in the JWKS', async () => {
+    const user = await testSigner().sign({ userId: 'just-a-user' });
     const denied = await cli(['campaign', 'list'], { ...g.env, REDPACKET_TOKEN: user });
     expect(denied.code).toBe(5);
     expect(denied.stderr).toContain('not allowed');
 
-    const forged = await cli(['--jwt-secret', 'another-secret-0123456789', 'campaign', 'list'], g.env);
+    const other = writeKeyPair(mkdtempSync(join(tmpdir(), 'cli-other-key-')));
+    const forged = await cli(['--private-key', other.privateKeyFile, 'campaign', 'list'], g.env);
     expect(forged.code).toBe(5);
     expect(forged.stderr).toContain('not authenticated');
   });

@@ -9,8 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { credentials } from '@grpc/grpc-js';
 import type { Pool } from '@redpacket/db';
-import { keys, signToken, startServer, Switches, TokenVerifier, type RunningServer } from '@redpacket/lib';
-import { bearer, call, requireRedis, testRedisDb, TEST_JWT_SECRET } from '@redpacket/lib/testing';
+import { keys, startServer, Switches, type RunningServer } from '@redpacket/lib';
+import { bearer, call, requireRedis, testRedisDb, testSigner } from '@redpacket/lib/testing';
 import { freePort } from '@redpacket/loadgen';
 import {
   AdminServiceClient,
@@ -64,7 +64,7 @@ beforeAll(async () => {
   const metricsPort = await freePort();
   g = await startGrabSvc({ METRICS_PORT: String(metricsPort) });
   gift = await startServer({
-    services: createGiftServer({ pool, redis, tokens: new TokenVerifier({ secret: TEST_JWT_SECRET }), log: silent }),
+    services: createGiftServer({ pool, redis, tokens: testSigner().verifier(), log: silent }),
     host: '127.0.0.1',
     port: 0,
     log: silent,
@@ -111,7 +111,7 @@ const grabAs = async (campaignId: string, user: string, token?: string): Promise
     grab.grab,
     grab,
     { campaignId, requestId: `r-${user}` },
-    bearer(token ?? (await signToken({ secret: TEST_JWT_SECRET, userId: user }))),
+    bearer(token ?? (await testSigner().sign({ userId: user }))),
   );
 
 const textOf = (sel: string): Promise<string> => page.locator(sel).innerText();
@@ -248,7 +248,7 @@ describe('redpacket console', () => {
     await page.click('#create-form button[type="submit"]');
     await page.locator('#error', { hasText: 'invalid request' }).waitFor({ timeout: 5_000 });
     expect(await textOf('#error')).toMatch(/owner_id.*must be 1-128 characters of/);
-    const md = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: 'console-test', role: 'admin' }));
+    const md = bearer(await testSigner().sign({ userId: 'console-test', role: 'admin' }));
     const all = await call<ListCampaignsRequest, ListCampaignsResponse>(
       admin.listCampaigns,
       admin,

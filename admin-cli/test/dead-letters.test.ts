@@ -2,8 +2,8 @@
  * `redpacket deadletters list|redrive`: the real binary against a GiftService started here on the
  * real MySQL, with dead letters recorded the way gift-svc records them.
  */
-import { startServer, TokenVerifier, type RunningServer } from '@redpacket/lib';
-import { TEST_JWT_SECRET } from '@redpacket/lib/testing';
+import { startServer, type RunningServer } from '@redpacket/lib';
+import { testSigner } from '@redpacket/lib/testing';
 import type { Pool } from '@redpacket/db';
 import { encodeWin } from '@redpacket/wins';
 import type { RowDataPacket } from 'mysql2/promise';
@@ -23,7 +23,7 @@ const c = `cli${uid()}`;
 beforeAll(async () => {
   pool = await requireMysql();
   server = await startServer({
-    services: createGiftServer({ pool, tokens: new TokenVerifier({ secret: TEST_JWT_SECRET }), log: silent }),
+    services: createGiftServer({ pool, tokens: testSigner().verifier(), log: silent }),
     host: '127.0.0.1',
     port: 0,
     log: silent,

@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { keys } from '@redpacket/lib';
-import { deleteKeys, pollUntil, requireRedis, TEST_JWT_SECRET, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import { deleteKeys, pollUntil, requireRedis, testSigner, TEST_REDIS_URL } from '@redpacket/lib/testing';
 import { freePort, spawnNode, type Child } from '@redpacket/loadgen';
 import type { Redis } from 'ioredis';
 
@@ -18,7 +18,7 @@ export interface CliResult {
 
 /** The environment of every CLI run: the test secret, no colours, no inherited token. */
 export function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, JWT_SECRET: TEST_JWT_SECRET, NO_COLOR: '1', ...extra };
+  const env: NodeJS.ProcessEnv = { ...process.env, ...testSigner().env, NO_COLOR: '1', ...extra };
   delete env['REDPACKET_TOKEN'];
   delete env['FORCE_COLOR'];
   if (extra['REDPACKET_TOKEN']) env['REDPACKET_TOKEN'] = extra['REDPACKET_TOKEN'];
@@ -78,7 +78,7 @@ export async function startGrabSvc(extra: Record<string, string> = {}): Promise<
     GRPC_PORT: String(port),
     // The shared test Redis keeps nothing on disk: best effort, opted into explicitly.
     REDIS_DURABILITY: 'none',
-    JWT_SECRET: TEST_JWT_SECRET,
+    ...testSigner().env,
     REDIS_URL: TEST_REDIS_URL,
     LOG_LEVEL: 'info',
     // A relay would read every campaign's outbox in this shared Redis, other tests' included;

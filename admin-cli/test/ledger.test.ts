@@ -2,8 +2,8 @@
  * `redpacket ledger audit|deposit`: the real binary against an AccountService started here on
  * the real MySQL, in a database of this file's own (the audit sees only its rows).
  */
-import { createLogger, startServer, TokenVerifier, type RunningServer } from '@redpacket/lib';
-import { requireRedis, TEST_JWT_SECRET } from '@redpacket/lib/testing';
+import { createLogger, startServer, type RunningServer } from '@redpacket/lib';
+import { requireRedis, testSigner } from '@redpacket/lib/testing';
 import { privateDatabase, type PrivateDatabase } from '@redpacket/ledger/testing';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,9 +23,9 @@ beforeAll(async () => {
     services: createAccountServer({
       pool: db.pool,
       redis,
-      tokens: new TokenVerifier({ secret: TEST_JWT_SECRET }),
+      tokens: testSigner().verifier(),
       log,
-      jwtSecret: TEST_JWT_SECRET,
+      signer: testSigner().signer,
       passwordCost: 4,
     }),
     host: '127.0.0.1',

@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials } from '@grpc/grpc-js';
 import type { Pool } from '@redpacket/db';
-import { keys, signToken, TokenVerifier } from '@redpacket/lib';
-import { bearer, call, requireRedis, TEST_JWT_SECRET, TEST_MYSQL_URL, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import { keys } from '@redpacket/lib';
+import { bearer, call, requireRedis, testSigner, TEST_MYSQL_URL, TEST_REDIS_URL } from '@redpacket/lib/testing';
 import { freePort, spawnNode, type Child } from '@redpacket/loadgen';
 import { GrabServiceClient, Outcome, type GrabRequest, type GrabResponse } from '@redpacket/proto';
 import type { Redis } from 'ioredis';
@@ -29,7 +29,7 @@ import { cli, cliJson, pollUntil, startGrabSvc, type GrabServer } from './helper
 
 const ACCOUNT_MAIN = fileURLToPath(new URL('../../account-svc/dist/src/main.js', import.meta.url));
 const prefix = `cli${randomBytes(4).toString('hex')}-`;
-const verifier = new TokenVerifier({ secret: TEST_JWT_SECRET });
+const verifier = testSigner().verifier();
 
 /**
  * account-svc resyncs the whole eligibility mirror at start and drops entries of users MySQL does
@@ -62,7 +62,7 @@ describe('redpacket users and token against a spawned account-svc', () => {
     const port = await freePort();
     account = spawnNode(ACCOUNT_MAIN, [], {
       GRPC_PORT: String(port),
-      JWT_SECRET: TEST_JWT_SECRET,
+      ...testSigner().env,
       REDIS_URL: accountRedisUrl(),
       MYSQL_URL: TEST_MYSQL_URL,
       JWKS_PORT: 'off',
@@ -197,7 +197,7 @@ describe('redpacket campaign settle and reconcile, with wins delivered through R
       grab.grab,
       grab,
       { campaignId, requestId: `r-${user}` },
-      bearer(await signToken({ secret: TEST_JWT_SECRET, userId: user })),
+      bearer(await testSigner().sign({ userId: user })),
     );
 
   it('settle waits for delivery (exit 6), then reconcile is consistent and settle refunds the rest once', async () => {

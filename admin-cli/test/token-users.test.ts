@@ -1,8 +1,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TokenVerifier } from '@redpacket/lib';
-import { TEST_JWT_SECRET } from '@redpacket/lib/testing';
+
+import { readJwksFile, readPrivateKeyFile, TokenSigner, TokenVerifier } from '@redpacket/lib';
+import { testSigner } from '@redpacket/lib/testing';
 import { freePort } from '@redpacket/loadgen';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readUserBatches } from '../src/users-csv.js';
@@ -10,10 +11,51 @@ import { cli, cliJson } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'redpacket-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-const verifier = new TokenVerifier({ secret: TEST_JWT_SECRET });
+const verifier = testSigner().verifier();
+
+describe('redpacket keys', () => {
+  it('generate, rotate, retire: old tokens verify until their key is retired, then fail', async () => {
+    const first = join(dir, 'keys');
+    const gen = await cliJson<{ kid: string; jwksFile: string; privateKeyFile: string }>([
+      'keys',
+      'generate',
+      '--out',
+      first,
+    ]);
+    expect(gen.privateKeyFile).toBe(join(first, 'private.pem'));
+    const jwksFile = gen.jwksFile;
+    expect(readJwksFile(jwksFile).keys.map((k) => k.kid)).toEqual([gen.kid]);
+    const again = await cli(['keys', 'generate', '--out', first]);
+    expect(again.code).toBe(2); // never overwrites a private key
+    const sign = (file: string, userId: string) =>
+      new TokenSigner({ privateKeyPem: readPrivateKeyFile(file) }).sign({ userId });
+    const oldToken = await sign(gen.privateKeyFile, 'old-key-user');
+
+    const rot = await cliJson<{ kid: string; privateKeyFile: string; kids: string[] }>([
+      'keys',
+      'rotate',
+      '--jwks',
+      jwksFile,
+      '--out',
+      join(dir, 'keys-2'),
+    ]);
+    expect(rot.kids).toEqual([gen.kid, rot.kid]);
+    const published = new TokenVerifier({ jwks: readJwksFile(jwksFile) });
+    expect((await published.verify(oldToken)).userId).toBe('old-key-user');
+    expect((await published.verify(await sign(rot.privateKeyFile, 'new-key-user'))).userId).toBe('new-key-user');
+
+    expect((await cli(['keys', 'retire', '--jwks', jwksFile, '--kid', gen.kid])).code).toBe(0);
+    const retired = new TokenVerifier({ jwks: readJwksFile(jwksFile) });
+    await expect(retired.verify(oldToken)).rejects.toMatchObject({ code: 16 }); // UNAUTHENTICATED
+    expect((await retired.verify(await sign(rot.privateKeyFile, 'new-key-user'))).userId).toBe('new-key-user');
+    const last = await cli(['keys', 'retire', '--jwks', jwksFile, '--kid', rot.kid]);
+    expect(last.code).toBe(2);
+    expect(last.stderr).toContain('last key');
+  });
+});
 
 describe('redpacket token', () => {
-  it('signs a user token with JWT_SECRET that the services accept, and prints only the token by default', async () => {
+  it('signs a user token with JWT_PRIVATE_KEY_FILE that the services accept, and prints only the token by default', async () => {
     const plainOut = await cli(['token', 'alice']);
     expect(plainOut.code).toBe(0);
     const token = plainOut.stdout.trim();

@@ -10,16 +10,8 @@ import { status } from '@grpc/grpc-js';
 import { createRedPacketClient, RedPacketError, type RetryOptions } from '@redpacket/client';
 import { createGrabServer } from '@redpacket/grab-svc/server';
 import { registerScripts } from '@redpacket/grab-svc/scripts';
-import {
-  createLogger,
-  createRedis,
-  keys,
-  signToken,
-  startServer,
-  TokenVerifier,
-  type RunningServer,
-} from '@redpacket/lib';
-import { deleteKeys, pollUntil, TEST_JWT_SECRET, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import { createLogger, createRedis, keys, startServer, type RunningServer } from '@redpacket/lib';
+import { deleteKeys, pollUntil, testSigner, TEST_REDIS_URL } from '@redpacket/lib/testing';
 import { CreateCampaignRequest, Outcome, type UserRecord } from '@redpacket/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -180,7 +172,7 @@ describe('the grab retry', () => {
       const services = createGrabServer({
         redis,
         eligibility: h.eligibility,
-        tokens: new TokenVerifier({ secret: TEST_JWT_SECRET }),
+        tokens: testSigner().verifier(),
         log,
       });
       late = await startServer({ services, host: '127.0.0.1', port, log });
@@ -260,7 +252,7 @@ describe('importUsers (a client stream) against a real account-svc', () => {
 
   it('streams batches from an async source; a user token is refused with a typed error', async () => {
     const accounts = a.accounts.getChannel().getTarget().replace(/^dns:/, '');
-    const adminToken = await signToken({ secret: TEST_JWT_SECRET, userId: `${a.prefix}admin`, role: 'admin' });
+    const adminToken = await testSigner().sign({ userId: `${a.prefix}admin`, role: 'admin' });
     // `address` is grab-svc; account-svc is apart, as in the mesh.
     const c = createRedPacketClient({ address, addresses: { account: accounts }, token: adminToken });
     try {
@@ -275,7 +267,7 @@ describe('importUsers (a client stream) against a real account-svc', () => {
 
       const asUser = createRedPacketClient({
         address: accounts,
-        token: await signToken({ secret: TEST_JWT_SECRET, userId: `${a.prefix}u0-1` }),
+        token: await testSigner().sign({ userId: `${a.prefix}u0-1` }),
       });
       const denied = await rejection(asUser.importUsers([[userRecord(`${a.prefix}x`)]], { requestId: 'import-1' }));
       asUser.close();

@@ -23,7 +23,6 @@ function composeConfig(file: string): string {
       cwd: root,
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, JWT_SECRET: 'compose-test-secret-0123456789' },
     });
   } catch (err) {
     const e = err as { code?: string; stderr?: string };
@@ -99,6 +98,21 @@ describe('docker-compose.yml', () => {
       }
     }
     expect(services['migrate']?.['restart']).toBe('no');
+  });
+
+  test('no well-known key: verifiers mount the JWKS only, the private key reaches account-svc and the smoke test', () => {
+    expect(composeText).not.toMatch(/JWT_SECRET|REDPACKET_DEV|dev-secret/);
+    for (const name of ['grab-svc', 'gift-svc', 'account-svc']) {
+      expect((services[name]?.['environment'] as Json)['JWT_JWKS_FILE'], name).toBe('/keys/jwks.json');
+    }
+    const mountsPrivate = Object.entries(services)
+      .filter(([, s]) => ((s['volumes'] as string[] | undefined) ?? []).some((v) => v.includes('private.pem')))
+      .map(([name]) => name)
+      .sort();
+    expect(mountsPrivate).toEqual(['account-svc', 'smoke']);
+    expect((services['account-svc']?.['environment'] as Json)['JWT_PRIVATE_KEY_FILE']).toBe('/keys/private.pem');
+    const envoyMounts = (services['envoy']?.['volumes'] as string[]).map((v) => v.split(':')[1]);
+    expect(envoyMounts).toContain('/etc/envoy/jwks/jwks.json');
   });
 
   test('grab-svc, gift-svc and gateway run replicas', () => {

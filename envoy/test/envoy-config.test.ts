@@ -338,6 +338,9 @@ describe('envoy.yaml against the mesh', () => {
     }
     const provider = Object.values(jwt['providers'] as Record<string, Json>)[0] as Json;
     expect(provider['forward']).toBe(true);
+    // the same issuer and audience every service accepts (JWT_ISSUER, JWT_AUDIENCE defaults)
+    expect(provider['issuer']).toBe('redpacket');
+    expect(provider['audiences']).toEqual(['redpacket-mesh']);
     const claimHeader = (provider['claim_to_headers'] as Json[]).find((c) => c['claim_name'] === 'sub');
     const header = String(claimHeader?.['header_name']);
     // The header the per-user rate limit reads is the claim header...

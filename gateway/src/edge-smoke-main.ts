@@ -5,7 +5,7 @@
  * pressing too often gets 429 RATE_LIMITED, a call without a token 401.
  */
 import { credentials, Metadata } from '@grpc/grpc-js';
-import { jwtSecret, parseEnv, signToken } from '@redpacket/lib';
+import { parseEnv, readPrivateKeyFile, TokenSigner } from '@redpacket/lib';
 import { AdminServiceClient, Split, type Campaign, type CreateCampaignRequest } from '@redpacket/proto';
 import { z } from 'zod';
 
@@ -14,21 +14,20 @@ const env = parseEnv(
   z.object({
     ENVOY_URL: z.string().url().default('http://envoy:8080'),
     GRAB_ADDR: z.string().default('grab-svc:50051'),
-    JWT_SECRET: jwtSecret(),
+    /** The operator's signing key (the one account-svc has): the smoke test signs as an admin. */
+    JWT_PRIVATE_KEY_FILE: z.string().min(1),
     SMOKE_TIMEOUT_MS: z.coerce.number().int().default(60_000),
   }),
   process.env,
 );
 
+const signer = new TokenSigner({ privateKeyPem: readPrivateKeyFile(env.JWT_PRIVATE_KEY_FILE) });
 const run = Date.now().toString(36);
 const admin = new AdminServiceClient(env.GRAB_ADDR, credentials.createInsecure());
 
 async function createCampaign(name: string, packets: number): Promise<Campaign> {
   const md = new Metadata();
-  md.set(
-    'authorization',
-    `Bearer ${await signToken({ secret: env.JWT_SECRET, userId: 'smoke-admin', role: 'admin' })}`,
-  );
+  md.set('authorization', `Bearer ${await signer.sign({ userId: 'smoke-admin', role: 'admin' })}`);
   const req: CreateCampaignRequest = {
     name,
     totalCents: BigInt(packets * 100),
@@ -52,7 +51,7 @@ interface Reply {
 
 async function grab(campaignId: string, userId: string | undefined): Promise<Reply> {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (userId) headers['authorization'] = `Bearer ${await signToken({ secret: env.JWT_SECRET, userId })}`;
+  if (userId) headers['authorization'] = `Bearer ${await signer.sign({ userId })}`;
   const res = await fetch(`${env.ENVOY_URL}/v1/campaigns/${campaignId}/grab`, {
     method: 'POST',
     headers,

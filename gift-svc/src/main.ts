@@ -5,14 +5,15 @@ import {
   createLogger,
   createRedis,
   grpcPort,
-  jwtSecret,
+  IdentityEnv,
   onShutdownSignal,
   parseEnv,
   startServer,
   superviseWorkers,
   Switches,
   WorkersEnv,
-  TokenVerifier,
+  requireKeyMaterial,
+  verifierFromEnv,
   serveMetrics,
   topologySuffix,
   urlVar,
@@ -27,7 +28,7 @@ const Env = BaseEnv.extend({
   GRPC_PORT: grpcPort(50053),
   MYSQL_URL: urlVar(DEFAULT_MYSQL_URL),
   AMQP_URL: urlVar(DEFAULT_AMQP_URL),
-  JWT_SECRET: jwtSecret(),
+  ...IdentityEnv,
   /** Wins credited per second by this instance (all its workers together); 0 = unlimited. */
   GIFT_RATE: z.coerce.number().min(0).default(0),
   GIFT_BATCH: z.coerce.number().int().min(1).max(5000).default(500),
@@ -39,7 +40,7 @@ const Env = BaseEnv.extend({
   AMQP_CONNECTION_NAME: z.string().default(`gift-svc@${hostname()}/${process.pid}`),
   /** Processes (node:cluster) sharing the port, each a consumer on the same queue. */
   WORKERS: WorkersEnv,
-});
+}).superRefine(requireKeyMaterial('JWT_JWKS_FILE', 'JWT_JWKS_URL'));
 
 const env = parseEnv('gift-svc', Env, process.env);
 const log = createLogger('gift-svc', env.LOG_LEVEL);
@@ -73,7 +74,7 @@ consumer.start().catch((err: Error) => log.error({ err: err.message }, 'consumer
 const services = createGiftServer({
   pool,
   redis,
-  tokens: new TokenVerifier({ secret: env.JWT_SECRET }),
+  tokens: verifierFromEnv(env, log),
   log,
   switches,
 });

@@ -6,8 +6,8 @@ import { credentials, Metadata, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import type { Pool } from '@redpacket/db';
-import { setSwitch, signToken, startServer, Switches, TokenVerifier, type RunningServer } from '@redpacket/lib';
-import { bearer, call, grpcError, pollUntil, requireRedis, TEST_JWT_SECRET, testRedisDb } from '@redpacket/lib/testing';
+import { setSwitch, startServer, Switches, type RunningServer } from '@redpacket/lib';
+import { bearer, call, grpcError, pollUntil, requireRedis, testRedisDb, testSigner } from '@redpacket/lib/testing';
 import { GiftServiceClient, type ListCampaignWinnersResponse } from '@redpacket/proto';
 import { maskUserId } from '../src/awards.js';
 import { writeAwards } from '../src/awards-writer.js';
@@ -34,13 +34,13 @@ beforeAll(async () => {
   switches = new Switches(ownDb, silent, { refreshMs: 100 });
   await switches.start();
   server = await startServer({
-    services: createGiftServer({ pool, tokens: new TokenVerifier({ secret: TEST_JWT_SECRET }), log: silent, switches }),
+    services: createGiftServer({ pool, tokens: testSigner().verifier(), log: silent, switches }),
     host: '127.0.0.1',
     port: 0,
     log: silent,
   });
   client = new GiftServiceClient(`127.0.0.1:${server.port}`, credentials.createInsecure());
-  md = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: `viewer-${uid()}` }));
+  md = bearer(await testSigner().sign({ userId: `viewer-${uid()}` }));
   // Written out of order: the listing orders by won_at, not by insertion.
   const rows = amounts.map((a, i) => ({
     campaignId: c1,

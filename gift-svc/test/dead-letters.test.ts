@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import type { RowDataPacket } from 'mysql2/promise';
 import type { Pool } from '@redpacket/db';
-import { keys, ServiceError, signToken, startServer, TokenVerifier, type RunningServer } from '@redpacket/lib';
-import { bearer, call, grpcError, pollUntil, requireRedis, TEST_JWT_SECRET } from '@redpacket/lib/testing';
+import { keys, ServiceError, startServer, type RunningServer } from '@redpacket/lib';
+import { bearer, call, grpcError, pollUntil, requireRedis, testSigner } from '@redpacket/lib/testing';
 import { GiftServiceClient, type ListDeadLettersRequest } from '@redpacket/proto';
 import { encodeWin, type WinEvent } from '@redpacket/wins';
 import { closeCampaign } from '@redpacket/grab-svc/campaigns';
@@ -49,7 +49,7 @@ beforeAll(async () => {
     services: createGiftServer({
       pool,
       redis,
-      tokens: new TokenVerifier({ secret: TEST_JWT_SECRET }),
+      tokens: testSigner().verifier(),
       log: silent,
       write: (p, wins) => (refuseRedrive ? Promise.reject(new Error('still refused')) : writeAwards(p, wins)),
     }),
@@ -58,7 +58,7 @@ beforeAll(async () => {
     log: silent,
   });
   client = new GiftServiceClient(`127.0.0.1:${server.port}`, credentials.createInsecure());
-  adminMd = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: `op-${uid()}`, role: 'admin' }));
+  adminMd = bearer(await testSigner().sign({ userId: `op-${uid()}`, role: 'admin' }));
 });
 
 afterAll(async () => {
@@ -271,7 +271,7 @@ describe('dead letters', () => {
     expect(ids.details).toMatch(/^dead_letter_ids: "abc"/);
     expect((await grpcError(list('x', { pageSize: 501 }))).code).toBe(status.INVALID_ARGUMENT);
 
-    const user = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: `u${uid()}` }));
+    const user = bearer(await testSigner().sign({ userId: `u${uid()}` }));
     const req = { campaignId: '', pageSize: 0, pageToken: '', includeRedriven: false };
     expect((await grpcError(call(client.listDeadLetters, client, req, user))).code).toBe(status.PERMISSION_DENIED);
     const denied = await grpcError(

@@ -3,8 +3,8 @@ import { credentials, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import type { Pool } from '@redpacket/db';
-import { keys, signToken, startServer, TokenVerifier, type RunningServer } from '@redpacket/lib';
-import { bearer, call, grpcError, requireRedis, TEST_JWT_SECRET } from '@redpacket/lib/testing';
+import { keys, startServer, type RunningServer } from '@redpacket/lib';
+import { bearer, call, grpcError, refusedTokens, requireRedis, testSigner } from '@redpacket/lib/testing';
 import { GiftServiceClient } from '@redpacket/proto';
 import { recordDeadLetter, writeAwards } from '../src/awards-writer.js';
 import { createGiftServer } from '../src/server.js';
@@ -23,7 +23,7 @@ beforeAll(async () => {
   redis = await requireRedis();
   pool = await requireMysql();
   server = await startServer({
-    services: createGiftServer({ pool, redis, tokens: new TokenVerifier({ secret: TEST_JWT_SECRET }), log: silent }),
+    services: createGiftServer({ pool, redis, tokens: testSigner().verifier(), log: silent }),
     host: '127.0.0.1',
     port: 0,
     log: silent,
@@ -71,8 +71,7 @@ afterAll(async () => {
   redis.disconnect();
 });
 
-const userMd = async (userId: string, role?: 'admin') =>
-  bearer(await signToken({ secret: TEST_JWT_SECRET, userId, role }));
+const userMd = async (userId: string, role?: 'admin') => bearer(await testSigner().sign({ userId, role }));
 
 describe('GiftService', () => {
   it("lists the caller's awards newest first, paged and filtered", async () => {
@@ -134,5 +133,21 @@ describe('GiftService', () => {
       call(client.listMyAwards, client, { pageSize: 0, pageToken: '', campaignId: '' }, bearer('x')),
     );
     expect(none.code).toBe(status.UNAUTHENTICATED);
+  });
+
+  it('refuses HS256, alg none, an unknown key, another issuer or audience and expired tokens; takes ES256', async () => {
+    for (const [kind, token] of Object.entries(await refusedTokens('gift-rules'))) {
+      const err = await grpcError(
+        call(client.listMyAwards, client, { pageSize: 0, pageToken: '', campaignId: '' }, bearer(token)),
+      );
+      expect(err.code, kind).toBe(status.UNAUTHENTICATED);
+    }
+    const ok = await call(
+      client.listMyAwards,
+      client,
+      { pageSize: 0, pageToken: '', campaignId: '' },
+      bearer(await testSigner().sign({ userId: 'gift-rules' })),
+    );
+    expect(ok.awards).toEqual([]);
   });
 });

@@ -11,7 +11,7 @@ import {
   pollUntil,
   sampleSum,
   TEST_AMQP_URL,
-  TEST_JWT_SECRET,
+  testSigner,
   TEST_MYSQL_URL,
   TEST_REDIS_URL,
 } from '@redpacket/lib/testing';
@@ -60,7 +60,7 @@ it('is SERVING only while RabbitMQ answers too, and /metrics counts what it cred
   const child = spawnNode(mainScript, [], {
     GRPC_PORT: String(port),
     METRICS_PORT: String(metricsPort),
-    JWT_SECRET: TEST_JWT_SECRET,
+    ...testSigner().env,
     MYSQL_URL: TEST_MYSQL_URL,
     REDIS_URL: TEST_REDIS_URL,
     AMQP_URL: amqp.toString(),

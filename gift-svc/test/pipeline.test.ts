@@ -9,7 +9,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import type { Pool } from '@redpacket/db';
 import { keys, poolId } from '@redpacket/lib';
-import { pollUntil, requireRedis, TEST_AMQP_URL, TEST_MYSQL_URL, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import {
+  pollUntil,
+  requireRedis,
+  TEST_AMQP_URL,
+  TEST_MYSQL_URL,
+  TEST_REDIS_URL,
+  testSigner,
+} from '@redpacket/lib/testing';
 import type { Topology } from '@redpacket/wins';
 import type { OutboxRelay } from '@redpacket/grab-svc/relay/outbox-relay';
 import { closeCampaign } from '@redpacket/grab-svc/campaigns';
@@ -175,6 +182,8 @@ describe('win pipeline under faults', () => {
         stdio: 'ignore',
         env: {
           PATH: process.env['PATH'],
+          ...testSigner().env,
+          ...testSigner().env,
           GRPC_PORT: String(port),
           REDIS_URL: TEST_REDIS_URL,
           MYSQL_URL: TEST_MYSQL_URL,
@@ -213,6 +222,7 @@ describe('win pipeline under faults', () => {
       stdio: 'ignore',
       env: {
         PATH: process.env['PATH'],
+        ...testSigner().env,
         REDIS_URL: TEST_REDIS_URL,
         AMQP_URL: 'amqp://guest:guest@127.0.0.1:17198',
         RELAY_CAMPAIGNS: id,

@@ -14,22 +14,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import type { Pool } from '@redpacket/db';
-import {
-  createLogger,
-  createRedis,
-  keys,
-  signToken,
-  startServer,
-  TokenVerifier,
-  type RedisClient,
-  type RunningServer,
-} from '@redpacket/lib';
+import { createLogger, createRedis, keys, startServer, type RedisClient, type RunningServer } from '@redpacket/lib';
 import {
   pollUntil,
   startRedisCluster,
   startRedisServer,
   TEST_AMQP_URL,
-  TEST_JWT_SECRET,
+  testSigner,
   type TestRedisCluster,
   type TestRedisServer,
 } from '@redpacket/lib/testing';
@@ -106,7 +97,7 @@ async function startMesh(
     services: createGrabServer({
       redis,
       eligibility,
-      tokens: new TokenVerifier({ secret: TEST_JWT_SECRET }),
+      tokens: testSigner().verifier(),
       log,
       durability: grabDurability,
     }),
@@ -185,7 +176,7 @@ async function crowd(
     Array.from({ length: IN_FLIGHT }, async () => {
       for (let i = next++; i < USERS; i = next++) {
         const user = `${run}-u${i}`;
-        const token = await signToken({ secret: TEST_JWT_SECRET, userId: user });
+        const token = await testSigner().sign({ userId: user });
         for (;;) {
           try {
             answers.set(user, await grabOnce(client, token, campaignId, `req-${user}`));
@@ -242,7 +233,7 @@ async function checkNoWinLost(redis: RedisClient, mesh: Mesh, campaignId: string
 
   // A retry of a win, long after, returns the original result.
   for (const [user, r] of won.slice(0, 20)) {
-    const token = await signToken({ secret: TEST_JWT_SECRET, userId: user });
+    const token = await testSigner().sign({ userId: user });
     const again = await grabOnce(mesh.grab, token, campaignId, `req-${user}`);
     expect(again).toMatchObject({ outcome: Outcome.WON, packetId: r.packetId, amountCents: r.amountCents });
   }

@@ -12,7 +12,7 @@ import { credentials } from '@grpc/grpc-js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import type { Pool } from '@redpacket/db';
-import { keys, signToken } from '@redpacket/lib';
+import { keys } from '@redpacket/lib';
 import {
   bearer,
   call,
@@ -20,7 +20,7 @@ import {
   pollUntil,
   requireRedis,
   TEST_AMQP_URL,
-  TEST_JWT_SECRET,
+  testSigner,
   TEST_MYSQL_URL,
   testRedisDb,
 } from '@redpacket/lib/testing';
@@ -114,7 +114,7 @@ it('SIGTERM to grab-svc while wins flow: its relay confirms what it read, and ev
     REDIS_URL: OWN_DB_URL,
     MYSQL_URL: TEST_MYSQL_URL,
     AMQP_URL: TEST_AMQP_URL,
-    JWT_SECRET: TEST_JWT_SECRET,
+    ...testSigner().env,
     WINS_TOPOLOGY_SUFFIX: suffix,
     RELAY_SCOPE: 'created-here',
     RELAY_CONNECTION_NAME: `test-sigterm-relay-${suffix}`,
@@ -144,12 +144,12 @@ it('SIGTERM to grab-svc while wins flow: its relay confirms what it read, and ev
       ownerId: 'ops',
       eligibility: undefined,
     },
-    bearer(await signToken({ secret: TEST_JWT_SECRET, userId: 'ops', role: 'admin' })),
+    bearer(await testSigner().sign({ userId: 'ops', role: 'admin' })),
   );
   const id = c.campaignId;
   cleanups.push(() => dropCampaign(redis, pool, id));
   const tokens = await Promise.all(
-    Array.from({ length: N }, (_, i) => signToken({ secret: TEST_JWT_SECRET, userId: `sig-${id}-${i}` })),
+    Array.from({ length: N }, (_, i) => testSigner().sign({ userId: `sig-${id}-${i}` })),
   );
 
   // N users grab, 64 calls in flight at a time, until the server stops answering
@@ -246,6 +246,7 @@ it('SIGTERM to gift-svc while it credits at a throttled rate: in-flight wins ack
   const start = (rate: string): Child => {
     const child = spawnNode(giftMain, [], {
       GRPC_PORT: '0',
+      ...testSigner().env,
       REDIS_URL: OWN_DB_URL,
       MYSQL_URL: TEST_MYSQL_URL,
       AMQP_URL: TEST_AMQP_URL,

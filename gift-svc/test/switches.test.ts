@@ -5,7 +5,7 @@
  */
 import { credentials, status } from '@grpc/grpc-js';
 import type { Pool } from '@redpacket/db';
-import { setSwitch, signToken, startServer, Switches, TokenVerifier, type RunningServer } from '@redpacket/lib';
+import { setSwitch, startServer, Switches, type RunningServer } from '@redpacket/lib';
 import {
   bearer,
   call,
@@ -13,7 +13,7 @@ import {
   pollUntil,
   requireRedis,
   TEST_AMQP_URL,
-  TEST_JWT_SECRET,
+  testSigner,
   testRedisDb,
 } from '@redpacket/lib/testing';
 import { GiftServiceClient } from '@redpacket/proto';
@@ -145,7 +145,7 @@ describe('awards.queries_disabled', () => {
       server = await startServer({
         services: createGiftServer({
           pool,
-          tokens: new TokenVerifier({ secret: TEST_JWT_SECRET }),
+          tokens: testSigner().verifier(),
           log: silent,
           switches,
         }),
@@ -155,8 +155,8 @@ describe('awards.queries_disabled', () => {
       });
       const cl = new GiftServiceClient(`127.0.0.1:${server.port}`, credentials.createInsecure());
       client = cl;
-      const me = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: alice }));
-      const admin = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: 'ops', role: 'admin' }));
+      const me = bearer(await testSigner().sign({ userId: alice }));
+      const admin = bearer(await testSigner().sign({ userId: 'ops', role: 'admin' }));
       const mine = () => call(cl.listMyAwards, cl, { pageSize: 0, pageToken: '', campaignId: c }, me);
       const campaign = () => call(cl.listCampaignAwards, cl, { campaignId: c, pageSize: 0, pageToken: '' }, admin);
       expect((await mine()).awards).toHaveLength(1);

@@ -18,6 +18,7 @@ import {
   TEST_AMQP_URL,
   TEST_MYSQL_URL,
   testRedisDb,
+  testSigner,
 } from '@redpacket/lib/testing';
 import { spawnNode, type Child } from '@redpacket/loadgen';
 import { reconcileCampaign } from '@redpacket/grab-svc/settle';
@@ -112,6 +113,7 @@ it('WORKERS=2 on one queue: every win credited exactly once, through a worker ki
   child = spawnNode(new URL('../dist/main.js', import.meta.url), [], {
     GRPC_PORT: String(GRPC_PORT),
     METRICS_PORT: String(METRICS_PORT),
+    ...testSigner().env,
     REDIS_URL,
     MYSQL_URL: TEST_MYSQL_URL,
     AMQP_URL: TEST_AMQP_URL,
@@ -156,7 +158,7 @@ it('WORKERS=2 on one queue: every win credited exactly once, through a worker ki
 
 it.each(['0', '65', 'two'])('refuses WORKERS=%s before starting anything, naming the variable', async (workers) => {
   const { line, exitCode } = await refusal(
-    spawnNode(new URL('../dist/main.js', import.meta.url), [], { WORKERS: workers, REDIS_URL }),
+    spawnNode(new URL('../dist/main.js', import.meta.url), [], { WORKERS: workers, REDIS_URL, ...testSigner().env }),
   );
   expect(line).toContain('WORKERS');
   expect(exitCode).toBe(2);
@@ -172,6 +174,7 @@ it("GIFT_RATE is the instance's: two workers together credit no faster than it",
   const won = await grabMany(redis, meta.id, 1600);
   const rated = spawnNode(new URL('../dist/main.js', import.meta.url), [], {
     GRPC_PORT: String(GRPC_PORT + 2),
+    ...testSigner().env,
     REDIS_URL,
     MYSQL_URL: TEST_MYSQL_URL,
     AMQP_URL: TEST_AMQP_URL,

@@ -16,8 +16,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { credentials } from '@grpc/grpc-js';
-import { createRedis, keys, signToken } from '@redpacket/lib';
-import { bearer, deleteKeys } from '@redpacket/lib/testing';
+import { createRedis, keys } from '@redpacket/lib';
+import { bearer, deleteKeys, testSigner } from '@redpacket/lib/testing';
 import {
   cpuTimeMs,
   ECHO_PATH,
@@ -44,7 +44,6 @@ const C = Number(process.env['BENCH_CONCURRENCY'] ?? 200);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const DURABILITY = benchDurability(process.env);
-const SECRET = randomBytes(24).toString('hex');
 const GRAB_PATH = '/redpacket.v1.GrabService/Grab';
 const run = randomBytes(3).toString('hex');
 const PROFILE = process.argv.includes('--profile');
@@ -129,7 +128,7 @@ interface Bench {
 const grabEnv = (port: number): Record<string, string> => ({
   GRPC_PORT: String(port),
   REDIS_URL,
-  JWT_SECRET: SECRET,
+  ...testSigner().env,
   LOG_LEVEL: 'info',
   REDIS_DURABILITY: DURABILITY,
   // The grab path alone: the outbox relay has its own benchmark (bench:relay), and here it
@@ -159,12 +158,10 @@ async function startBench(): Promise<Bench & { close(): Promise<void> }> {
   try {
     await echo.waitFor(/^listening/);
     await grab.waitFor(/gRPC server listening/);
-    const adminMd = bearer(await signToken({ secret: SECRET, userId: 'bench-ops', role: 'admin' }));
+    const adminMd = bearer(await testSigner().sign({ userId: 'bench-ops', role: 'admin' }));
     process.stderr.write(`signing ${2 * N} tokens...\n`);
     const sign = (prefix: string) =>
-      Promise.all(
-        Array.from({ length: N }, (_, i) => signToken({ secret: SECRET, userId: `bench-${run}-${prefix}${i}` })),
-      );
+      Promise.all(Array.from({ length: N }, (_, i) => testSigner().sign({ userId: `bench-${run}-${prefix}${i}` })));
     const tokens = await sign('u');
     const coldTokens = await sign('v');
     const runLoadOn = (path: string, requests: PreparedRequest[], rps = 0): Promise<LoadReport> =>

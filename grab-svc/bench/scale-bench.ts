@@ -6,8 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { credentials } from '@grpc/grpc-js';
-import { signToken } from '@redpacket/lib';
-import { bearer, startRedisCluster } from '@redpacket/lib/testing';
+import { bearer, startRedisCluster, testSigner } from '@redpacket/lib/testing';
 import {
   grpcFrame,
   loadAverageLine,
@@ -26,7 +25,6 @@ const C = Number(process.env['BENCH_CONCURRENCY'] ?? 200);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 /** In the project's port range, outside the block test clusters claim (17400-17495). */
 const PORT = 17497;
-const SECRET = randomBytes(24).toString('hex');
 const GRAB_PATH = '/redpacket.v1.GrabService/Grab';
 const run = randomBytes(3).toString('hex');
 
@@ -52,7 +50,7 @@ async function measure(nodes: string, workers: number, scenarios: Scenario[], to
     {
       GRPC_PORT: String(PORT),
       REDIS_CLUSTER_NODES: nodes,
-      JWT_SECRET: SECRET,
+      ...testSigner().env,
       WORKERS: String(workers),
       LOG_LEVEL: 'warn',
       // the cluster keeps no AOF
@@ -66,7 +64,7 @@ async function measure(nodes: string, workers: number, scenarios: Scenario[], to
   );
   const admin = new AdminServiceClient(`127.0.0.1:${PORT}`, credentials.createInsecure());
   try {
-    const adminMd = bearer(await signToken({ secret: SECRET, userId: 'bench-ops', role: 'admin' }));
+    const adminMd = bearer(await testSigner().sign({ userId: 'bench-ops', role: 'admin' }));
     const create = async (subPools: number): Promise<string> =>
       (await createBenchCampaign(admin, adminMd, { name: `scale bench ${run}`, packetCount: N, subPools })).id;
     // With LOG_LEVEL=warn there is no "listening" line: wait until the admin API answers.
@@ -124,7 +122,7 @@ async function main(): Promise<void> {
   try {
     process.stderr.write(`signing ${N} tokens...\n`);
     const tokens = await Promise.all(
-      Array.from({ length: N }, (_, i) => signToken({ secret: SECRET, userId: `scale-${run}-u${i}` })),
+      Array.from({ length: N }, (_, i) => testSigner().sign({ userId: `scale-${run}-u${i}` })),
     );
     const bySubPools: Scenario[] = [1, 2, 4].map((n) => ({ name: `cluster, S=${n}, WORKERS=1`, subPools: n }));
     const oneWorker = await measure(cluster.nodes, 1, bySubPools, tokens);

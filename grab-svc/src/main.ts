@@ -4,14 +4,15 @@ import {
   createLogger,
   createRedis,
   grpcPort,
-  jwtSecret,
+  IdentityEnv,
   onShutdownSignal,
   parseEnv,
   startServer,
   superviseWorkers,
   Switches,
   WorkersEnv,
-  TokenVerifier,
+  requireKeyMaterial,
+  verifierFromEnv,
   serveMetrics,
   urlVar,
   type RedisClient,
@@ -33,7 +34,7 @@ import { startSettleTimer } from './settle-timer.js';
 const Env = BaseEnv.extend({
   ...RelayEnv.shape,
   GRPC_PORT: grpcPort(50051),
-  JWT_SECRET: jwtSecret(),
+  ...IdentityEnv,
   REDIS_AUTOPIPELINE: z.enum(['0', '1']).default('1'),
   /** Full reload of the blocklist copy; changes arrive by pub/sub in between. */
   ELIGIBILITY_RESYNC_MS: z.coerce.number().int().min(0).default(60_000),
@@ -77,7 +78,8 @@ const Env = BaseEnv.extend({
         path: ['REDIS_DURABILITY'],
         message: `${e.REDIS_DURABILITY} ignores REDIS_WAIT_REPLICAS=${e.REDIS_WAIT_REPLICAS}: use replicas or aof+replicas`,
       });
-  });
+  })
+  .superRefine(requireKeyMaterial('JWT_JWKS_FILE', 'JWT_JWKS_URL'));
 
 const env = parseEnv('grab-svc', Env, process.env);
 const log = createLogger('grab-svc', env.LOG_LEVEL);
@@ -162,7 +164,7 @@ const stopSettling =
 const services = createGrabServer({
   redis,
   eligibility,
-  tokens: new TokenVerifier({ secret: env.JWT_SECRET }),
+  tokens: verifierFromEnv(env, log),
   log,
   pool,
   onCampaignCreated: (id) => createdHere.add(id),

@@ -5,13 +5,11 @@ import {
   createRedis,
   keys,
   type Logger,
-  signToken,
   writeEligibility,
   type EligibilityState,
   type RedisClient,
   startServer,
   type Switches,
-  TokenVerifier,
   type RunningServer,
 } from '@redpacket/lib';
 import {
@@ -20,7 +18,7 @@ import {
   dropCampaignKeys,
   pollUntil,
   requireRedis,
-  TEST_JWT_SECRET,
+  testSigner,
   TEST_REDIS_URL,
 } from '@redpacket/lib/testing';
 import {
@@ -106,7 +104,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const services = createGrabServer({
     redis: client,
     eligibility,
-    tokens: new TokenVerifier({ secret: TEST_JWT_SECRET }),
+    tokens: testSigner().verifier(),
     log,
     switches: opts.switches,
     openingSoonMs: opts.openingSoonMs,
@@ -120,7 +118,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     () => new GrabServiceClient(addr, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }),
   );
   const grab = grabClients[0]!;
-  const adminToken = await signToken({ secret: TEST_JWT_SECRET, userId: 'ops', role: 'admin' });
+  const adminToken = await testSigner().sign({ userId: 'ops', role: 'admin' });
   const run = `t${Math.random().toString(36).slice(2, 8)}`;
   const created: string[] = [];
   /** Their members of keys.campaignsByStart, removed at close like their keys. */
@@ -131,7 +129,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     const k = `${user}|${extra.openedAtMs ?? ''}`;
     let t = tokenCache.get(k);
     if (!t) {
-      t = await signToken({ secret: TEST_JWT_SECRET, userId: user, openedAtMs: extra.openedAtMs });
+      t = await testSigner().sign({ userId: user, openedAtMs: extra.openedAtMs });
       tokenCache.set(k, t);
     }
     return t;

@@ -1,5 +1,5 @@
 import { credentials, status } from '@grpc/grpc-js';
-import { keys, signToken } from '@redpacket/lib';
+import { keys } from '@redpacket/lib';
 import {
   bearer,
   call,
@@ -8,7 +8,7 @@ import {
   grpcError,
   refusal,
   requireRedis,
-  TEST_JWT_SECRET,
+  testSigner,
 } from '@redpacket/lib/testing';
 import { freePort, spawnNode } from '@redpacket/loadgen';
 import { AdminServiceClient, GrabServiceClient, Outcome, Split } from '@redpacket/proto';
@@ -17,10 +17,14 @@ import { expect, it } from 'vitest';
 const mainScript = new URL('../dist/main.js', import.meta.url);
 
 it('refuses to start with a bad environment variable, naming it', async () => {
-  const { line, exitCode } = await refusal(
-    spawnNode(mainScript, [], { GRPC_PORT: 'not-a-port', JWT_SECRET: TEST_JWT_SECRET }),
-  );
+  const { line, exitCode } = await refusal(spawnNode(mainScript, [], { GRPC_PORT: 'not-a-port', ...testSigner().env }));
   expect(line).toContain('GRPC_PORT');
+  expect(exitCode).toBe(2);
+});
+
+it('refuses to start without its public keys unless REDPACKET_DEV=1, naming the variable', async () => {
+  const { line, exitCode } = await refusal(spawnNode(mainScript, [], { GRPC_PORT: '0' }));
+  expect(line).toMatch(/grab-svc: bad environment variable JWT_JWKS_FILE: required \(or JWT_JWKS_URL\)/);
   expect(exitCode).toBe(2);
 });
 
@@ -33,7 +37,7 @@ it('SIGTERM: in-flight grabs finish, every WON is recorded, the process exits 0'
     GRPC_PORT: String(port),
     // The shared test Redis keeps nothing on disk: best effort, opted into explicitly.
     REDIS_DURABILITY: 'none',
-    JWT_SECRET: TEST_JWT_SECRET,
+    ...testSigner().env,
     LOG_LEVEL: 'info',
     RELAY_ENABLED: '0',
     SETTLE_EVERY_MS: '0',
@@ -44,7 +48,7 @@ it('SIGTERM: in-flight grabs finish, every WON is recorded, the process exits 0'
     const addr = `127.0.0.1:${port}`;
     const admin = new AdminServiceClient(addr, credentials.createInsecure());
     const grab = new GrabServiceClient(addr, credentials.createInsecure());
-    const adminMd = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: 'ops', role: 'admin' }));
+    const adminMd = bearer(await testSigner().sign({ userId: 'ops', role: 'admin' }));
     const c = await call(
       admin.createCampaign,
       admin,
@@ -64,7 +68,7 @@ it('SIGTERM: in-flight grabs finish, every WON is recorded, the process exits 0'
     );
     campaignId = c.campaignId;
     const tokens = await Promise.all(
-      Array.from({ length: 600 }, (_, i) => signToken({ secret: TEST_JWT_SECRET, userId: `sig-${campaignId}-${i}` })),
+      Array.from({ length: 600 }, (_, i) => testSigner().sign({ userId: `sig-${campaignId}-${i}` })),
     );
     const calls = tokens.map((t) =>
       call(grab.grab, grab, { campaignId, requestId: '' }, bearer(t)).then(
@@ -108,7 +112,7 @@ it('METRICS_PORT: the real process serves Prometheus metrics that count its call
     // The shared test Redis keeps nothing on disk: best effort, opted into explicitly.
     REDIS_DURABILITY: 'none',
     METRICS_PORT: String(metricsPort),
-    JWT_SECRET: TEST_JWT_SECRET,
+    ...testSigner().env,
     LOG_LEVEL: 'info',
     RELAY_ENABLED: '0',
     SETTLE_EVERY_MS: '0',
@@ -116,7 +120,7 @@ it('METRICS_PORT: the real process serves Prometheus metrics that count its call
   try {
     await child.waitFor(/gRPC server listening/);
     const grab = new GrabServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
-    const token = await signToken({ secret: TEST_JWT_SECRET, userId: 'metrics-user' });
+    const token = await testSigner().sign({ userId: 'metrics-user' });
     for (let i = 0; i < 3; i++) {
       const err = await grpcError(
         call(grab.grab, grab, { campaignId: 'no-such-campaign', requestId: '' }, bearer(token)),

@@ -5,9 +5,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import type { Pool } from '@redpacket/db';
-import { keys, signToken } from '@redpacket/lib';
+import { keys } from '@redpacket/lib';
 import { credentials } from '@grpc/grpc-js';
-import { bearer, call, metricValue, pollUntil, requireRedis, TEST_JWT_SECRET } from '@redpacket/lib/testing';
+import { bearer, call, metricValue, pollUntil, requireRedis, testSigner } from '@redpacket/lib/testing';
 import { freePort, spawnNode } from '@redpacket/loadgen';
 import { AdminServiceClient, Split } from '@redpacket/proto';
 import { topologyWithSuffix } from '@redpacket/wins';
@@ -196,7 +196,7 @@ describe("grab-svc's main with its relay", () => {
       GRPC_PORT: String(port),
       // The shared test Redis keeps nothing on disk: best effort, opted into explicitly.
       REDIS_DURABILITY: 'none',
-      JWT_SECRET: TEST_JWT_SECRET,
+      ...testSigner().env,
       WINS_TOPOLOGY_SUFFIX: suffix,
       RELAY_SCOPE: 'created-here',
       RELAY_CONNECTION_NAME: `test-relay-main-${suffix}`,
@@ -205,7 +205,7 @@ describe("grab-svc's main with its relay", () => {
     const admin = new AdminServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
     try {
       await child.waitFor(/gRPC server listening/);
-      const md = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: 'ops', role: 'admin' }));
+      const md = bearer(await testSigner().sign({ userId: 'ops', role: 'admin' }));
       const mine = await call(
         admin.createCampaign,
         admin,

@@ -7,7 +7,7 @@ import { credentials, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import type { Pool } from '@redpacket/db';
-import { keys, poolId, signToken, startServer, TokenVerifier, type RunningServer } from '@redpacket/lib';
+import { keys, poolId, startServer, type RunningServer } from '@redpacket/lib';
 import {
   bearer,
   call,
@@ -16,7 +16,7 @@ import {
   pollUntil,
   requireRedis,
   TEST_AMQP_URL,
-  TEST_JWT_SECRET,
+  testSigner,
 } from '@redpacket/lib/testing';
 import { AdminServiceClient, GrabServiceClient, Outcome, Split, type GrabResponse } from '@redpacket/proto';
 import type { Topology } from '@redpacket/wins';
@@ -56,7 +56,7 @@ beforeAll(async () => {
   registerScripts(redis);
   pool = await requireMysql();
   topology = await requireTopology();
-  const tokens = new TokenVerifier({ secret: TEST_JWT_SECRET });
+  const tokens = testSigner().verifier();
   server = await startServer({
     services: createGrabServer({
       redis,
@@ -72,7 +72,7 @@ beforeAll(async () => {
   });
   admin = new AdminServiceClient(`127.0.0.1:${server.port}`, credentials.createInsecure());
   grabClient = new GrabServiceClient(`127.0.0.1:${server.port}`, credentials.createInsecure());
-  adminMd = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: `admin-${uid()}`, role: 'admin' }));
+  adminMd = bearer(await testSigner().sign({ userId: `admin-${uid()}`, role: 'admin' }));
 });
 
 afterAll(async () => {
@@ -93,7 +93,7 @@ afterAll(async () => {
 const tokens = new Map<string, string>();
 async function grabAs(campaignId: string, user: string): Promise<GrabResponse> {
   let t = tokens.get(user);
-  if (!t) tokens.set(user, (t = await signToken({ secret: TEST_JWT_SECRET, userId: user })));
+  if (!t) tokens.set(user, (t = await testSigner().sign({ userId: user })));
   return call(grabClient.grab, grabClient, { campaignId, requestId: '' }, bearer(t));
 }
 
@@ -186,7 +186,7 @@ describe('RestoreCampaign', () => {
       expect(gone.details).toBe(
         `campaign ${id} exists in MySQL but its Redis state is gone; an operator restores it: redpacket campaign restore ${id}`,
       );
-      const t = await signToken({ secret: TEST_JWT_SECRET, userId: 'viewer' });
+      const t = await testSigner().sign({ userId: 'viewer' });
       expect((await grpcError(call(grabClient.getCampaign, grabClient, { campaignId: id }, bearer(t)))).code).toBe(
         status.UNAVAILABLE,
       );
@@ -275,7 +275,7 @@ describe('RestoreCampaign', () => {
     const bad = await grpcError(restore('bad id!'));
     expect(bad.code).toBe(status.INVALID_ARGUMENT);
     expect(bad.details).toMatch(/campaign_id/);
-    const user = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: `u${uid()}` }));
+    const user = bearer(await testSigner().sign({ userId: `u${uid()}` }));
     const denied = await grpcError(call(admin.restoreCampaign, admin, { campaignId: id, allowQueued: false }, user));
     expect(denied.code).toBe(status.PERMISSION_DENIED);
   });

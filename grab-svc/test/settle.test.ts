@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import type { RowDataPacket } from 'mysql2/promise';
 import type { Pool } from '@redpacket/db';
-import { keys, signToken, startServer, TokenVerifier, type RunningServer } from '@redpacket/lib';
-import { bearer, call, grpcError, pollUntil, requireRedis, TEST_JWT_SECRET } from '@redpacket/lib/testing';
+import { keys, startServer, type RunningServer } from '@redpacket/lib';
+import { bearer, call, grpcError, pollUntil, requireRedis, testSigner } from '@redpacket/lib/testing';
 import { AdminServiceClient, Split, type Reconciliation } from '@redpacket/proto';
 import { recordDeadLetter, writeAwards } from '@redpacket/gift-svc/awards-writer';
 import {
@@ -40,7 +40,7 @@ beforeAll(async () => {
   redis = await requireRedis();
   registerScripts(redis);
   pool = await requireMysql();
-  const tokens = new TokenVerifier({ secret: TEST_JWT_SECRET });
+  const tokens = testSigner().verifier();
   server = await startServer({
     services: createGrabServer({ redis, eligibility: everyoneEligible, tokens, log: silent, pool }),
     host: '127.0.0.1',
@@ -48,7 +48,7 @@ beforeAll(async () => {
     log: silent,
   });
   admin = new AdminServiceClient(`127.0.0.1:${server.port}`, credentials.createInsecure());
-  adminMd = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: `admin-${uid()}`, role: 'admin' }));
+  adminMd = bearer(await testSigner().sign({ userId: `admin-${uid()}`, role: 'admin' }));
 });
 
 afterAll(async () => {
@@ -166,7 +166,7 @@ describe('SettleCampaign and ReconcileCampaign', () => {
   it('refuses bad input and non-admins before touching anything', async () => {
     expect((await grpcError(settle('bad id!'))).code).toBe(status.INVALID_ARGUMENT);
     expect((await grpcError(reconcile(`nope${uid()}`))).code).toBe(status.NOT_FOUND);
-    const user = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: `u${uid()}` }));
+    const user = bearer(await testSigner().sign({ userId: `u${uid()}` }));
     const err = await grpcError(call(admin.settleCampaign, admin, { campaignId: 'whatever' }, user));
     expect(err.code).toBe(status.PERMISSION_DENIED);
   });

@@ -2,7 +2,7 @@ import {
   exitCodeOf,
   listeningWorkerPids,
   startRedisCluster,
-  TEST_JWT_SECRET,
+  testSigner,
   type TestRedisCluster,
 } from '@redpacket/lib/testing';
 import { spawnNode, type Child } from '@redpacket/loadgen';
@@ -24,7 +24,7 @@ beforeAll(async () => {
     GRPC_PORT: String(PORT),
     WORKERS: '4',
     REDIS_CLUSTER_NODES: cluster.nodes,
-    JWT_SECRET: TEST_JWT_SECRET,
+    ...testSigner().env,
     LOG_LEVEL: 'info',
     // the race proof counts the outboxes: no relay draining them, no settle timer
     RELAY_ENABLED: '0',

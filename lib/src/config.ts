@@ -3,6 +3,7 @@
  * builders and named defaults the mains share, and parseEnv (typed values out, or exit 2).
  */
 import { z } from 'zod';
+import { DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER } from './signing-keys.js';
 
 /** The local Redis: every service's default, for development. */
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
@@ -13,11 +14,6 @@ export const DEFAULT_LOG_LEVEL = 'info';
 
 /** No metrics listener unless asked for (a gateway asks by default). */
 export const DEFAULT_METRICS_PORT = 0;
-
-/** The development secret the services, the CLIs and the demo share; never for production. */
-export const DEFAULT_JWT_SECRET = 'dev-secret-change-me-0123456789';
-/** HS256 with a shorter secret is guessable; also what jwksFromSecret refuses. */
-export const JWT_SECRET_MIN_LENGTH = 16;
 
 /** A TCP port number, 0 = any free port. */
 export const PortNumber = z.coerce.number().int().min(0).max(65535);
@@ -31,8 +27,34 @@ export const metricsPort = (defaultPort: number = DEFAULT_METRICS_PORT) => PortN
 /** A URL variable (MYSQL_URL, AMQP_URL) whose default lives with the package that owns it. */
 export const urlVar = (defaultUrl: string) => z.string().url().default(defaultUrl);
 
-/** JWT_SECRET: the HS256 secret tokens are signed and verified with. */
-export const jwtSecret = () => z.string().min(JWT_SECRET_MIN_LENGTH).default(DEFAULT_JWT_SECRET);
+/**
+ * What every token verifier reads: its public keys, from JWT_JWKS_FILE (a JWKS document) or
+ * JWT_JWKS_URL (account-svc's /.well-known/jwks.json), and the one accepted issuer and audience.
+ * REDPACKET_DEV=1 lets a service start without key material; never for production.
+ */
+export const IdentityEnv = {
+  JWT_JWKS_FILE: z.string().min(1).optional(),
+  JWT_JWKS_URL: z.string().url().optional(),
+  JWT_ISSUER: z.string().min(1).default(DEFAULT_JWT_ISSUER),
+  JWT_AUDIENCE: z.string().min(1).default(DEFAULT_JWT_AUDIENCE),
+  REDPACKET_DEV: z.enum(['0', '1']).default('0'),
+};
+
+/**
+ * A refinement for a main's schema: refuses to start without one of `names` unless
+ * REDPACKET_DEV=1, so no deployment falls back to a well-known key. The issue names the first.
+ */
+export function requireKeyMaterial(...names: [string, ...string[]]) {
+  return (env: Record<string, unknown>, ctx: z.RefinementCtx): void => {
+    if (env['REDPACKET_DEV'] === '1' || names.some((n) => env[n] !== undefined)) return;
+    const others = names.slice(1);
+    ctx.addIssue({
+      code: 'custom',
+      path: [names[0]],
+      message: `required${others.length ? ` (or ${others.join(' or ')})` : ''}; REDPACKET_DEV=1 allows a throwaway dev key`,
+    });
+  };
+}
 
 /** What a name suffix (WINS_TOPOLOGY_SUFFIX) may hold: it goes into RabbitMQ names. */
 export const NAME_SUFFIX_PATTERN = /^[A-Za-z0-9_.-]*$/;

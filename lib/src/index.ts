@@ -3,6 +3,7 @@ export * from './config.js';
 export * from './errors.js';
 export * from './grpc-server.js';
 export * from './keys.js';
+export * from './signing-keys.js';
 export * from './logger.js';
 export * from './redis.js';
 export * from './eligibility.js';

@@ -1,16 +1,90 @@
 /** Helpers for the tests of every workspace (imported as '@redpacket/lib/testing'). */
 import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Metadata, type CallOptions, type ClientUnaryCall, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { Cluster, Redis } from 'ioredis';
+import { createSigner } from 'fast-jwt';
+import { TokenSigner, TokenVerifier, type TokenClaims } from './auth.js';
 import { DEFAULT_REDIS_URL } from './config.js';
 import { keys } from './keys.js';
 import { registry } from './metrics.js';
 import { deleteCampaign } from './redis.js';
+import {
+  DEFAULT_JWT_AUDIENCE,
+  DEFAULT_JWT_ISSUER,
+  generateSigningKey,
+  readJwksFile,
+  readPrivateKeyFile,
+  writeKeyPair,
+  type Jwks,
+} from './signing-keys.js';
 
 export const TEST_REDIS_URL = process.env['REDIS_URL'] ?? DEFAULT_REDIS_URL;
 export const TEST_MYSQL_URL = process.env['MYSQL_URL'] ?? 'mysql://root@127.0.0.1:3306/redpacket';
 export const TEST_AMQP_URL = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
-export const TEST_JWT_SECRET = 'test-secret-0123456789abcdef';
+
+/** The key pair of this test process, in a temp dir: signs like account-svc, verifies like every service. */
+export interface TestSigner {
+  /** A token of this key, like account-svc's IssueToken. */
+  sign(c: TokenClaims): Promise<string>;
+  signer: TokenSigner;
+  kid: string;
+  jwks: Jwks;
+  jwksFile: string;
+  privateKeyFile: string;
+  /** The variables a child service needs to sign (account-svc) and verify with this key. */
+  env: { JWT_PRIVATE_KEY_FILE: string; JWT_JWKS_FILE: string };
+  /** A fresh verifier holding this key only. */
+  verifier(): TokenVerifier;
+}
+
+let shared: TestSigner | undefined;
+
+/** The process's test key pair, made at the first call and removed when the process exits. */
+export function testSigner(): TestSigner {
+  if (shared) return shared;
+  const dir = mkdtempSync(join(tmpdir(), 'redpacket-test-keys-'));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const files = writeKeyPair(dir);
+  const signer = new TokenSigner({ privateKeyPem: readPrivateKeyFile(files.privateKeyFile) });
+  const jwks = readJwksFile(files.jwksFile);
+  shared = {
+    sign: (c) => signer.sign(c),
+    signer,
+    kid: files.kid,
+    jwks,
+    jwksFile: files.jwksFile,
+    privateKeyFile: files.privateKeyFile,
+    env: { JWT_PRIVATE_KEY_FILE: files.privateKeyFile, JWT_JWKS_FILE: files.jwksFile },
+    verifier: () => new TokenVerifier({ jwks }),
+  };
+  return shared;
+}
+
+/**
+ * Tokens for `userId` that every verifier must refuse with UNAUTHENTICATED, by what is wrong:
+ * HS256 with a guessable secret (the old development one), alg none, a key not in the JWKS (with
+ * the test key's kid and with its own), another issuer, another audience, expired.
+ */
+export async function refusedTokens(userId: string): Promise<Record<string, string>> {
+  const good = testSigner();
+  const hmac = createSigner({ algorithm: 'HS256', key: 'dev-secret-change-me-0123456789', kid: good.kid });
+  const none = createSigner({ algorithm: 'none', kid: good.kid });
+  const payload = { sub: userId, iss: DEFAULT_JWT_ISSUER, aud: DEFAULT_JWT_AUDIENCE, role: 'admin' };
+  const exp = Math.floor(Date.now() / 1000) + 3600;
+  const stranger = generateSigningKey().privateKeyPem;
+  return {
+    hs256: hmac({ ...payload, exp }),
+    algNone: none({ ...payload, exp }),
+    unknownKey: await new TokenSigner({ privateKeyPem: stranger }).sign({ userId }),
+    unknownKeyKnownKid: await new TokenSigner({ privateKeyPem: stranger, kid: good.kid }).sign({ userId }),
+    otherIssuer: await good.sign({ userId, claims: { iss: 'someone-else' } }),
+    otherAudience: await good.sign({ userId, claims: { aud: 'another-mesh' } }),
+    expired: await good.sign({ userId, claims: { exp: Math.floor(Date.now() / 1000) - 600 } }),
+  };
+}
 
 /** The test Redis's URL with database `db` instead of its own: a database of one test file's. */
 export function testRedisDb(db: number): string {

@@ -2,13 +2,16 @@
 import { describe, expect, it } from 'vitest';
 import {
   BaseEnv,
-  DEFAULT_JWT_SECRET,
+  DEFAULT_JWT_AUDIENCE,
+  DEFAULT_JWT_ISSUER,
   DEFAULT_LOG_LEVEL,
   DEFAULT_METRICS_PORT,
   DEFAULT_REDIS_URL,
   grpcPort,
-  jwtSecret,
+  IdentityEnv,
   metricsPort,
+  parseEnv,
+  requireKeyMaterial,
   topologySuffix,
 } from '../src/index.js';
 
@@ -29,9 +32,15 @@ describe('BaseEnv', () => {
     const Env = BaseEnv.extend({
       GRPC_PORT: grpcPort(50054),
       METRICS_PORT: metricsPort(9464),
-      JWT_SECRET: jwtSecret(),
+      ...IdentityEnv,
     });
-    expect(Env.parse({})).toMatchObject({ GRPC_PORT: 50054, METRICS_PORT: 9464, JWT_SECRET: DEFAULT_JWT_SECRET });
+    expect(Env.parse({})).toMatchObject({
+      GRPC_PORT: 50054,
+      METRICS_PORT: 9464,
+      JWT_ISSUER: DEFAULT_JWT_ISSUER,
+      JWT_AUDIENCE: DEFAULT_JWT_AUDIENCE,
+      REDPACKET_DEV: '0',
+    });
     expect(Env.parse({ GRPC_PORT: '0', METRICS_PORT: '9100', LOG_LEVEL: 'silent' })).toMatchObject({
       GRPC_PORT: 0,
       METRICS_PORT: 9100,
@@ -40,13 +49,13 @@ describe('BaseEnv', () => {
   });
 
   it('names each bad variable', () => {
-    const Env = BaseEnv.extend({ GRPC_PORT: grpcPort(1), JWT_SECRET: jwtSecret(), SUFFIX: topologySuffix() });
+    const Env = BaseEnv.extend({ GRPC_PORT: grpcPort(1), ...IdentityEnv, SUFFIX: topologySuffix() });
     const r = Env.safeParse({
       REDIS_URL: 'not a url',
       LOG_LEVEL: 'loud',
       METRICS_PORT: '65536',
       GRPC_PORT: 'x',
-      JWT_SECRET: 'short',
+      JWT_JWKS_URL: 'not a url',
       SUFFIX: 'a b',
     });
     expect(r.success).toBe(false);
@@ -56,9 +65,41 @@ describe('BaseEnv', () => {
       'LOG_LEVEL',
       'METRICS_PORT',
       'GRPC_PORT',
-      'JWT_SECRET',
+      'JWT_JWKS_URL',
       'SUFFIX',
     ]);
     expect(got).toContain('SUFFIX: letters, digits, "_", "." and "-" only');
+  });
+});
+
+describe('requireKeyMaterial', () => {
+  const Env = BaseEnv.extend({ ...IdentityEnv }).superRefine(requireKeyMaterial('JWT_JWKS_FILE', 'JWT_JWKS_URL'));
+
+  it('refuses a start without key material, naming the variable, unless REDPACKET_DEV=1', () => {
+    expect(issues(Env.safeParse({}))).toEqual([
+      'JWT_JWKS_FILE: required (or JWT_JWKS_URL); REDPACKET_DEV=1 allows a throwaway dev key',
+    ]);
+    expect(Env.safeParse({ JWT_JWKS_FILE: '/keys/jwks.json' }).success).toBe(true);
+    expect(Env.safeParse({ JWT_JWKS_URL: 'http://account-svc:50062/.well-known/jwks.json' }).success).toBe(true);
+    expect(Env.safeParse({ REDPACKET_DEV: '1' }).success).toBe(true);
+  });
+
+  it('parseEnv prints "bad environment variable NAME" and exits 2', () => {
+    const errors: string[] = [];
+    const exit = process.exit;
+    const error = console.error;
+    console.error = (line: string) => errors.push(line);
+    process.exit = ((code: number) => {
+      throw new Error(`exit ${code}`);
+    }) as typeof process.exit;
+    try {
+      expect(() => parseEnv('grab-svc', Env, {})).toThrow('exit 2');
+    } finally {
+      process.exit = exit;
+      console.error = error;
+    }
+    expect(errors).toEqual([
+      'grab-svc: bad environment variable JWT_JWKS_FILE: required (or JWT_JWKS_URL); REDPACKET_DEV=1 allows a throwaway dev key',
+    ]);
   });
 });

@@ -300,6 +300,9 @@ function crossCheck(all: K8sObject[], k: Kustomization, ctx: Context): string[] 
   return problems;
 }
 
+/** A variable compose sets whose alternative may be set instead (the JWKS from a file or a URL). */
+const ALTERNATIVE: Record<string, string> = { JWT_JWKS_FILE: 'JWT_JWKS_URL' };
+
 /** Each Node service against docker-compose.yml and the env its main reads. */
 function checkServices(
   deployments: (IDeployment & K8sObject)[],
@@ -325,7 +328,8 @@ function checkServices(
     for (const e of c.env ?? []) env.set(e.name, e.value ?? '(from a reference)');
     const reads = ctx.reads[s];
     for (const name of Object.keys(compose?.environment ?? {}))
-      if (reads.has(name) && !env.has(name)) problems.push(`${s}: reads ${name} (set in docker-compose.yml), not set`);
+      if (reads.has(name) && !env.has(name) && !env.has(ALTERNATIVE[name] ?? name))
+        problems.push(`${s}: reads ${name} (set in docker-compose.yml), not set`);
     for (const name of env.keys()) if (!reads.has(name)) problems.push(`${s}: sets ${name}, which it does not read`);
     for (const [variable, portName] of [
       ['GRPC_PORT', 'grpc'],

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials, Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
 import type { Pool } from '@redpacket/db';
-import { signToken } from '@redpacket/lib';
+
 import {
   bearer,
   call,
@@ -19,7 +19,7 @@ import {
   requireRedis,
   sampleSum,
   TEST_AMQP_URL,
-  TEST_JWT_SECRET,
+  testSigner,
   TEST_MYSQL_URL,
   TEST_REDIS_URL,
   type Sample,
@@ -341,7 +341,7 @@ describe('the dashboard against the four real services', () => {
     topology = await requireTopology();
     const suffix = topology.queue.slice(topology.queue.lastIndexOf('.test-') + 1);
     const common = {
-      JWT_SECRET: TEST_JWT_SECRET,
+      ...testSigner().env,
       MYSQL_URL: TEST_MYSQL_URL,
       AMQP_URL: TEST_AMQP_URL,
       LOG_LEVEL: 'info',
@@ -398,7 +398,7 @@ describe('the dashboard against the four real services', () => {
   };
 
   it('real traffic moves the new counters, and the dashboard names only metrics they expose', async () => {
-    const adminMd = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: `obs${run}-ops`, role: 'admin' }));
+    const adminMd = bearer(await testSigner().sign({ userId: `obs${run}-ops`, role: 'admin' }));
 
     // grabs: five winners, each win relayed to RabbitMQ and credited by gift-svc
     const grabAddr = `127.0.0.1:${grpcPorts['grab-svc']}`;
@@ -424,7 +424,7 @@ describe('the dashboard against the four real services', () => {
     campaigns.push(c.campaignId);
     const outcomes = [];
     for (let i = 0; i < 6; i++) {
-      const md = bearer(await signToken({ secret: TEST_JWT_SECRET, userId: `obs${run}-u${i}` }));
+      const md = bearer(await testSigner().sign({ userId: `obs${run}-u${i}` }));
       outcomes.push((await call(grab.grab, grab, { campaignId: c.campaignId, requestId: '' }, md)).outcome);
     }
     expect(outcomes.filter((o) => o === Outcome.WON)).toHaveLength(5);

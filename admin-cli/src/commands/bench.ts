@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Command, Option } from 'commander';
-import { signToken } from '@redpacket/lib';
+import type { TokenSigner } from '@redpacket/lib';
 import {
   ECHO_PATH,
   echoServerScript,
@@ -95,15 +95,16 @@ function checkMetadata(text: string): void {
 export async function prepareRequests(
   method: BenchMethod,
   o: BenchOptions,
-  secret: string,
+  /** Asked only when tokens are to be signed: a bench with its own token needs no key. */
+  signer: () => TokenSigner,
   staticToken: string | undefined,
 ): Promise<PreparedRequest[]> {
   const dataText = o.dataFile !== undefined ? readFileSync(o.dataFile, 'utf8') : (o.data ?? '{}');
   const data = compile(dataText, VARIABLES);
   const users = o.tokenPerUser;
   const prefix = o.userPrefix ?? `bench-${randomBytes(3).toString('hex')}-`;
-  const tokens = users > 0 ? await signUserTokens(secret, prefix, users) : [];
-  const token = o.admin ? await signToken({ secret, userId: 'bench-admin', role: 'admin' }) : staticToken;
+  const tokens = users > 0 ? await signUserTokens(signer(), prefix, users) : [];
+  const token = o.admin ? await signer().sign({ userId: 'bench-admin', role: 'admin' }) : staticToken;
   const mdText = o.metadataFile !== undefined ? readFileSync(o.metadataFile, 'utf8') : (o.metadata ?? '{}');
   checkMetadata(mdText);
   // the token each call carries when the metadata sets no authorization of its own
@@ -367,7 +368,7 @@ async function bench(ctx: CliContext, host: string | undefined, o: BenchOptions)
   if (o.total < 1 && o.duration === 0) throw usageError('-n must be at least 1 (or give -z)');
   const method = findMethod(o.call);
   const target = host ?? ctx.opts.grabAddr;
-  const requests = await prepareRequests(method, o, ctx.secret, ctx.opts.token);
+  const requests = await prepareRequests(method, o, () => ctx.signer, ctx.opts.token);
   const load = (url: string, path: string): Promise<LoadReport> =>
     runLoad({
       target: url,
@@ -438,12 +439,12 @@ export function benchCommand(): Command {
       .option('-M, --metadata-file <path>', 'metadata from a file (e.g. redpacket token ... --count n --ghz-metadata)')
       .option(
         '--token-per-user <n>',
-        'sign n user tokens with JWT_SECRET; call k carries user k % n',
+        'sign n user tokens with JWT_PRIVATE_KEY_FILE; call k carries user k % n',
         asInt('--token-per-user', 0),
         0,
       )
       .option('--user-prefix <prefix>', 'user ids of --token-per-user are prefix0..prefix{n-1}')
-      .option('--admin', 'send one admin token signed with JWT_SECRET')
+      .option('--admin', 'send one admin token signed with JWT_PRIVATE_KEY_FILE')
       .addOption(new Option('-O, --format <format>', 'output format').choices(FORMATS).default('summary'))
       .option('-o, --output <path>', 'write the report to a file')
       .option('--baseline', "also run the same load against loadgen's echo server and print the ratio")

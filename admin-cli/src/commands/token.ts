@@ -1,6 +1,5 @@
 /** `redpacket token USER`: a token for trying the API, signed here or issued by account-svc. */
 import { Command } from 'commander';
-import { signToken } from '@redpacket/lib';
 import { action, examples } from '../action.js';
 import type { CliContext } from '../context.js';
 import { asDuration, asInt } from '../parse.js';
@@ -35,7 +34,7 @@ async function token(ctx: CliContext, user: string, o: TokenOptions): Promise<vo
   const role = o.admin ? 'admin' : 'user';
   if (o.count !== undefined) {
     // many users at once, e.g. for ghz's round-robin metadata file (-M)
-    const tokens = await signUserTokens(ctx.secret, user, o.count, ttlSeconds);
+    const tokens = await signUserTokens(ctx.signer, user, o.count, ttlSeconds);
     const text = o.ghzMetadata
       ? JSON.stringify(tokens.map((t) => ({ authorization: `Bearer ${t}` })))
       : ctx.json
@@ -44,8 +43,7 @@ async function token(ctx: CliContext, user: string, o: TokenOptions): Promise<vo
     process.stdout.write(`${text}\n`);
     return;
   }
-  const t = await signToken({
-    secret: ctx.secret,
+  const t = await ctx.signer.sign({
     userId: user,
     role,
     ttlSeconds,
@@ -69,7 +67,7 @@ export function tokenCommand(): Command {
     new Command('token')
       .argument('<user-id>')
       .description(
-        'print a bearer token for a user: signed with JWT_SECRET (--jwt-secret), or issued by account-svc with --password',
+        'print a bearer token for a user: signed with JWT_PRIVATE_KEY_FILE (--private-key), or issued by account-svc with --password',
       )
       .option('--admin', 'add the claim "role": "admin"')
       .option('--ttl <duration>', 'lifetime', asDuration('--ttl'), 3_600_000)

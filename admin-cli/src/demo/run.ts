@@ -5,9 +5,12 @@
  * also on Ctrl-C.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pc from 'picocolors';
 import { migrate, DEFAULT_MYSQL_URL } from '@redpacket/db';
-import { deleteCampaign } from '@redpacket/lib';
+import { deleteCampaign, writeKeyPair, type KeyFiles } from '@redpacket/lib';
 import { Redis } from 'ioredis';
 import type { Campaign, CampaignStats, DeliveryStats, Reconciliation, Settlement } from '@redpacket/proto';
 import type { Child } from '@redpacket/loadgen';
@@ -59,6 +62,8 @@ interface Session {
   children: Child[];
   demoCtx?: CliContext;
   console?: { running: RunningConsole; redis: Redis };
+  /** The run's own key pair, removed at the end. */
+  keyDir?: string;
   campaign?: Campaign;
   closed: boolean;
 }
@@ -93,6 +98,7 @@ async function stopAll(s: Session, o: DemoOptions): Promise<void> {
   s.demoCtx?.close();
   for (const c of s.children.reverse()) await c.stop();
   await s.ownRedis?.stop();
+  if (s.keyDir) rmSync(s.keyDir, { recursive: true, force: true });
   // gift-svc's deliveries need the keys until it is done; a Redis of the demo's own is gone anyway
   const gift = s.started.some((x) => x.name === 'gift-svc');
   if (s.campaign && campaignId && !o.keep && !gift && !s.ownRedis) {
@@ -117,7 +123,7 @@ async function startServices(
   o: DemoOptions,
   s: Session,
   childEnv: Record<string, string>,
-  secret: string,
+  keyFiles: KeyFiles,
 ): Promise<CliContext> {
   const wanted: ServiceName[] = ['grab-svc'];
   if (o.account && serviceCommand('account-svc')) wanted.push('account-svc');
@@ -134,7 +140,7 @@ async function startServices(
     accountAddr: addr('account-svc') ?? ctx.opts.accountAddr,
     giftAddr: addr('gift-svc') ?? ctx.opts.giftAddr,
     token: undefined,
-    jwtSecret: secret,
+    privateKey: keyFiles.privateKeyFile,
   });
 }
 
@@ -274,7 +280,10 @@ export async function runDemo(ctx: CliContext, o: DemoOptions, env: CliEnv): Pro
     ? (env.REDIS_DURABILITY ?? 'aof')
     : `aof (appendfsync always, a redis-server of the demo's own on :${ownRedis!.server.port})`;
   const mysqlUrl = env.MYSQL_URL ?? DEFAULT_MYSQL_URL;
-  const secret = env.JWT_SECRET || randomBytes(24).toString('base64url');
+  // A key pair of this run's own: no well-known key, and nothing for the operator to make first.
+  const keyDir = mkdtempSync(join(tmpdir(), 'redpacket-demo-keys-'));
+  const keyFiles = writeKeyPair(keyDir);
+  s.keyDir = keyDir;
   const totalCents = yuanToCents(o.total);
   const run = randomBytes(3).toString('hex');
   let cleaned: Promise<void> | undefined;
@@ -289,7 +298,7 @@ export async function runDemo(ctx: CliContext, o: DemoOptions, env: CliEnv): Pro
   try {
     await requireRedis(s.redisUrl);
     const migrations = await applyMigrations(json, mysqlUrl);
-    const demoCtx = await startServices(ctx, o, s, childEnv(env, s.redisUrl, mysqlUrl, secret), secret);
+    const demoCtx = await startServices(ctx, o, s, childEnv(env, s.redisUrl, mysqlUrl, keyFiles), keyFiles);
     s.demoCtx = demoCtx;
     if (o.console !== false) await openConsole(s, demoCtx, o.console);
     const hasGift = s.started.some((x) => x.name === 'gift-svc');
@@ -298,7 +307,7 @@ export async function runDemo(ctx: CliContext, o: DemoOptions, env: CliEnv): Pro
     const imported = s.started.some((x) => x.name === 'account-svc') ? await importCrowd(demoCtx, json, userIds) : null;
     log(json, `signing ${num(o.users)} user tokens`);
     const tSign = Date.now();
-    const tokens = await signUserTokens(secret, `demo-${run}-`, o.users);
+    const tokens = await signUserTokens(demoCtx.signer, `demo-${run}-`, o.users);
     const signMs = Date.now() - tSign;
 
     // the early birds must be answered before the start, even on a busy host
@@ -376,13 +385,14 @@ async function openConsole(s: Session, demoCtx: CliContext, listen: string): Pro
   process.stderr.write(`${pc.bold('console')} ${running.url}  (sign in: ${running.loginUrl})\n`);
 }
 
-/** The services' environment: the demo's Redis, MySQL, RabbitMQ and signing secret. */
-function childEnv(env: CliEnv, redisUrl: string, mysqlUrl: string, secret: string): Record<string, string> {
+/** The services' environment: the demo's Redis, MySQL, RabbitMQ and its key pair. */
+function childEnv(env: CliEnv, redisUrl: string, mysqlUrl: string, keyFiles: KeyFiles): Record<string, string> {
   return {
     REDIS_URL: redisUrl,
     MYSQL_URL: mysqlUrl,
     AMQP_URL: env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
-    JWT_SECRET: secret,
+    JWT_PRIVATE_KEY_FILE: keyFiles.privateKeyFile,
+    JWT_JWKS_FILE: keyFiles.jwksFile,
     ...(env.REDIS_DURABILITY ? { REDIS_DURABILITY: env.REDIS_DURABILITY } : {}),
     // grab-svc's relay and settle timer act on the demo's campaign only, not on every campaign
     // of a Redis it may share with others.
