@@ -11,7 +11,6 @@ import {
   PortNumber,
   startServer,
   Switches,
-  TokenVerifier,
   requireKeyMaterial,
   serveMetrics,
   urlVar,
