@@ -33,6 +33,17 @@ export function buildProgram(env: CliEnv): Command {
         "signs an admin token when no token is given (env JWT_SECRET; else the services' development secret)",
       ).default(env.JWT_SECRET || undefined, env.JWT_SECRET ? 'from JWT_SECRET' : undefined),
     )
+    .option(
+      '--tls-cert <file>',
+      "mTLS: this client's certificate, PEM (env GRPC_TLS_CERT_FILE)",
+      env.GRPC_TLS_CERT_FILE,
+    )
+    .option(
+      '--tls-key <file>',
+      "mTLS: the certificate's private key, PEM (env GRPC_TLS_KEY_FILE)",
+      env.GRPC_TLS_KEY_FILE,
+    )
+    .option('--tls-ca <file>', "mTLS: the mesh's CA, PEM (env GRPC_TLS_CA_FILE)", env.GRPC_TLS_CA_FILE)
     .option('--json', 'print JSON for scripts instead of tables', false)
     .option('--timeout <duration>', 'deadline of each call', asDuration('--timeout'), 10_000)
     .addHelpText(

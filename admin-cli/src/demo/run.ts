@@ -237,6 +237,7 @@ function pressCrowd(
 ): Promise<CrowdResult> {
   return runCrowd({
     address: s.started.find((x) => x.name === 'grab-svc')!.address,
+    tls: s.demoCtx?.tls,
     campaignId,
     userIds,
     tokens,
@@ -289,7 +290,7 @@ export async function runDemo(ctx: CliContext, o: DemoOptions, env: CliEnv): Pro
   try {
     await requireRedis(s.redisUrl);
     const migrations = await applyMigrations(json, mysqlUrl);
-    const demoCtx = await startServices(ctx, o, s, childEnv(env, s.redisUrl, mysqlUrl, secret), secret);
+    const demoCtx = await startServices(ctx, o, s, childEnv(env, s.redisUrl, mysqlUrl, secret, ctx), secret);
     s.demoCtx = demoCtx;
     if (o.console !== false) await openConsole(s, demoCtx, o.console);
     const hasGift = s.started.some((x) => x.name === 'gift-svc');
@@ -377,8 +378,17 @@ async function openConsole(s: Session, demoCtx: CliContext, listen: string): Pro
 }
 
 /** The services' environment: the demo's Redis, MySQL, RabbitMQ and signing secret. */
-function childEnv(env: CliEnv, redisUrl: string, mysqlUrl: string, secret: string): Record<string, string> {
+function childEnv(
+  env: CliEnv,
+  redisUrl: string,
+  mysqlUrl: string,
+  secret: string,
+  ctx: CliContext,
+): Record<string, string> {
+  const { tlsCert, tlsKey, tlsCa } = ctx.opts;
   return {
+    // the services serve mTLS with the CLI's own certificate when it was given one (flags or env)
+    ...(ctx.tls ? { GRPC_TLS_CERT_FILE: tlsCert!, GRPC_TLS_KEY_FILE: tlsKey!, GRPC_TLS_CA_FILE: tlsCa! } : {}),
     REDIS_URL: redisUrl,
     MYSQL_URL: mysqlUrl,
     AMQP_URL: env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
