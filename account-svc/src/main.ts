@@ -14,6 +14,8 @@ import {
   requireKeyMaterial,
   serveMetrics,
   urlVar,
+  readTlsFiles,
+  tlsFilesFromEnv,
 } from '@redpacket/lib';
 import { z } from 'zod';
 import { keepMirrorInSync } from './eligibility-mirror.js';
@@ -70,6 +72,7 @@ const running = await startServer({
   services,
   port: env.GRPC_PORT,
   log,
+  tls: readTlsFiles(tlsFilesFromEnv(env)),
   ready: async () => (await redis.ping()) === 'PONG' && (await pool.query('SELECT 1')).length > 0,
 });
 const metrics = env.METRICS_PORT > 0 ? await serveMetrics(env.METRICS_PORT) : undefined;

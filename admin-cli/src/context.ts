@@ -1,6 +1,6 @@
 /** What every command needs: addresses, the admin token, typed clients and the output mode. */
-import { credentials, Metadata, type CallOptions, type Client, type ServiceError } from '@grpc/grpc-js';
-import { readPrivateKeyFile, TokenSigner } from '@redpacket/lib';
+import { Metadata, type CallOptions, type Client, type ServiceError } from '@grpc/grpc-js';
+import { channelCredentials, readPrivateKeyFile, readTlsFiles, TokenSigner, type TlsMaterial } from '@redpacket/lib';
 import { createRedPacketClient, type RedPacketClient } from '@redpacket/client';
 import { AccountServiceClient, AdminServiceClient, GiftServiceClient, GrabServiceClient } from '@redpacket/proto';
 import { fromGrpc, usageError } from './errors.js';
@@ -23,6 +23,10 @@ export interface CliEnv {
   DEMO_PACKETS?: string;
   DEMO_USERS?: string;
   DEMO_TOTAL_YUAN?: string;
+  /** mTLS to the services (the services' own variables): all three or none. */
+  GRPC_TLS_CERT_FILE?: string;
+  GRPC_TLS_KEY_FILE?: string;
+  GRPC_TLS_CA_FILE?: string;
 }
 
 /** The options every command accepts (defined once on the root program). */
@@ -37,6 +41,33 @@ export interface GlobalOptions {
   audience?: string;
   json: boolean;
   timeout: number;
+  /** mTLS: this client's certificate, its key and the mesh's CA (PEM files); all three or none. */
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+}
+
+/** The TLS flags, by option name, as a refusal names them. */
+const TLS_FLAGS = { tlsCert: '--tls-cert', tlsKey: '--tls-key', tlsCa: '--tls-ca' } as const;
+const TLS_ENV = { tlsCert: 'GRPC_TLS_CERT_FILE', tlsKey: 'GRPC_TLS_KEY_FILE', tlsCa: 'GRPC_TLS_CA_FILE' } as const;
+
+/**
+ * The TLS material the options name, read once; undefined = plaintext. A partial set is a usage
+ * error naming the missing flag: two of three means TLS was meant.
+ */
+function tlsOf(opts: GlobalOptions): TlsMaterial | undefined {
+  const keys = Object.keys(TLS_FLAGS) as (keyof typeof TLS_FLAGS)[];
+  const missing = keys.filter((k) => !opts[k]);
+  if (missing.length === keys.length) return undefined;
+  if (missing.length > 0) {
+    const names = missing.map((k) => `${TLS_FLAGS[k]} (env ${TLS_ENV[k]})`).join(', ');
+    throw usageError(`mTLS needs a certificate, its key and the CA: missing ${names}`);
+  }
+  try {
+    return readTlsFiles({ certFile: opts.tlsCert!, keyFile: opts.tlsKey!, caFile: opts.tlsCa! });
+  } catch (err) {
+    throw usageError((err as Error).message);
+  }
 }
 
 /** The last overload of a generated grpc-js unary client method. */
@@ -79,8 +110,15 @@ export class CliContext {
   private tokenSigner: TokenSigner | undefined;
   private readonly open: Client[] = [];
   private rpClient: RedPacketClient | undefined;
+  private tlsRead: { material: TlsMaterial | undefined } | undefined;
 
   constructor(readonly opts: GlobalOptions) {}
+
+  /** The mTLS material of --tls-cert/--tls-key/--tls-ca (or GRPC_TLS_*); undefined = plaintext. */
+  get tls(): TlsMaterial | undefined {
+    this.tlsRead ??= { material: tlsOf(this.opts) };
+    return this.tlsRead.material;
+  }
 
   get json(): boolean {
     return this.opts.json;
@@ -125,6 +163,7 @@ export class CliContext {
       address: this.opts.grabAddr,
       addresses: { account: this.opts.accountAddr, gift: this.opts.giftAddr },
       tokenProvider: () => this.adminToken(),
+      tls: this.tls,
       deadlineMs: this.opts.timeout,
     });
     try {
@@ -141,23 +180,23 @@ export class CliContext {
   }
 
   admin(): ServiceHandle<AdminServiceClient> {
-    return this.handle('grab-svc', this.opts.grabAddr, (a) => new AdminServiceClient(a, credentials.createInsecure()));
+    return this.handle('grab-svc', this.opts.grabAddr, (a) => new AdminServiceClient(a, channelCredentials(this.tls)));
   }
 
   grab(): ServiceHandle<GrabServiceClient> {
-    return this.handle('grab-svc', this.opts.grabAddr, (a) => new GrabServiceClient(a, credentials.createInsecure()));
+    return this.handle('grab-svc', this.opts.grabAddr, (a) => new GrabServiceClient(a, channelCredentials(this.tls)));
   }
 
   account(): ServiceHandle<AccountServiceClient> {
     return this.handle(
       'account-svc',
       this.opts.accountAddr,
-      (a) => new AccountServiceClient(a, credentials.createInsecure()),
+      (a) => new AccountServiceClient(a, channelCredentials(this.tls)),
     );
   }
 
   gift(): ServiceHandle<GiftServiceClient> {
-    return this.handle('gift-svc', this.opts.giftAddr, (a) => new GiftServiceClient(a, credentials.createInsecure()));
+    return this.handle('gift-svc', this.opts.giftAddr, (a) => new GiftServiceClient(a, channelCredentials(this.tls)));
   }
 
   /** Writes the result: JSON (one document) with --json, the human form otherwise. */

@@ -39,6 +39,17 @@ export function buildProgram(env: CliEnv): Command {
     )
     .option('--issuer <iss>', 'iss of signed tokens (env JWT_ISSUER)', env.JWT_ISSUER || undefined)
     .option('--audience <aud>', 'aud of signed tokens (env JWT_AUDIENCE)', env.JWT_AUDIENCE || undefined)
+    .option(
+      '--tls-cert <file>',
+      "mTLS: this client's certificate, PEM (env GRPC_TLS_CERT_FILE)",
+      env.GRPC_TLS_CERT_FILE,
+    )
+    .option(
+      '--tls-key <file>',
+      "mTLS: the certificate's private key, PEM (env GRPC_TLS_KEY_FILE)",
+      env.GRPC_TLS_KEY_FILE,
+    )
+    .option('--tls-ca <file>', "mTLS: the mesh's CA, PEM (env GRPC_TLS_CA_FILE)", env.GRPC_TLS_CA_FILE)
     .option('--json', 'print JSON for scripts instead of tables', false)
     .option('--timeout <duration>', 'deadline of each call', asDuration('--timeout'), 10_000)
     .addHelpText(

@@ -15,6 +15,8 @@ import {
   superviseWorkers,
   Switches,
   WorkersEnv,
+  readTlsFiles,
+  tlsFilesFromEnv,
 } from '@redpacket/lib';
 import { z } from 'zod';
 import { listRules, loadConfig, type RateLimitConfig } from './config.js';
@@ -92,6 +94,7 @@ const running = await startServer({
   services: createGatewayServer({ limiter, log }),
   port: env.GRPC_PORT,
   log,
+  tls: readTlsFiles(tlsFilesFromEnv(env)),
   // Decisions fail open without Redis, but the health check tells Envoy and the operator the truth.
   ready: async () => (await redis.ping()) === 'PONG',
 });

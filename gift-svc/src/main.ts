@@ -17,6 +17,8 @@ import {
   serveMetrics,
   topologySuffix,
   urlVar,
+  readTlsFiles,
+  tlsFilesFromEnv,
 } from '@redpacket/lib';
 import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
 import { DEFAULT_AMQP_URL, DEFAULT_TOPOLOGY, topologyWithSuffix } from '@redpacket/wins';
@@ -84,6 +86,7 @@ const running = await startServer({
   services,
   port: env.GRPC_PORT,
   log,
+  tls: readTlsFiles(tlsFilesFromEnv(env)),
   ready: async () => consumer.connected && (await pool.query('SELECT 1')).length > 0,
 });
 const metrics = role.metricsPort > 0 ? await serveMetrics(role.metricsPort) : undefined;

@@ -16,6 +16,8 @@ import {
   serveMetrics,
   urlVar,
   type RedisClient,
+  readTlsFiles,
+  tlsFilesFromEnv,
 } from '@redpacket/lib';
 import { createPool, DEFAULT_MYSQL_URL, migrate } from '@redpacket/db';
 import { DEFAULT_TOPOLOGY, topologyWithSuffix } from '@redpacket/wins';
@@ -178,6 +180,7 @@ const running = await startServer({
   services,
   port: env.GRPC_PORT,
   log,
+  tls: readTlsFiles(tlsFilesFromEnv(env)),
   ready: async () => (await redis.ping()) === 'PONG',
 });
 const metrics = role.metricsPort > 0 ? await serveMetrics(role.metricsPort) : undefined;

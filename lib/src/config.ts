@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { DEFAULT_JWT_AUDIENCE, DEFAULT_JWT_ISSUER } from './signing-keys.js';
+import { tlsEnvIssues } from './tls.js';
 
 /** The local Redis: every service's default, for development. */
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
@@ -70,13 +71,21 @@ export const BaseEnv = z.object({
   REDIS_CLUSTER_NODES: z.string().optional(),
   LOG_LEVEL: z.enum(LOG_LEVELS).default(DEFAULT_LOG_LEVEL),
   METRICS_PORT: metricsPort(),
+  /** mTLS in the mesh (tls.ts): this process's certificate, its key, the CA; all three or none. */
+  GRPC_TLS_CERT_FILE: z.string().min(1).optional(),
+  GRPC_TLS_KEY_FILE: z.string().min(1).optional(),
+  GRPC_TLS_CA_FILE: z.string().min(1).optional(),
 });
 
-/** Parses `env` with `schema`; on a bad value prints every problem and exits with status 2. */
+/**
+ * Parses `env` with `schema`; on a bad value prints every problem and exits with status 2. A
+ * partial GRPC_TLS_* set is refused here, whatever the schema, so no main can forget it.
+ */
 export function parseEnv<S extends z.ZodType>(service: string, schema: S, env: NodeJS.ProcessEnv): z.infer<S> {
   const parsed = schema.safeParse(env);
-  if (parsed.success) return parsed.data;
-  for (const issue of parsed.error.issues) {
+  const tls = tlsEnvIssues(env).map((i) => ({ path: [i.name], message: i.message }));
+  if (parsed.success && tls.length === 0) return parsed.data;
+  for (const issue of [...(parsed.success ? [] : parsed.error.issues), ...tls]) {
     console.error(`${service}: bad environment variable ${issue.path.join('.')}: ${issue.message}`);
   }
   process.exit(2);

@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import {
   Metadata,
   Server,
-  ServerCredentials,
   status,
   type handleUnaryCall,
   type ServerReadableStream,
@@ -21,6 +20,7 @@ import { toGrpcError } from './errors.js';
 import { healthServing, rpcSeconds, rpcTotal } from './metrics.js';
 import { withTimeout } from './poll.js';
 import { REQUEST_ID_HEADER, requestIdOf } from './request-id.js';
+import { serverCredentials, type TlsMaterial } from './tls.js';
 
 /** A unary handler as plain async code: return the response or throw. */
 export type AsyncUnary<Req, Res> = (request: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>;
@@ -198,6 +198,8 @@ export async function startServer(opts: {
    */
   ready?: () => Promise<boolean>;
   readyEveryMs?: number;
+  /** mTLS: serve TLS and require a client certificate signed by `tls.ca`; plaintext without. */
+  tls?: TlsMaterial;
 }): Promise<RunningServer> {
   const server = new Server({
     'grpc.max_receive_message_length': 16 * 1024 * 1024,
@@ -214,9 +216,7 @@ export async function startServer(opts: {
 
   const host = opts.host ?? '0.0.0.0';
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host}:${opts.port}`, ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
-    ),
+    server.bindAsync(`${host}:${opts.port}`, serverCredentials(opts.tls), (err, p) => (err ? reject(err) : resolve(p))),
   );
   const setServing = (st: ServingStatus): void => {
     names.forEach((n) => health.setStatus(n, st));
@@ -238,7 +238,7 @@ export async function startServer(opts: {
   await probe();
   const poller = opts.ready ? setInterval(() => void probe(), opts.readyEveryMs ?? 1000) : undefined;
   poller?.unref();
-  opts.log.info({ port }, 'gRPC server listening');
+  opts.log.info({ port, tls: opts.tls ? 'mtls' : 'plaintext' }, 'gRPC server listening');
 
   const shutdown = async (deadlineMs = 10_000): Promise<void> => {
     draining = true;

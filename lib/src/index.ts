@@ -13,3 +13,4 @@ export * from './workers.js';
 export * from './request-id.js';
 export * from './redis-server.js';
 export * from './poll.js';
+export * from './tls.js';

@@ -295,3 +295,4 @@ export async function refusal(child: {
 }
 
 export * from './testing-cluster.js';
+export * from './testing-tls.js';

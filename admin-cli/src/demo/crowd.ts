@@ -5,12 +5,15 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createRedPacketClient, RedPacketError, type RedPacketClient } from '@redpacket/client';
+import type { TlsMaterial } from '@redpacket/lib';
 import { percentile } from '@redpacket/loadgen';
 import { Outcome, outcomeToJSON, type GrabResponse } from '@redpacket/proto';
 
 export interface CrowdOptions {
   /** grab-svc's host:port. */
   address: string;
+  /** mTLS material when grab-svc serves TLS. */
+  tls?: TlsMaterial;
   campaignId: string;
   userIds: string[];
   tokens: string[];
@@ -126,6 +129,7 @@ export async function runCrowd(o: CrowdOptions): Promise<CrowdResult> {
   const clients = Array.from({ length: o.connections }, () =>
     createRedPacketClient({
       address: o.address,
+      tls: o.tls,
       tokenProvider: () => userToken.getStore() ?? '',
       channelOptions: { 'grpc.use_local_subchannel_pool': 1 },
     }),

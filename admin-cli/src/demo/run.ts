@@ -243,6 +243,7 @@ function pressCrowd(
 ): Promise<CrowdResult> {
   return runCrowd({
     address: s.started.find((x) => x.name === 'grab-svc')!.address,
+    tls: s.demoCtx?.tls,
     campaignId,
     userIds,
     tokens,
@@ -298,7 +299,7 @@ export async function runDemo(ctx: CliContext, o: DemoOptions, env: CliEnv): Pro
   try {
     await requireRedis(s.redisUrl);
     const migrations = await applyMigrations(json, mysqlUrl);
-    const demoCtx = await startServices(ctx, o, s, childEnv(env, s.redisUrl, mysqlUrl, keyFiles), keyFiles);
+    const demoCtx = await startServices(ctx, o, s, childEnv(env, s.redisUrl, mysqlUrl, keyFiles, ctx), keyFiles);
     s.demoCtx = demoCtx;
     if (o.console !== false) await openConsole(s, demoCtx, o.console);
     const hasGift = s.started.some((x) => x.name === 'gift-svc');
@@ -385,9 +386,18 @@ async function openConsole(s: Session, demoCtx: CliContext, listen: string): Pro
   process.stderr.write(`${pc.bold('console')} ${running.url}  (sign in: ${running.loginUrl})\n`);
 }
 
-/** The services' environment: the demo's Redis, MySQL, RabbitMQ and its key pair. */
-function childEnv(env: CliEnv, redisUrl: string, mysqlUrl: string, keyFiles: KeyFiles): Record<string, string> {
+/** The services' environment: the demo's Redis, MySQL, RabbitMQ, its key pair and the CLI's TLS files. */
+function childEnv(
+  env: CliEnv,
+  redisUrl: string,
+  mysqlUrl: string,
+  keyFiles: KeyFiles,
+  ctx: CliContext,
+): Record<string, string> {
+  const { tlsCert, tlsKey, tlsCa } = ctx.opts;
   return {
+    // the services serve mTLS with the CLI's own certificate when it was given one (flags or env)
+    ...(ctx.tls ? { GRPC_TLS_CERT_FILE: tlsCert!, GRPC_TLS_KEY_FILE: tlsKey!, GRPC_TLS_CA_FILE: tlsCa! } : {}),
     REDIS_URL: redisUrl,
     MYSQL_URL: mysqlUrl,
     AMQP_URL: env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
