@@ -108,6 +108,7 @@ describe('a service main with a partial GRPC_TLS_* set', () => {
   it('refuses to start, naming the missing variable', async () => {
     const child = spawnNode(GRAB_MAIN, [], {
       GRPC_PORT: '0',
+      ...testSigner().env,
       GRPC_TLS_CERT_FILE: pki.mesh.certFile,
       GRPC_TLS_KEY_FILE: pki.mesh.keyFile,
     });
