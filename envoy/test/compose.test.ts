@@ -16,13 +16,14 @@ const composeText = readFileSync(join(root, 'docker-compose.yml'), 'utf8');
 const work = mkdtempSync(join(tmpdir(), 'compose-test-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-/** `docker-compose config` on a compose file; returns the resolved YAML or throws with its error. */
-function composeConfig(file: string): string {
+/** `docker-compose config` on a compose file (with extra variables); the resolved YAML, or throws with its error. */
+function composeConfig(file: string, vars: Record<string, string> = {}): string {
   try {
     return execFileSync('docker-compose', ['-f', file, '--project-directory', root, 'config'], {
       cwd: root,
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...vars },
     });
   } catch (err) {
     const e = err as { code?: string; stderr?: string };
@@ -177,9 +178,39 @@ describe('docker-compose.yml', () => {
       expect(svc, String(sock['address'])).toBeDefined();
       expect(String((svc?.['environment'] as Json)['GRPC_PORT'])).toBe(String(sock['port_value']));
     }
-    const listener = ((envoy['static_resources'] as Json)['listeners'] as Json[])[0] as Json;
-    const port = ((listener['address'] as Json)['socket_address'] as Json)['port_value'];
-    const published = (services['envoy']?.['ports'] as Json[]).map((p) => String(p['target'] ?? p));
-    expect(published.some((p) => p === String(port) || p.endsWith(`:${String(port)}`))).toBe(true);
+    const ports = new Map(
+      ((envoy['static_resources'] as Json)['listeners'] as Json[]).map((l) => [
+        String(l['name']),
+        Number(((l['address'] as Json)['socket_address'] as Json)['port_value']),
+      ]),
+    );
+    const published = new Map(
+      (services['envoy']?.['ports'] as Json[]).map((p) => [Number(p['target']), Number(p['published'])]),
+    );
+    // The TLS listener on 8443 and the plain one (a redirect to it) on 8080, on the host's same ports.
+    expect(ports.get('https')).toBe(8443);
+    expect(published.get(8443)).toBe(8443);
+    expect(published.get(Number(ports.get('http')))).toBe(8080);
+    expect([...published.keys()].sort()).toEqual([...ports.values()].sort());
+  });
+
+  test("envoy gets the operator's certificates (./certs unless EDGE_CERTS_DIR) and config read-only", () => {
+    const binds = ((services['envoy']?.['volumes'] as string[] | undefined) ?? []).map((v) => v.split(':'));
+    expect(binds).toContainEqual([join(root, 'certs'), '/etc/envoy/certs', 'ro']);
+    expect(binds).toContainEqual([join(root, 'envoy/envoy.yaml'), '/etc/envoy/envoy.yaml', 'ro']);
+    // the smoke test trusts that certificate for the name envoy
+    const smoke = services['smoke'] as Json;
+    expect(((smoke['volumes'] as string[]) ?? []).map((v) => v.split(':'))).toContainEqual([
+      join(root, 'certs'),
+      '/certs',
+      'ro',
+    ]);
+    expect((smoke['environment'] as Json)['NODE_EXTRA_CA_CERTS']).toBe('/certs/tls.crt');
+    expect((smoke['environment'] as Json)['ENVOY_URL']).toBe('https://envoy:8443');
+    const custom = parse(
+      composeConfig(join(root, 'docker-compose.yml'), { EDGE_CERTS_DIR: '/srv/edge-certs' }),
+    ) as Json;
+    const envoyVolumes = ((custom['services'] as Record<string, Json>)['envoy']?.['volumes'] as string[]) ?? [];
+    expect(envoyVolumes).toContain('/srv/edge-certs:/etc/envoy/certs:ro');
   });
 });

@@ -18,6 +18,7 @@ import {
   type JsonValue,
 } from '@bufbuild/protobuf';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { descriptorSetPath } from '@redpacket/proto';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { parse } from 'yaml';
@@ -53,11 +54,15 @@ function typeUrls(node: unknown, out: string[] = []): string[] {
 }
 
 // Small accessors into the YAML (after the strict parse has proven its shape).
-const hcm = (j: Json): Json => {
-  const listeners = (j['static_resources'] as Json)['listeners'] as Json[];
-  const chain = (listeners[0]?.['filter_chains'] as Json[])[0] as Json;
-  return (chain['filters'] as Json[])[0]?.['typed_config'] as Json;
+const listener = (j: Json, name: string): Json => {
+  const found = ((j['static_resources'] as Json)['listeners'] as Json[]).find((l) => l['name'] === name);
+  if (!found) throw new Error(`no listener ${name}`);
+  return found;
 };
+const chainOf = (j: Json, name: string): Json => (listener(j, name)['filter_chains'] as Json[])[0] as Json;
+const hcmOf = (j: Json, name: string): Json => (chainOf(j, name)['filters'] as Json[])[0]?.['typed_config'] as Json;
+/** The HTTP connection manager of the TLS listener, which serves everything. */
+const hcm = (j: Json): Json => hcmOf(j, 'https');
 const routes = (j: Json): Json[] =>
   (((hcm(j)['route_config'] as Json)['virtual_hosts'] as Json[])[0] as Json)['routes'] as Json[];
 const routeNamed = (j: Json, name: string): Json => {
@@ -71,6 +76,14 @@ const httpFilter = (j: Json, name: string): Json => {
   return f['typed_config'] as Json;
 };
 const clusters = (j: Json): Json[] => (j['static_resources'] as Json)['clusters'] as Json[];
+const virtualHost = (j: Json): Json => ((hcm(j)['route_config'] as Json)['virtual_hosts'] as Json[])[0] as Json;
+const corsPolicy = (j: Json): Json =>
+  (virtualHost(j)['typed_per_filter_config'] as Json)['envoy.filters.http.cors'] as Json;
+const mappers = (j: Json): Json[] => (hcm(j)['local_reply_config'] as Json)['mappers'] as Json[];
+const accessLogOf = (m: Json): Json => ((m['access_log'] as Json[])[0] as Json)['typed_config'] as Json;
+const tlsContext = (j: Json): Json => (chainOf(j, 'https')['transport_socket'] as Json)['typed_config'] as Json;
+const plainRoutes = (j: Json): Json[] =>
+  (((hcmOf(j, 'http')['route_config'] as Json)['virtual_hosts'] as Json[])[0] as Json)['routes'] as Json[];
 
 describe('envoy.yaml against Envoy API protos (from @grpc/grpc-js-xds)', () => {
   test('the corrected validate.proto adds ignore_empty where Envoy uses it; the shipped one fails', () => {
@@ -163,6 +176,31 @@ describe('envoy.yaml against Envoy API protos (from @grpc/grpc-js-xds)', () => {
       },
       /explicit_http2_config/,
     ],
+    [
+      'a misspelt field in the cors policy',
+      (j) => renameKey(corsPolicy(j), 'allow_origin_string_match', 'allow_origins_string_match'),
+      /allow_origins_string_match/,
+    ],
+    [
+      'a bad comparison in a local reply mapper',
+      (j) => ((((mappers(j)[1]?.['filter'] as Json)['status_code_filter'] as Json)['comparison'] as Json)['op'] = 'NE'),
+      /NE/,
+    ],
+    [
+      'a misspelt field in the access log format',
+      (j) => renameKey(accessLogOf(hcm(j))['log_format'] as Json, 'json_format', 'json_formats'),
+      /json_formats/,
+    ],
+    [
+      'a misspelt field in the TLS context',
+      (j) => renameKey(tlsContext(j)['common_tls_context'] as Json, 'tls_certificates', 'tls_certificate'),
+      /tls_certificate/,
+    ],
+    [
+      'a misspelt redirect field',
+      (j) => renameKey(plainRoutes(j)[0]?.['redirect'] as Json, 'https_redirect', 'http_redirect'),
+      /http_redirect/,
+    ],
   ];
 
   test.each(mutations)('a copy with %s is refused', (_what, mutate, message) => {
@@ -207,6 +245,30 @@ describe('envoy.yaml against Envoy API protos (from @grpc/grpc-js-xds)', () => {
       /descriptor_key: shorter than 1/,
     ],
     ['a cluster without a name', (j) => ((clusters(j)[0] as Json)['name'] = ''), /clusters\[0\]\.name: shorter than 1/],
+    [
+      'a TLS certificate without its chain',
+      (j) =>
+        (((tlsContext(j)['common_tls_context'] as Json)['tls_certificates'] as Json[])[0]!['certificate_chain'] = {}),
+      /tls_certificates\[0\]\.certificate_chain.*required/,
+    ],
+    [
+      'a TLS private key with an empty file name',
+      (j) => {
+        const cert = ((tlsContext(j)['common_tls_context'] as Json)['tls_certificates'] as Json[])[0] as Json;
+        (cert['private_key'] as Json)['filename'] = '';
+      },
+      /private_key.*filename: shorter than 1/,
+    ],
+    [
+      'a local reply mapper with a bad status',
+      (j) => ((mappers(j)[0] as Json)['status_code'] = 99),
+      /mappers\[0\]\.status_code.*must be >= 200/,
+    ],
+    [
+      'a local reply mapper without its filter',
+      (j) => delete (mappers(j)[0] as Json)['filter'],
+      /mappers\[0\]\.filter: required/,
+    ],
   ];
 
   test.each(pgvMutations)('a copy with %s breaks a validate rule', (_what, mutate, message) => {
@@ -368,9 +430,11 @@ describe('envoy.yaml against the mesh', () => {
     expect(text.match(/"request_headers_to_remove":\[[^\]]*x-request-id/)).toBeNull();
   });
 
-  test('filters run in the order of the grab: jwt_authn, ratelimit, transcoder, router', () => {
+  test('filters run in the order of the grab: HSTS, cors, jwt_authn, ratelimit, transcoder, router', () => {
     const names = (hcm(j)['http_filters'] as Json[]).map((f) => f['name']);
     expect(names).toEqual([
+      'envoy.filters.http.header_mutation',
+      'envoy.filters.http.cors',
       'envoy.filters.http.jwt_authn',
       'envoy.filters.http.ratelimit',
       'envoy.filters.http.grpc_json_transcoder',
@@ -382,7 +446,7 @@ describe('envoy.yaml against the mesh', () => {
     expect(admin['port_value']).toBe(9901);
     const compose = readFileSync(fileURLToPath(new URL('../../docker-compose.yml', import.meta.url)), 'utf8');
     expect(compose).not.toMatch(/['"]?\d*:?9901['"]?\s*[\],]/);
-    expect(compose).toContain("ports: ['8080:8080']");
+    expect(compose).toContain("ports: ['8443:8443', '8080:8080']");
   });
 
   test('only idempotent calls are retried on failures after the request may have arrived', () => {
@@ -392,6 +456,170 @@ describe('envoy.yaml against the mesh', () => {
       const afterArrival = retryOn.split(',').filter((c) => !['connect-failure', 'refused-stream'].includes(c));
       if (m.verb === 'GET') expect(afterArrival.length, m.method).toBeGreaterThan(0);
       else expect(afterArrival, m.method).toEqual([]);
+    }
+  });
+});
+
+// ---- The public edge: TLS, redirects, HSTS, CORS, the error shape, the access log ----------
+
+/** Envoy's AccessLogFilter for what local_reply_config uses: status codes, and, or. */
+function filterMatches(f: Json, code: number): boolean {
+  const sc = f['status_code_filter'] as Json | undefined;
+  if (sc) {
+    const cmp = sc['comparison'] as Json;
+    const v = Number((cmp['value'] as Json)['default_value']);
+    const op = String(cmp['op'] ?? 'EQ');
+    if (op === 'EQ') return code === v;
+    if (op === 'GE') return code >= v;
+    if (op === 'LE') return code <= v;
+    throw new Error(`comparison ${op} is not modelled`);
+  }
+  const and = f['and_filter'] as Json | undefined;
+  if (and) return (and['filters'] as Json[]).every((x) => filterMatches(x, code));
+  const or = f['or_filter'] as Json | undefined;
+  if (or) return (or['filters'] as Json[]).some((x) => filterMatches(x, code));
+  throw new Error(`access log filter ${Object.keys(f).join()} is not modelled`);
+}
+
+describe('envoy.yaml: the public edge', () => {
+  const j = fresh();
+  const compose = parse(readFileSync(fileURLToPath(new URL('../../docker-compose.yml', import.meta.url)), 'utf8'), {
+    merge: true,
+  }) as Json;
+  const envoySvc = (compose['services'] as Record<string, Json>)['envoy'] as Json;
+  const port = (name: string): number =>
+    Number(((listener(j, name)['address'] as Json)['socket_address'] as Json)['port_value']);
+
+  test('the TLS listener serves with the mounted certificate, TLS 1.2 or later, h2 by ALPN', () => {
+    const tls = tlsContext(j);
+    expect(tls['@type']).toBe('type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext');
+    const common = tls['common_tls_context'] as Json;
+    expect((common['tls_params'] as Json)['tls_minimum_protocol_version']).toBe('TLSv1_2');
+    expect(common['alpn_protocols']).toEqual(['h2', 'http/1.1']);
+    const [cert] = common['tls_certificates'] as Json[];
+    const files = [cert?.['certificate_chain'], cert?.['private_key']].map((d) => String((d as Json)['filename']));
+    // docker-compose.yml mounts the operator's certificates at that directory, read-only
+    const dirs = new Set(files.map((f) => f.slice(0, f.lastIndexOf('/'))));
+    expect([...dirs]).toEqual(['/etc/envoy/certs']);
+    // (the host side is `${EDGE_CERTS_DIR:-./certs}`; compose.test.ts checks it resolved)
+    expect(envoySvc['volumes']).toContainEqual(expect.stringMatching(/certs\}?:\/etc\/envoy\/certs:ro$/));
+    expect(port('https')).toBe(8443);
+  });
+
+  test('plain HTTP only redirects, to the TLS port, keeping the method; nothing else is served', () => {
+    const m = hcmOf(j, 'http');
+    const vhosts = (m['route_config'] as Json)['virtual_hosts'] as Json[];
+    const all = vhosts.flatMap((v) => v['routes'] as Json[]);
+    expect(all.length).toBeGreaterThan(0);
+    for (const r of all) {
+      expect(r['route'] ?? r['direct_response']).toBeUndefined();
+      expect(r['redirect']).toEqual({
+        https_redirect: true,
+        port_redirect: port('https'),
+        response_code: 'PERMANENT_REDIRECT',
+      });
+    }
+    // every path is redirected
+    expect(routeMatches(all[0] as Json, 'POST', '/v1/campaigns/c/grab')).toBe(true);
+    expect((m['http_filters'] as Json[]).map((f) => f['name'])).toEqual(['envoy.filters.http.router']);
+  });
+
+  test("HSTS on every answer of the TLS listener, Envoy's own replies too; never over plain HTTP", () => {
+    const filters = hcm(j)['http_filters'] as Json[];
+    expect(filters[0]?.['name']).toBe('envoy.filters.http.header_mutation');
+    const mutations = ((filters[0]?.['typed_config'] as Json)['mutations'] as Json)['response_mutations'] as Json[];
+    const hsts = mutations
+      .map((x) => (x['append'] as Json | undefined)?.['header'] as Json | undefined)
+      .find((h) => h?.['key'] === 'strict-transport-security');
+    const maxAge = Number(/max-age=(\d+)/.exec(String(hsts?.['value']))?.[1]);
+    expect(maxAge).toBeGreaterThanOrEqual(31_536_000);
+    expect(JSON.stringify(hcmOf(j, 'http'))).not.toContain('strict-transport-security');
+  });
+
+  test('CORS: explicit origins, before jwt_authn (a preflight has no token), the headers an H5 page needs', () => {
+    const names = (hcm(j)['http_filters'] as Json[]).map((f) => f['name']);
+    expect(names.indexOf('envoy.filters.http.cors')).toBeLessThan(names.indexOf('envoy.filters.http.jwt_authn'));
+    const policy = corsPolicy(j);
+    const origins = policy['allow_origin_string_match'] as Json[];
+    expect(origins.length).toBeGreaterThan(0);
+    for (const o of origins) {
+      // an origin is a whole scheme://host[:port], never a wildcard
+      expect(Object.keys(o)).toEqual(['exact']);
+      expect(String(o['exact'])).toMatch(/^https?:\/\/[a-z0-9.-]+(:\d+)?$/);
+    }
+    const list = (k: string) =>
+      String(policy[k])
+        .split(',')
+        .map((x) => x.trim().toLowerCase());
+    const verbs = [...new Set(endUserMethods().map((m) => m.verb))];
+    expect(list('allow_methods')).toEqual(expect.arrayContaining([...verbs, 'OPTIONS'].map((v) => v.toLowerCase())));
+    expect(list('allow_headers')).toEqual(expect.arrayContaining(['authorization', 'content-type']));
+    expect(list('expose_headers')).toEqual(
+      expect.arrayContaining(['x-request-id', 'x-redpacket-reason', 'retry-after']),
+    );
+    expect(policy['allow_credentials']).toBe(false);
+  });
+
+  test('every local reply but a 429 is the one JSON shape, its code the gRPC code its reason names', () => {
+    const ms = mappers(j);
+    for (const m of ms) {
+      const format = (m['body_format_override'] as Json)['json_format'] as Json;
+      expect(Object.keys(format).sort()).toEqual(['code', 'message', 'reason']);
+      expect(Number.isInteger(format['code'])).toBe(true);
+      // reason is the name of the gRPC code (grpc-js's status enum), so the two never disagree
+      expect(grpcStatus[format['code'] as number]).toBe(format['reason']);
+      expect(format['message']).toBe('%LOCAL_REPLY_BODY%');
+      expect(m['status_code']).toBeUndefined();
+    }
+    const expected: Record<number, string> = {
+      400: 'INVALID_ARGUMENT',
+      401: 'UNAUTHENTICATED',
+      403: 'PERMISSION_DENIED',
+      404: 'NOT_FOUND',
+      503: 'UNAVAILABLE',
+      504: 'DEADLINE_EXCEEDED',
+    };
+    for (let code = 400; code < 600; code++) {
+      // Envoy uses the first mapper that matches
+      const first = ms.find((m) => filterMatches(m['filter'] as Json, code));
+      const reason = first && ((first['body_format_override'] as Json)['json_format'] as Json)['reason'];
+      if (code === 429) expect(first, "a 429 keeps gateway's body").toBeUndefined();
+      else expect(reason, String(code)).toBe(expected[code] ?? (code === 413 ? 'RESOURCE_EXHAUSTED' : 'UNKNOWN'));
+    }
+    for (let code = 200; code < 400; code++) {
+      expect(
+        ms.some((m) => filterMatches(m['filter'] as Json, code)),
+        String(code),
+      ).toBe(false);
+    }
+    // no route's direct response can bypass the mappers with a body of its own
+    expect(routes(j).filter((r) => r['direct_response'])).toEqual([]);
+    // jwt_authn refuses with 401 (no or bad token) and 403 (audience): both mapped
+    expect(ms.some((m) => filterMatches(m['filter'] as Json, 401))).toBe(true);
+  });
+
+  test('one JSON access log line per request on both listeners: user, campaign path, outcome, latency', () => {
+    const jwt = httpFilter(j, 'envoy.filters.http.jwt_authn');
+    const provider = Object.values(jwt['providers'] as Record<string, Json>)[0] as Json;
+    const userHeader = String(
+      (provider['claim_to_headers'] as Json[]).find((c) => c['claim_name'] === 'sub')?.['header_name'],
+    );
+    for (const name of ['https', 'http']) {
+      const log = accessLogOf(hcmOf(j, name));
+      expect(log['@type']).toBe('type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog');
+      const f = (log['log_format'] as Json)['json_format'] as Json;
+      expect(f).toMatchObject({
+        request_id: '%REQ(X-REQUEST-ID)%',
+        user: `%REQ(${userHeader.toUpperCase()})%`,
+        path: '%REQ_WITHOUT_QUERY(:PATH)%',
+        route: '%ROUTE_NAME%',
+        status: '%RESPONSE_CODE%',
+        reason: '%RESP(X-REDPACKET-REASON)%',
+        grpc_status: '%GRPC_STATUS%',
+        duration_ms: '%DURATION%',
+      });
+      // every value is one command operator, so Envoy writes it typed (numbers as numbers)
+      for (const [k, v] of Object.entries(f)) expect(String(v), k).toMatch(/^%[A-Z_]+(\([^)]*\))?%$/);
     }
   });
 });

@@ -2,7 +2,8 @@
  * HTTP smoke test through Envoy, for a Docker host running docker-compose.yml (CI's edge
  * workflow runs it in a container on the mesh's network). Creates campaigns over gRPC as an admin,
  * then only speaks HTTP/JSON to Envoy: a grab wins, a spent campaign answers 429 SOLD_OUT, a user
- * pressing too often gets 429 RATE_LIMITED, a call without a token 401.
+ * pressing too often gets 429 RATE_LIMITED, a call without a token 401 (all in the JSON error
+ * shape), plain HTTP a redirect to https.
  */
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { parseEnv, readPrivateKeyFile, TokenSigner } from '@redpacket/lib';
@@ -12,7 +13,8 @@ import { z } from 'zod';
 const env = parseEnv(
   'edge-smoke',
   z.object({
-    ENVOY_URL: z.string().url().default('http://envoy:8080'),
+    ENVOY_URL: z.string().url().default('https://envoy:8443'),
+    ENVOY_PLAIN_URL: z.string().url().default('http://envoy:8080'),
     GRAB_ADDR: z.string().default('grab-svc:50051'),
     /** The operator's signing key (the one account-svc has): the smoke test signs as an admin. */
     JWT_PRIVATE_KEY_FILE: z.string().min(1),
@@ -104,7 +106,7 @@ const soldOut = await until(
   (r) => r.status === 429,
 );
 check(
-  soldOut.reason === 'SOLD_OUT' && soldOut.body['code'] === 'SOLD_OUT',
+  soldOut.reason === 'SOLD_OUT' && soldOut.body['reason'] === 'SOLD_OUT',
   'a spent campaign is 429 SOLD_OUT',
   soldOut,
 );
@@ -117,12 +119,28 @@ const limited = await until(
   (r) => r.status === 429,
 );
 check(
-  limited.reason === 'RATE_LIMITED' && limited.body['code'] === 'RATE_LIMITED',
+  limited.reason === 'RATE_LIMITED' && limited.body['reason'] === 'RATE_LIMITED',
   'a user pressing on is 429 RATE_LIMITED',
   limited,
 );
 
 const anonymous = await grab(big.campaignId, undefined);
-check(anonymous.status === 401, 'a grab without a token is 401', anonymous);
+check(
+  anonymous.status === 401 && anonymous.body['reason'] === 'UNAUTHENTICATED' && anonymous.body['code'] === 16,
+  'a grab without a token is 401 in the JSON error shape',
+  anonymous,
+);
+
+// Plain HTTP only redirects, keeping the method (308), to the TLS listener.
+const plain = await fetch(`${env.ENVOY_PLAIN_URL}/v1/campaigns/${big.campaignId}/grab`, {
+  method: 'POST',
+  redirect: 'manual',
+});
+const location = plain.headers.get('location') ?? '';
+check(
+  plain.status === 308 && location.startsWith('https://') && location.endsWith(`/v1/campaigns/${big.campaignId}/grab`),
+  'plain HTTP is a 308 to https',
+  { status: plain.status, location },
+);
 admin.close();
 console.log('smoke: all passed');

@@ -35,6 +35,8 @@ export interface Decision {
   /** The campaign a flag refusal is about. */
   campaignId: string | undefined;
   retryAfterMs: number;
+  /** NOT_STARTED: when the campaign opens (epoch ms), the expiry of its flag. */
+  opensAtMs: number | undefined;
 }
 
 export interface LimiterOptions {
@@ -117,6 +119,8 @@ const ASKING_GRACE_MS = 1000;
 
 interface Flag {
   reason: Reason | undefined;
+  /** When the flag expires (epoch ms); for not_started that is the campaign's start. */
+  untilMs: number | undefined;
 }
 
 /** A descriptor's bucket: the script's argument, and what the status reports about its rule. */
@@ -203,9 +207,9 @@ export class Limiter {
         const next = i + 1;
         if (cachedOrPending instanceof Promise)
           return cachedOrPending.then((flag) =>
-            flag.reason ? this.flagDecision(descriptors, campaigns, c, flag.reason) : from(next),
+            flag.reason ? this.flagDecision(descriptors, campaigns, c, flag) : from(next),
           );
-        if (cachedOrPending.reason) return this.flagDecision(descriptors, campaigns, c, cachedOrPending.reason);
+        if (cachedOrPending.reason) return this.flagDecision(descriptors, campaigns, c, cachedOrPending);
       }
       return undefined;
     };
@@ -216,8 +220,11 @@ export class Limiter {
     descriptors: readonly DescriptorIn[],
     campaigns: readonly (string | undefined)[],
     campaignId: string,
-    reason: Reason,
+    flag: Flag,
   ): Decision {
+    const reason = flag.reason as Reason;
+    // Only a campaign yet to open is worth retrying, and exactly when it opens.
+    const opensAtMs = reason === 'NOT_STARTED' ? flag.untilMs : undefined;
     this.metrics.decisions.inc({ outcome: reason.toLowerCase() });
     this.metrics.ruleDecisions.child(RULE_CAMPAIGN_STATE, reason.toLowerCase()).inc();
     return {
@@ -227,7 +234,8 @@ export class Limiter {
       ),
       reason,
       campaignId,
-      retryAfterMs: 0,
+      retryAfterMs: opensAtMs === undefined ? 0 : Math.max(1, opensAtMs - Date.now()),
+      opensAtMs,
     };
   }
 
@@ -293,7 +301,7 @@ export class Limiter {
         resetMs: b === known ? waitMs : 0,
       };
     }
-    return { overall: 'OVER_LIMIT', statuses, reason: 'RATE_LIMITED', campaignId: undefined, retryAfterMs: waitMs };
+    return { ...this.ok(statuses), overall: 'OVER_LIMIT', reason: 'RATE_LIMITED', retryAfterMs: waitMs };
   }
 
   /** 4. One Lua call takes the tokens from every bucket, or from none. */
@@ -332,14 +340,14 @@ export class Limiter {
     });
     if (taken.over) {
       this.metrics.decisions.inc({ outcome: 'over_limit' });
-      return { overall: 'OVER_LIMIT', statuses, reason: 'RATE_LIMITED', campaignId: undefined, retryAfterMs };
+      return { ...this.ok(statuses), overall: 'OVER_LIMIT', reason: 'RATE_LIMITED', retryAfterMs };
     }
     this.metrics.decisions.inc({ outcome: 'ok' });
     return this.ok(statuses);
   }
 
   private ok(statuses: DescriptorStatus[]): Decision {
-    return { overall: 'OK', statuses, reason: undefined, campaignId: undefined, retryAfterMs: 0 };
+    return { overall: 'OK', statuses, reason: undefined, campaignId: undefined, retryAfterMs: 0, opensAtMs: undefined };
   }
 
   private campaignOf(d: DescriptorIn): string | undefined {
@@ -380,7 +388,10 @@ export class Limiter {
       const res = await timers.flag.time(() => this.redis.pipeline().get(key).pttl(key).exec());
       const value = res?.[0]?.[1];
       const pttl = Number(res?.[1]?.[1] ?? -1);
-      const flag: Flag = { reason: typeof value === 'string' ? FLAG_REASON[value] : undefined };
+      const flag: Flag = {
+        reason: typeof value === 'string' ? FLAG_REASON[value] : undefined,
+        untilMs: pttl > 0 ? Date.now() + pttl : undefined,
+      };
       // A "not_started" flag expires at the start: never remember it past that.
       const ttl = pttl > 0 ? Math.min(pttl, this.flagCacheMs) : this.flagCacheMs;
       // lru-cache reads a ttl of 0 as "forever": with the cache off, nothing is kept.
@@ -391,7 +402,7 @@ export class Limiter {
       this.metrics.ruleDecisions.child(RULE_CAMPAIGN_STATE, this.failOpen ? 'fail_open' : 'fail_closed').inc();
       this.log.warn({ err: (err as Error).message, campaignId }, 'campaign flag lookup failed');
       if (!this.failOpen) throw new UnavailableError('rate limit store unavailable (flag)');
-      return { reason: undefined };
+      return { reason: undefined, untilMs: undefined };
     }
   }
 }

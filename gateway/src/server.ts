@@ -30,8 +30,23 @@ interface RateLimitServiceServer extends UntypedServiceImplementation {
   ShouldRateLimit: handleUnaryCall<RateLimitRequest, RateLimitResponse>;
 }
 
-/** The header Envoy adds to a 429, and the body's `code`. */
+/** The header Envoy adds to a 429, and the body's `reason`. */
 export const REASON_HEADER = 'x-redpacket-reason';
+
+/**
+ * A refusal's body: the edge's one error shape (docs/edge.md), `code` the gRPC code of a 429 as
+ * the transcoder maps it, plus what a client needs to act on it.
+ */
+export interface RefusalBody {
+  code: status.RESOURCE_EXHAUSTED;
+  reason: Reason;
+  message: string;
+  /** When a retry can succeed: the bucket's refill, or the campaign's start. */
+  retry_after_ms?: number;
+  campaign_id?: string;
+  /** NOT_STARTED: the campaign's start, RFC 3339. */
+  opens_at?: string;
+}
 
 const MESSAGES: Record<Reason, string> = {
   RATE_LIMITED: 'too many requests; slow down',
@@ -74,14 +89,15 @@ export function toResponse(d: Decision): RateLimitResponse {
   if (d.overall === 'OK' || !d.reason) {
     return { overall_code: d.overall, statuses, response_headers_to_add: [], raw_body: EMPTY };
   }
-  const body: Record<string, unknown> = { code: d.reason, message: MESSAGES[d.reason] };
-  if (d.campaignId) body['campaign_id'] = d.campaignId;
+  const body: RefusalBody = { code: status.RESOURCE_EXHAUSTED, reason: d.reason, message: MESSAGES[d.reason] };
+  if (d.campaignId) body.campaign_id = d.campaignId;
+  if (d.opensAtMs !== undefined) body.opens_at = new Date(d.opensAtMs).toISOString();
   const headers = [
     { key: REASON_HEADER, value: d.reason },
     { key: 'content-type', value: 'application/json' },
   ];
   if (d.retryAfterMs > 0) {
-    body['retry_after_ms'] = d.retryAfterMs;
+    body.retry_after_ms = d.retryAfterMs;
     headers.push({ key: 'retry-after', value: String(Math.ceil(d.retryAfterMs / 1000)) });
   }
   return {

@@ -24,8 +24,11 @@ export function envoyDomain(): string {
   return String(rlsFilter()['domain']);
 }
 
+/** The TLS listener's HTTP connection manager: the one that routes (the plain listener only redirects). */
 function hcm(): Json {
-  const listener = ((envoyYaml['static_resources'] as Json)['listeners'] as Json[])[0] as Json;
+  const listeners = (envoyYaml['static_resources'] as Json)['listeners'] as Json[];
+  const listener = listeners.find((l) => l['name'] === 'https');
+  if (!listener) throw new Error('envoy.yaml has no listener named https');
   const chain = (listener['filter_chains'] as Json[])[0] as Json;
   return (chain['filters'] as Json[])[0]?.['typed_config'] as Json;
 }
@@ -95,4 +98,14 @@ export function userHeader(): string {
 /** Headers of a grab as Envoy sees them after jwt_authn. */
 export function grabHeaders(campaignId: string, userId: string): Record<string, string> {
   return { ':method': 'POST', ':path': `/v1/campaigns/${campaignId}/grab`, [userHeader()]: userId };
+}
+
+/**
+ * The keys of the edge's error shape, as envoy.yaml's local_reply_config writes Envoy's own
+ * errors (every mapper has the same keys; envoy/test/envoy-config.test.ts proves it).
+ */
+export function errorShapeKeys(): string[] {
+  const mappers = (hcm()['local_reply_config'] as Json)['mappers'] as Json[];
+  const format = (mappers[0]?.['body_format_override'] as Json)['json_format'] as Json;
+  return Object.keys(format).sort();
 }

@@ -15,7 +15,7 @@ import { parseConfig, type RateLimitConfig } from '../src/config.js';
 import { Limiter, type LimiterOptions } from '../src/limiter.js';
 import { registerScripts } from '../src/scripts.js';
 import { REASON_HEADER, type RateLimitResponse } from '../src/server.js';
-import { descriptorsFor, grabHeaders, type WireDescriptor } from './envoy-descriptors.js';
+import { descriptorsFor, errorShapeKeys, grabHeaders, type WireDescriptor } from './envoy-descriptors.js';
 import { serveLimiter, shouldRateLimit, type RlsClient } from './rls-client.js';
 
 const shippedYaml = readFileSync(new URL('../config/ratelimit.yaml', import.meta.url), 'utf8');
@@ -137,7 +137,7 @@ describe('gateway: envoy.service.ratelimit.v3 with the shipped rules and envoy.y
     expect(header(refused, REASON_HEADER)).toBe('RATE_LIMITED');
     expect(header(refused, 'content-type')).toBe('application/json');
     expect(Number(header(refused, 'retry-after'))).toBeGreaterThan(0);
-    expect(body(refused)).toMatchObject({ code: 'RATE_LIMITED' });
+    expect(body(refused)).toMatchObject({ reason: 'RATE_LIMITED' });
     // redpacket_ratelimit_decisions_total: the user rule said ok userLimit times, then over_limit once
     const userRuleId = String(last?.statuses[0]?.current_limit?.name);
     expect(userRuleId).toMatch(/user/);
@@ -161,7 +161,7 @@ describe('gateway: envoy.service.ratelimit.v3 with the shipped rules and envoy.y
     const res = await g.ask(grab(campaign, `u-${rand()}`));
     expect(res.overall_code).toBe('OVER_LIMIT');
     expect(header(res, REASON_HEADER)).toBe(reason);
-    expect(body(res)).toMatchObject({ code: reason, campaign_id: campaign });
+    expect(body(res)).toMatchObject({ reason, campaign_id: campaign });
     expect(await counter(g, 'redisCalls', { kind: 'take' })).toBe(0);
     expect(await counter(g, 'ruleDecisions', { rule: 'campaign_state', result: flag })).toBe(1);
     expect(await counter(g, 'ruleDecisions', {})).toBe(1);
@@ -311,6 +311,71 @@ describe('gateway: envoy.service.ratelimit.v3 with the shipped rules and envoy.y
       if (code === 'OK') allowed.set(user, (allowed.get(user) ?? 0) + 1);
     }
     expect(users.map((u) => allowed.get(u) ?? 0)).toEqual(users.map(() => userLimit));
+  });
+});
+
+describe("every 429 is the edge's one error shape {code, reason, message, retry_after_ms?}", () => {
+  const shape = errorShapeKeys();
+  /** The body, checked against the shape envoy.yaml gives Envoy's own errors, and its retry-after. */
+  const refusal = (r: RateLimitResponse, reason: string): Json => {
+    expect(r.overall_code).toBe('OVER_LIMIT');
+    expect(header(r, REASON_HEADER)).toBe(reason);
+    expect(header(r, 'content-type')).toBe('application/json');
+    const b = body(r);
+    expect(Object.keys(b)).toEqual(expect.arrayContaining(shape));
+    expect(b).toMatchObject({ code: status.RESOURCE_EXHAUSTED, reason, message: expect.any(String) });
+    expect(String(b['message']).length).toBeGreaterThan(0);
+    if (b['retry_after_ms'] === undefined) expect(header(r, 'retry-after')).toBeUndefined();
+    else expect(Number(header(r, 'retry-after'))).toBe(Math.ceil(Number(b['retry_after_ms']) / 1000));
+    return b;
+  };
+
+  test('the shape is the one envoy.yaml writes its local replies in', () => {
+    expect(shape).toEqual(['code', 'message', 'reason']);
+  });
+
+  test('RATE_LIMITED: when to retry, in the body and in retry-after', async () => {
+    const g = await startGateway(shippedConfig());
+    const campaign = newCampaign();
+    const user = `u-${rand()}`;
+    for (let i = 0; i < userLimit; i++) await g.ask(grab(campaign, user));
+    const b = refusal(await g.ask(grab(campaign, user)), 'RATE_LIMITED');
+    expect(b['retry_after_ms']).toBeGreaterThan(0);
+    expect(Number.isInteger(b['retry_after_ms'])).toBe(true);
+  });
+
+  test.each([
+    ['sold_out', 'SOLD_OUT'],
+    ['ended', 'ENDED'],
+  ])('%s: %s names the campaign and says nothing of retrying', async (flag, reason) => {
+    const g = await startGateway(shippedConfig());
+    const campaign = newCampaign();
+    await admin.set(keys.state(campaign), flag, 'PX', 60_000);
+    const b = refusal(await g.ask(grab(campaign, `u-${rand()}`)), reason);
+    expect(b['campaign_id']).toBe(campaign);
+    expect(b).not.toHaveProperty('retry_after_ms');
+    expect(b).not.toHaveProperty('opens_at');
+  });
+
+  test('NOT_STARTED: the time the campaign opens, and retry_after_ms until then', async () => {
+    const g = await startGateway(shippedConfig());
+    const campaign = newCampaign();
+    const before = Date.now();
+    await admin.set(keys.state(campaign), 'not_started', 'PX', 90_000);
+    const b = refusal(await g.ask(grab(campaign, `u-${rand()}`)), 'NOT_STARTED');
+    const after = Date.now();
+    expect(b['campaign_id']).toBe(campaign);
+    const opensAt = Date.parse(String(b['opens_at']));
+    expect(new Date(opensAt).toISOString()).toBe(b['opens_at']);
+    expect(opensAt).toBeGreaterThanOrEqual(before + 90_000 - 50);
+    expect(opensAt).toBeLessThanOrEqual(after + 90_000);
+    const retryMs = Number(b['retry_after_ms']);
+    expect(retryMs).toBeGreaterThan(90_000 - (after - before) - 50);
+    expect(retryMs).toBeLessThanOrEqual(90_000);
+    // the same answer again, from the cached flag: the opening time does not move
+    const again = refusal(await g.ask(grab(campaign, `u-${rand()}`)), 'NOT_STARTED');
+    expect(again['opens_at']).toBe(b['opens_at']);
+    expect(Number(again['retry_after_ms'])).toBeLessThanOrEqual(retryMs);
   });
 });
 

@@ -401,7 +401,12 @@ describe('deploy/k8s', () => {
     expect(kinds.filter((x) => x === 'Deployment')).toHaveLength(5);
     // What the checks read from the repo is there to compare with (an empty read would pass anything).
     expect(ctx.envoyUpstreams).toEqual(['grab-svc:50051', 'account-svc:50052', 'gift-svc:50053', 'gateway:50054']);
-    expect(ctx.envoyFiles).toEqual(['/etc/envoy/jwks/jwks.json', '/etc/envoy/redpacket.pb']);
+    expect([...ctx.envoyFiles].sort()).toEqual([
+      '/etc/envoy/certs/tls.crt',
+      '/etc/envoy/certs/tls.key',
+      '/etc/envoy/jwks/jwks.json',
+      '/etc/envoy/redpacket.pb',
+    ]);
     expect(ctx.reads['grab-svc']).toContain('REDIS_WAIT_REPLICAS');
     expect(ctx.reads['grab-svc']).toContain('AMQP_URL');
     expect(ctx.reads.gateway).not.toContain('MYSQL_URL');
