@@ -99,6 +99,22 @@ export async function transferBatch(pool: Pool, req: BatchRequest): Promise<Tran
   }
 }
 
+/**
+ * transferBatch inside the caller's open transaction on `conn` (awards, funding and refunds are
+ * written with the rows they pay for). No retry here: on a deadlock or a duplicate key the caller
+ * rolls its whole transaction back and runs it again. READ COMMITTED is advised (see above).
+ */
+export async function transferBatchIn(conn: PoolConnection, req: BatchRequest): Promise<Transfer[]> {
+  checkBatch(req);
+  return applyBatch(conn, req);
+}
+
+/** transfer inside the caller's open transaction on `conn` (see transferBatchIn). */
+export async function transferIn(conn: PoolConnection, req: TransferRequest): Promise<Transfer> {
+  const [t] = await transferBatchIn(conn, { from: req.from, kind: req.kind, items: [req] });
+  return t!;
+}
+
 /** A deadlock, or a concurrent call that inserted the same key first: the retry sees its result. */
 function lostRace(err: unknown): boolean {
   const errno = (err as { errno?: number }).errno;
@@ -261,7 +277,7 @@ async function replays(conn: PoolConnection, rows: RowDataPacket[]): Promise<Map
 }
 
 /** An account's balance in cents (0 for an account never credited). */
-export async function balanceOf(pool: Pool, accountId: string): Promise<bigint> {
+export async function balanceOf(pool: Pool | PoolConnection, accountId: string): Promise<bigint> {
   kindOf(accountId);
   const [rows] = await pool.query<RowDataPacket[]>('SELECT balance_cents FROM accounts WHERE account_id = ?', [
     accountId,
