@@ -68,12 +68,11 @@ export async function writeAwards(pool: Pool, wins: WinEvent[]): Promise<number>
         'ON DUPLICATE KEY UPDATE packet_id = packet_id',
       [rows],
     );
-    await payAwards(
-      conn,
-      wins.map((w) => w.packetId),
-    );
+    const said = newRows(res, rows.length);
+    // Without the server's count (a single row) only the locking read above can tell.
+    await payAwards(conn, wins, said !== undefined ? said === rows.length : existed === 0);
     await conn.commit();
-    return newRows(res, rows.length) ?? rows.length - (existed ?? 0);
+    return said ?? rows.length - (existed ?? 0);
   } catch (err) {
     broken = isTransient(err);
     if (!broken) await conn.rollback().catch(() => undefined);
@@ -91,23 +90,28 @@ export const awardKey = (campaignId: string, packetId: string): string => idempo
  * award of the same user has no row and moves nothing), one ledger batch per campaign, so each
  * escrow is debited once per transaction; campaigns in id order, as the ledger locks accounts.
  */
-async function payAwards(conn: PoolConnection, packetIds: string[]): Promise<void> {
-  const [awards] = await conn.query<RowDataPacket[]>(
-    'SELECT packet_id, campaign_id, user_id, amount_cents FROM awards WHERE packet_id IN (?) ORDER BY campaign_id',
-    [packetIds],
-  );
+async function payAwards(conn: PoolConnection, wins: WinEvent[], allNew: boolean): Promise<void> {
+  // Every win inserted as it came (the common case): the rows are the wins, no need to read them.
+  const awards = allNew
+    ? wins.map((w) => ({ packetId: w.packetId, campaignId: w.campaignId, userId: w.userId, cents: w.amountCents }))
+    : (
+        await conn.query<RowDataPacket[]>(
+          'SELECT packet_id, campaign_id, user_id, amount_cents FROM awards WHERE packet_id IN (?)',
+          [wins.map((w) => w.packetId)],
+        )
+      )[0].map((a) => ({
+        packetId: String(a['packet_id']),
+        campaignId: String(a['campaign_id']),
+        userId: String(a['user_id']),
+        cents: BigInt(a['amount_cents'] as string),
+      }));
   const byCampaign = new Map<string, TransferItem[]>();
   for (const a of awards) {
-    const campaignId = String(a['campaign_id']);
-    const items = byCampaign.get(campaignId) ?? [];
-    items.push({
-      key: awardKey(campaignId, String(a['packet_id'])),
-      to: accountId.user(String(a['user_id'])),
-      amountCents: BigInt(a['amount_cents'] as string),
-    });
-    byCampaign.set(campaignId, items);
+    const items = byCampaign.get(a.campaignId) ?? [];
+    items.push({ key: awardKey(a.campaignId, a.packetId), to: accountId.user(a.userId), amountCents: a.cents });
+    byCampaign.set(a.campaignId, items);
   }
-  for (const [campaignId, items] of byCampaign) {
+  for (const [campaignId, items] of [...byCampaign].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     for (let i = 0; i < items.length; i += MAX_BATCH) {
       await transferBatchIn(conn, {
         from: accountId.escrow(campaignId),
