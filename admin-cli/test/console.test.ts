@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { credentials } from '@grpc/grpc-js';
+import { depositBudget } from '@redpacket/ledger/testing';
 import type { Pool } from '@redpacket/db';
 import { keys, startServer, Switches, type RunningServer } from '@redpacket/lib';
 import { bearer, call, requireRedis, testRedisDb, testSigner } from '@redpacket/lib/testing';
@@ -142,6 +143,7 @@ describe('redpacket console', () => {
   });
 
   it('shows a campaign created through the API; a crowd moves claimed and the chart live; close and settle show the refund', async () => {
+    await depositBudget(pool, `${prefix}owner`, 5000);
     const c = await cliJson<{ campaignId: string }>(
       [
         'campaign',

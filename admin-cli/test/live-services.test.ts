@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials } from '@grpc/grpc-js';
+import { depositBudget } from '@redpacket/ledger/testing';
 import type { Pool } from '@redpacket/db';
 import { keys } from '@redpacket/lib';
 import { bearer, call, requireRedis, testSigner, TEST_MYSQL_URL, TEST_REDIS_URL } from '@redpacket/lib/testing';
@@ -201,6 +202,7 @@ describe('redpacket campaign settle and reconcile, with wins delivered through R
     );
 
   it('settle waits for delivery (exit 6), then reconcile is consistent and settle refunds the rest once', async () => {
+    await depositBudget(pool, `${prefix}owner`, 1234);
     const c = await cliJson<{ campaignId: string; totalCents: string; ownerId: string }>(
       [
         'campaign',

@@ -22,6 +22,7 @@ import {
 } from '@redpacket/wins';
 import { z } from 'zod';
 import { GiftConsumer } from '@redpacket/gift-svc/consumer';
+import { accountId, EXTERNAL, transfer } from '@redpacket/ledger';
 
 const env = z
   .object({
@@ -54,7 +55,21 @@ function wins(n: number, label: string): WinEvent[] {
   }));
 }
 
+/** Funds the campaign's escrow with the wins' sum (from external): awards are transfers out of it. */
+async function fund(ws: WinEvent[]): Promise<void> {
+  const w = ws[0];
+  if (!w) return;
+  await transfer(pool, {
+    key: `bench-escrow:${w.campaignId}`,
+    kind: 'deposit',
+    from: EXTERNAL,
+    to: accountId.escrow(w.campaignId),
+    amountCents: ws.reduce((s, x) => s + x.amountCents, 0n),
+  });
+}
+
 async function fill(ws: WinEvent[]): Promise<Topology> {
+  await fund(ws);
   const t = topologyWithSuffix(`bench-${tag}-${topologies.length}`);
   topologies.push(t);
   const conn = await connectAmqp(env.AMQP_URL, `bench-fill-${tag}`);
@@ -199,7 +214,7 @@ async function main(): Promise<void> {
   console.log(`wins: ${n} a round, batch: ${env.GIFT_BATCH}, 3 rounds (medians; every round in brackets)`);
   console.log(`raw batched INSERT into awards: ${Math.round(median(raws))} rows/s [${fmt(raws)}]`);
   console.log(
-    `gift-svc unthrottled (connect, consume, decode, awards + ledger in one tx, ack): ` +
+    `gift-svc unthrottled (connect, consume, decode, awards + transfers in one tx, ack): ` +
       `${Math.round(median(gifts))} awards/s [${fmt(gifts)}]; from the first credit on ${Math.round(median(steadies))}/s`,
   );
   console.log(`gift / raw: ${(median(gifts) / median(raws)).toFixed(2)} (goal >= 0.5)`);

@@ -1,5 +1,6 @@
 /** Crediting wins into MySQL: one transaction a batch, idempotent by the awards' unique keys. */
 import type { Pool, PoolConnection } from '@redpacket/db';
+import { accountId, idempotencyKey, MAX_BATCH, transferBatchIn, type TransferItem } from '@redpacket/ledger';
 import type { WinEvent } from '@redpacket/wins';
 import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 
@@ -27,16 +28,21 @@ export function isTransient(err: unknown): boolean {
 }
 
 /**
- * Writes the awards and their ledger entries in one transaction and returns how many awards
- * were new. A win already credited (same packet id, or same campaign and user) changes
- * nothing; ON DUPLICATE KEY (rather than INSERT IGNORE) keeps every other error an error.
- * Ledger rows are derived from the award rows, so the two can never disagree.
+ * Writes the awards and their transfers (escrow:<campaign> -> user:<winner>) in one transaction
+ * and returns how many awards were new. A win already credited (same packet id, or same
+ * campaign and user) changes nothing; ON DUPLICATE KEY (rather than INSERT IGNORE) keeps every
+ * other error an error. The transfers are derived from the award rows, keyed by packet id, so
+ * the two can never disagree and a redelivery moves no money. An escrow short of the awards
+ * (InsufficientFundsError) fails the whole batch: a win is never credited unpaid.
  */
 export async function writeAwards(pool: Pool, wins: WinEvent[]): Promise<number> {
   if (wins.length === 0) return 0;
   const conn = await pool.getConnection();
   let broken = false;
   try {
+    // READ COMMITTED: the ledger's reads see a concurrent writer's committed transfers (whose
+    // award row this insert waited for) rather than an older snapshot.
+    await conn.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
     await conn.beginTransaction();
     // Only for the statistics: a single row's insert does not say whether it was new (a locking
     // read, so a concurrent uncommitted insert of the same win is waited for, not missed).
@@ -62,19 +68,57 @@ export async function writeAwards(pool: Pool, wins: WinEvent[]): Promise<number>
         'ON DUPLICATE KEY UPDATE packet_id = packet_id',
       [rows],
     );
-    await conn.query(
-      "INSERT INTO ledger (account_id, campaign_id, kind, ref, amount_cents) SELECT user_id, campaign_id, 'award', " +
-        'packet_id, amount_cents FROM awards WHERE packet_id IN (?) ON DUPLICATE KEY UPDATE ref = ledger.ref',
-      [wins.map((w) => w.packetId)],
-    );
+    const said = newRows(res, rows.length);
+    // Without the server's count (a single row) only the locking read above can tell.
+    await payAwards(conn, wins, said !== undefined ? said === rows.length : existed === 0);
     await conn.commit();
-    return newRows(res, rows.length) ?? rows.length - (existed ?? 0);
+    return said ?? rows.length - (existed ?? 0);
   } catch (err) {
     broken = isTransient(err);
     if (!broken) await conn.rollback().catch(() => undefined);
     throw err;
   } finally {
     release(conn, broken);
+  }
+}
+
+/** The idempotency key of an award's transfer: one per packet, whatever redelivers it. */
+export const awardKey = (campaignId: string, packetId: string): string => idempotencyKey('award', campaignId, packetId);
+
+/**
+ * The transfers of these packets' award rows (as stored: a packet whose win lost to an earlier
+ * award of the same user has no row and moves nothing), one ledger batch per campaign, so each
+ * escrow is debited once per transaction; campaigns in id order, as the ledger locks accounts.
+ */
+async function payAwards(conn: PoolConnection, wins: WinEvent[], allNew: boolean): Promise<void> {
+  // Every win inserted as it came (the common case): the rows are the wins, no need to read them.
+  const awards = allNew
+    ? wins.map((w) => ({ packetId: w.packetId, campaignId: w.campaignId, userId: w.userId, cents: w.amountCents }))
+    : (
+        await conn.query<RowDataPacket[]>(
+          'SELECT packet_id, campaign_id, user_id, amount_cents FROM awards WHERE packet_id IN (?)',
+          [wins.map((w) => w.packetId)],
+        )
+      )[0].map((a) => ({
+        packetId: String(a['packet_id']),
+        campaignId: String(a['campaign_id']),
+        userId: String(a['user_id']),
+        cents: BigInt(a['amount_cents'] as string),
+      }));
+  const byCampaign = new Map<string, TransferItem[]>();
+  for (const a of awards) {
+    const items = byCampaign.get(a.campaignId) ?? [];
+    items.push({ key: awardKey(a.campaignId, a.packetId), to: accountId.user(a.userId), amountCents: a.cents });
+    byCampaign.set(a.campaignId, items);
+  }
+  for (const [campaignId, items] of [...byCampaign].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    for (let i = 0; i < items.length; i += MAX_BATCH) {
+      await transferBatchIn(conn, {
+        from: accountId.escrow(campaignId),
+        kind: 'award',
+        items: items.slice(i, i + MAX_BATCH),
+      });
+    }
   }
 }
 

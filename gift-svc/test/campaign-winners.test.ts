@@ -10,9 +10,8 @@ import { setSwitch, startServer, Switches, type RunningServer } from '@redpacket
 import { bearer, call, grpcError, pollUntil, requireRedis, testRedisDb, testSigner } from '@redpacket/lib/testing';
 import { GiftServiceClient, type ListCampaignWinnersResponse } from '@redpacket/proto';
 import { maskUserId } from '../src/awards.js';
-import { writeAwards } from '../src/awards-writer.js';
 import { createGiftServer } from '../src/server.js';
-import { requireMysql, silent, uid } from './harness.js';
+import { requireMysql, silent, uid, writeFundedAwards } from './harness.js';
 
 const OWN_DB_URL = testRedisDb(10);
 
@@ -52,7 +51,7 @@ beforeAll(async () => {
     streamId: '',
     traceId: '',
   }));
-  await writeAwards(pool, [...rows].reverse());
+  await writeFundedAwards(pool, [...rows].reverse());
 });
 
 afterAll(async () => {

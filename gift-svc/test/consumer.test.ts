@@ -9,8 +9,18 @@ import { metricValue, pollUntil, TEST_AMQP_URL } from '@redpacket/lib/testing';
 import { AggregatorRegistry } from 'prom-client';
 import { assertTopology, connectAmqp, encodeWin, type Topology, type WinEvent } from '@redpacket/wins';
 import type { RowDataPacket } from 'mysql2/promise';
+import { accountId, audit } from '@redpacket/ledger';
 import { writeAwards } from '../src/awards-writer.js';
-import { awardCount, dropTopology, queueDepth, requireMysql, requireTopology, testGift, uid } from './harness.js';
+import {
+  awardCount,
+  dropTopology,
+  fundEscrows,
+  queueDepth,
+  requireMysql,
+  requireTopology,
+  testGift,
+  uid,
+} from './harness.js';
 
 let pool: Pool;
 const topologies: Topology[] = [];
@@ -36,9 +46,10 @@ async function newTopology(): Promise<Topology> {
   return t;
 }
 
-function wins(campaignId: string, n: number): WinEvent[] {
+/** `n` wins of a campaign of the test's own, its escrow funded with their sum. */
+async function wins(campaignId: string, n: number): Promise<WinEvent[]> {
   campaigns.push(campaignId);
-  return Array.from({ length: n }, (_, i) => ({
+  const ws = Array.from({ length: n }, (_, i) => ({
     campaignId,
     packetId: `${campaignId}p${i}`,
     userId: `user${i}`,
@@ -48,6 +59,8 @@ function wins(campaignId: string, n: number): WinEvent[] {
     streamId: `${i}-0`,
     traceId: '',
   }));
+  await fundEscrows(pool, ws);
+  return ws;
 }
 
 /** Publishes raw bodies to the topology's exchange with confirms. */
@@ -77,14 +90,15 @@ async function countersSince(before: Record<string, number>): Promise<Record<str
   return Object.fromEntries(Object.entries(now).map(([k, v]) => [k, v - (before[k] ?? 0)]));
 }
 
+/** The awards' sum and the award transfers out of the campaign's escrow (sum, count). */
 async function sums(campaignId: string): Promise<{ awards: string; ledger: string; ledgerRows: number }> {
   const [[a], [l]] = await Promise.all([
     pool.query<RowDataPacket[]>('SELECT COALESCE(SUM(amount_cents), 0) AS s FROM awards WHERE campaign_id = ?', [
       campaignId,
     ]),
     pool.query<RowDataPacket[]>(
-      "SELECT COALESCE(SUM(amount_cents), 0) AS s, COUNT(*) AS n FROM ledger WHERE campaign_id = ? AND kind = 'award'",
-      [campaignId],
+      "SELECT COALESCE(SUM(amount_cents), 0) AS s, COUNT(*) AS n FROM transfers WHERE debit_account = ? AND kind = 'award'",
+      [accountId.escrow(campaignId)],
     ),
   ]);
   return { awards: String(a[0]?.['s']), ledger: String(l[0]?.['s']), ledgerRows: Number(l[0]?.['n']) };
@@ -94,7 +108,7 @@ describe('GiftConsumer', () => {
   it('credits every win exactly once although each is delivered twice', async () => {
     const t = await newTopology();
     const c = `g${uid()}`;
-    const ws = wins(c, 1000);
+    const ws = await wins(c, 1000);
     const bodies = ws.map(encodeWin);
     await publish(t, [...bodies, ...bodies.slice().reverse()]);
     const before = await giftCounters();
@@ -124,7 +138,7 @@ describe('GiftConsumer', () => {
   it('reports the backlog of its queue and the deliveries it holds, read at scrape time', async () => {
     const t = await newTopology();
     const c = `g${uid()}`;
-    await publish(t, wins(c, 50).map(encodeWin));
+    await publish(t, (await wins(c, 50)).map(encodeWin));
     let paused = true;
     const gift = await testGift(t, pool, { paused: () => paused, pauseCheckMs: 50 });
     try {
@@ -154,7 +168,7 @@ describe('GiftConsumer', () => {
   it('dead-letters poison messages and counts them without holding back the rest', async () => {
     const t = await newTopology();
     const c = `g${uid()}`;
-    const ws = wins(c, 300);
+    const ws = await wins(c, 300);
     const garbage = Buffer.from('not a protobuf at all \xff\xff\xff');
     const negative = encodeWin({ ...ws[0]!, packetId: `${c}bad`, amountCents: -5n });
     // Poison first: the good wins queue up behind it.
@@ -186,7 +200,7 @@ describe('GiftConsumer', () => {
   it('requeues a win whose write fails on its own, dead-letters it after maxAttempts, credits the rest', async () => {
     const t = await newTopology();
     const c = `g${uid()}`;
-    const ws = wins(c, 400);
+    const ws = await wins(c, 400);
     const bad = ws[7]!.packetId;
     await publish(t, ws.map(encodeWin));
     const before = await giftCounters();
@@ -222,7 +236,7 @@ describe('GiftConsumer', () => {
   it('survives its MySQL connections being killed mid-transaction', async () => {
     const t = await newTopology();
     const c = `g${uid()}`;
-    await publish(t, wins(c, 4000).map(encodeWin));
+    await publish(t, (await wins(c, 4000)).map(encodeWin));
     // A pool of its own, whose connection ids we know: only those are killed.
     const own = await requireMysql(4);
     const ids = new Set<number>();
@@ -252,6 +266,7 @@ describe('GiftConsumer', () => {
     expect(s.ledger).toBe(s.awards);
     expect(s.ledgerRows).toBe(4000);
     expect(gift.stats.deadLettered).toBe(0);
+    expect(await audit(pool)).toMatchObject({ consistent: true, problems: [] });
   });
 
   it('holds deliveries to GIFT_RATE', async () => {
@@ -259,7 +274,7 @@ describe('GiftConsumer', () => {
     const c = `g${uid()}`;
     const n = 700;
     const rate = 250;
-    await publish(t, wins(c, n).map(encodeWin));
+    await publish(t, (await wins(c, n)).map(encodeWin));
     const started = Date.now();
     const gift = await testGift(t, pool, { rate });
     try {

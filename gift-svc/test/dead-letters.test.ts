@@ -16,12 +16,13 @@ import { encodeWin, type WinEvent } from '@redpacket/wins';
 import { closeCampaign } from '@redpacket/grab-svc/campaigns';
 import { reconcileCampaign, settleCampaign } from '@redpacket/grab-svc/settle';
 import { settleEnded } from '@redpacket/grab-svc/settle-timer';
-import { recordDeadLetter, writeAwards } from '../src/awards-writer.js';
+import { awardKey, recordDeadLetter, writeAwards } from '../src/awards-writer.js';
 import { createGiftServer } from '../src/server.js';
 import {
   awardCount,
   dropCampaign,
   dropTopology,
+  fundEscrows,
   grabMany,
   makeCampaign,
   queueDepth,
@@ -180,11 +181,13 @@ describe('dead letters', () => {
       errors: [`dead letter ${dl.deadLetterId}: already re-driven; nothing to do`],
     });
     expect(await awardCount(pool, id)).toEqual({ n: 12, distinct: 12 });
-    const [ledger] = await pool.query<RowDataPacket[]>(
-      "SELECT account_id, amount_cents FROM ledger WHERE kind = 'award' AND ref = ?",
-      [bad],
+    const [paid] = await pool.query<RowDataPacket[]>(
+      "SELECT debit_account, credit_account, amount_cents FROM transfers WHERE kind = 'award' AND idempotency_key = ?",
+      [awardKey(id, bad)],
     );
-    expect(ledger).toEqual([{ account_id: claim.user, amount_cents: String(claim.amount) }]);
+    expect(paid).toEqual([
+      { debit_account: `escrow:${id}`, credit_account: `user:${claim.user}`, amount_cents: String(claim.amount) },
+    ]);
     expect(await list(id)).toEqual({ deadLetters: [], nextPageToken: '', parkedCount: 0n });
     const history = await list(id, { includeRedriven: true });
     expect(history.deadLetters.map((d) => d.deadLetterId)).toEqual([dl.deadLetterId]);
@@ -228,6 +231,7 @@ describe('dead letters', () => {
       streamId: '',
       traceId: 'trace-old',
     };
+    await fundEscrows(pool, [win]);
     // As gift-svc wrote it before migration 0203: only the old columns.
     await pool.query(
       "INSERT INTO dead_letters (campaign_id, packet_id, reason, attempts, body) VALUES (?, ?, 'old', 5, ?)",

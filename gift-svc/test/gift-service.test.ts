@@ -6,9 +6,9 @@ import type { Pool } from '@redpacket/db';
 import { keys, startServer, type RunningServer } from '@redpacket/lib';
 import { bearer, call, grpcError, refusedTokens, requireRedis, testSigner } from '@redpacket/lib/testing';
 import { GiftServiceClient } from '@redpacket/proto';
-import { recordDeadLetter, writeAwards } from '../src/awards-writer.js';
+import { recordDeadLetter } from '../src/awards-writer.js';
 import { createGiftServer } from '../src/server.js';
-import { requireMysql, silent, uid } from './harness.js';
+import { requireMysql, silent, uid, writeFundedAwards } from './harness.js';
 
 let redis: Redis;
 let pool: Pool;
@@ -31,7 +31,7 @@ beforeAll(async () => {
   client = new GiftServiceClient(`127.0.0.1:${server.port}`, credentials.createInsecure());
   // c1: 5 winners, amounts 10, 50, 30, 50, 20 (two best at 50: the earlier one is best luck).
   const amounts = [10n, 50n, 30n, 50n, 20n];
-  await writeAwards(
+  await writeFundedAwards(
     pool,
     amounts.map((a, i) => ({
       campaignId: c1,
@@ -44,7 +44,7 @@ beforeAll(async () => {
       traceId: '',
     })),
   );
-  await writeAwards(pool, [
+  await writeFundedAwards(pool, [
     {
       campaignId: c2,
       packetId: `${c2}p0`,

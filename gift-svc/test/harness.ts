@@ -9,13 +9,16 @@ import { promisify } from 'node:util';
 import { createLogger, type RedisClient } from '@redpacket/lib';
 import { dropCampaignKeys, requireRedis, TEST_AMQP_URL, TEST_MYSQL_URL } from '@redpacket/lib/testing';
 import { createPool, migrate, type Pool } from '@redpacket/db';
-import { connectAmqp, deleteTopology, topologyWithSuffix, type Topology } from '@redpacket/wins';
+import { accountId, audit, balanceOf, EXTERNAL, transfer } from '@redpacket/ledger';
+import { depositBudget } from '@redpacket/ledger/testing';
+import { connectAmqp, deleteTopology, topologyWithSuffix, type Topology, type WinEvent } from '@redpacket/wins';
 import { Split } from '@redpacket/proto';
 import { validateCreate, writeCampaign, type CampaignMeta } from '@redpacket/grab-svc/campaigns';
 import { ELIGIBLE } from '@redpacket/grab-svc/eligibility-mirror';
 import { grabScript, registerScripts } from '@redpacket/grab-svc/scripts';
 import { OutboxRelay, type RelayOptions } from '@redpacket/grab-svc/relay/outbox-relay';
 import { winsQueueDepth } from '@redpacket/grab-svc/restore';
+import { writeAwards } from '../src/awards-writer.js';
 import { GiftConsumer, type GiftConsumerOptions } from '../src/consumer.js';
 import type { RowDataPacket } from 'mysql2/promise';
 
@@ -109,11 +112,47 @@ export async function makeCampaign(
   );
   const meta = { ...valid, id: `t${uid()}` };
   if (pool) {
+    // Funded as CreateCampaign funds it: the owner's budget first, then row and escrow together.
+    await depositBudget(pool, meta.ownerId, meta.totalCents);
     const { insertCampaignRow } = await import('@redpacket/grab-svc/settle');
     await insertCampaignRow(pool, meta);
   }
   await writeCampaign(redis, meta);
   return meta;
+}
+
+/**
+ * Funds the escrow of each campaign these wins belong to with the sum of their amounts, from
+ * external: for tests that publish wins of campaigns they never created (no row, no owner).
+ */
+export async function fundEscrows(pool: Pool, ws: WinEvent[]): Promise<void> {
+  const sums = new Map<string, bigint>();
+  for (const w of ws) if (w.amountCents > 0n) sums.set(w.campaignId, (sums.get(w.campaignId) ?? 0n) + w.amountCents);
+  for (const [campaignId, cents] of sums) {
+    await transfer(pool, {
+      key: `test-escrow:${uid()}`,
+      kind: 'deposit',
+      from: EXTERNAL,
+      to: accountId.escrow(campaignId),
+      amountCents: cents,
+    });
+  }
+}
+
+/**
+ * Invariant 8 after a settled campaign: its escrow holds 0 and the whole ledger audits
+ * consistent. Returns the audit's problems (empty) so a failure prints them.
+ */
+export async function ledgerProblems(pool: Pool, campaignId: string): Promise<string[]> {
+  const escrow = await balanceOf(pool, accountId.escrow(campaignId));
+  const report = await audit(pool);
+  return escrow === 0n ? report.problems : [`escrow:${campaignId} holds ${escrow} cents`, ...report.problems];
+}
+
+/** writeAwards of wins whose escrows fundEscrows funds first. */
+export async function writeFundedAwards(pool: Pool, ws: WinEvent[]): Promise<number> {
+  await fundEscrows(pool, ws);
+  return writeAwards(pool, ws);
 }
 
 /** `n` different users grab, all at once; returns how many won. */

@@ -19,7 +19,15 @@ import { freePort, spawnNode } from '@redpacket/loadgen';
 import { assertTopology, connectAmqp, encodeWin, type Topology } from '@redpacket/wins';
 import { service as healthService } from 'grpc-health-check';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { awardCount, closeRabbitConnections, dropTopology, requireMysql, requireTopology, uid } from './harness.js';
+import {
+  awardCount,
+  closeRabbitConnections,
+  dropTopology,
+  fundEscrows,
+  requireMysql,
+  requireTopology,
+  uid,
+} from './harness.js';
 
 const run = promisify(execFile);
 const mainScript = new URL('../dist/main.js', import.meta.url);
@@ -94,6 +102,7 @@ it('is SERVING only while RabbitMQ answers too, and /metrics counts what it cred
       streamId: `${i}-0`,
       traceId: `obs-${i}`,
     }));
+    await fundEscrows(pool, wins);
     const conn = await connectAmqp(TEST_AMQP_URL, `test-publisher-${t.queue}`);
     try {
       const ch = await conn.createConfirmChannel();

@@ -30,6 +30,7 @@ import {
   dropCampaign,
   dropTopology,
   grabMany,
+  ledgerProblems,
   makeCampaign,
   requireMysql,
   requireTopology,
@@ -89,6 +90,7 @@ async function finish(id: string, won: number, totalCents: number): Promise<void
   expect(s.packetsAwarded).toBe(won);
   expect(s.amountAwardedCents + s.refundCents).toBe(BigInt(totalCents));
   expect(s.amountAwardedCents).toBe(rec.amountDeliveredMysqlCents);
+  expect(await ledgerProblems(pool, id)).toEqual([]);
 }
 
 describe('a hot campaign with sub-pools', () => {

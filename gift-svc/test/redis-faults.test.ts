@@ -38,7 +38,16 @@ import { reconcileCampaign, settleCampaign } from '@redpacket/grab-svc/settle';
 import type { RowDataPacket } from 'mysql2/promise';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { GiftConsumer } from '../src/consumer.js';
-import { dropCampaign, dropTopology, makeCampaign, requireMysql, requireTopology, testGift, uid } from './harness.js';
+import {
+  dropCampaign,
+  dropTopology,
+  ledgerProblems,
+  makeCampaign,
+  requireMysql,
+  requireTopology,
+  testGift,
+  uid,
+} from './harness.js';
 
 const USERS = 3000;
 const PACKETS = 2000;
@@ -246,6 +255,7 @@ async function checkNoWinLost(redis: RedisClient, mesh: Mesh, campaignId: string
   const s = await settleCampaign(redis, pool, campaignId);
   expect(s.amountAwardedCents + s.refundCents).toBe(BigInt(TOTAL_CENTS));
   expect(s.packetsAwarded).toBe(rows.length);
+  expect(await ledgerProblems(pool, campaignId)).toEqual([]);
 }
 
 it('a single Redis with AOF (appendfsync always) killed with SIGKILL mid-crowd and restarted loses no answered win', async () => {

@@ -20,17 +20,18 @@ import { GiftServiceClient } from '@redpacket/proto';
 import { assertTopology, connectAmqp, encodeWin, type Topology, type WinEvent } from '@redpacket/wins';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeAwards } from '../src/awards-writer.js';
 import { createGiftServer } from '../src/server.js';
 import {
   awardCount,
   dropTopology,
+  fundEscrows,
   queueDepth,
   requireMysql,
   requireTopology,
   silent,
   testGift,
   uid,
+  writeFundedAwards,
 } from './harness.js';
 
 const OWN_DB_URL = testRedisDb(14);
@@ -68,6 +69,7 @@ function wins(campaignId: string, from: number, n: number): WinEvent[] {
 }
 
 async function publish(t: Topology, ws: WinEvent[]): Promise<void> {
+  await fundEscrows(pool, ws);
   const conn = await connectAmqp(TEST_AMQP_URL, `test-publisher-${t.queue}`);
   try {
     const ch = await conn.createConfirmChannel();
@@ -133,7 +135,7 @@ describe('awards.queries_disabled', () => {
     const c = `sw${uid()}`;
     campaigns.push(c);
     const alice = `alice-${uid()}`;
-    await writeAwards(
+    await writeFundedAwards(
       pool,
       wins(c, 0, 1).map((w) => ({ ...w, userId: alice })),
     );

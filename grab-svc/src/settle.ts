@@ -3,7 +3,8 @@
  * settlements) are held against each other and against the campaign's total.
  */
 import { failedPrecondition, keys, poolId, type RedisClient } from '@redpacket/lib';
-import { parkedDeadLetters, type Pool } from '@redpacket/db';
+import { parkedDeadLetters, type Pool, type PoolConnection } from '@redpacket/db';
+import { accountId, idempotencyKey, InsufficientFundsError, transferIn } from '@redpacket/ledger';
 import type { Reconciliation, Settlement } from '@redpacket/proto';
 import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { loadMeta, loadStats, type CampaignMeta } from './campaigns.js';
@@ -18,35 +19,72 @@ async function redisNowMs(redis: RedisClient): Promise<number> {
 }
 
 /**
- * Inserts the campaign's row, the record of truth in MySQL (a repeat changes nothing), with all
- * RestoreCampaign needs to rebuild the Redis state. packet_seed makes every packet code
- * derivable by whoever reads the row: the same people who read the awards.
+ * The account a campaign created by an operator (AdminService.CreateCampaign) is funded from and
+ * refunded to: the owner's operator budget, brought in with AccountService.Deposit.
+ */
+export const ownerAccount = (ownerId: string): string => accountId.operator(ownerId);
+
+/** The idempotency key of a campaign's funding transfer (owner -> escrow), one per campaign. */
+export const fundingKey = (campaignId: string): string => idempotencyKey('funding', campaignId);
+
+/**
+ * Inserts the campaign's row, the record of truth in MySQL, with all RestoreCampaign needs to
+ * rebuild the Redis state, and in the same transaction moves the total from the owner's account
+ * (ownerAccount) into escrow:<campaign>. Without the funds FAILED_PRECONDITION and nothing is
+ * written; a repeat changes nothing (the row and the transfer are both once per campaign).
+ * packet_seed makes every packet code derivable by whoever reads the row: the same people who
+ * read the awards.
  */
 export async function insertCampaignRow(pool: Pool, m: CampaignMeta): Promise<void> {
   const el = m.eligibility;
-  await pool.query(
-    'INSERT INTO campaigns (campaign_id, name, owner_id, total_cents, packet_count, split, batches, ' +
-      'batch_interval_ms, starts_at, expires_at, created_at, packet_seed, sub_pools, req_pre, max_risk, admit_ppm) ' +
-      'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE campaign_id = campaign_id',
-    [
-      m.id,
-      m.name,
-      m.ownerId,
-      m.totalCents,
-      m.count,
-      m.split,
-      m.batches,
-      m.intervalMs,
-      new Date(m.startMs),
-      new Date(m.expiresMs),
-      new Date(m.createdMs),
-      m.packetSeed ?? null,
-      m.subPools,
-      el.requirePreOpened ? 1 : 0,
-      el.maxRiskScore ?? null,
-      el.admissionPpm ?? null,
-    ],
-  );
+  const conn = await pool.getConnection();
+  try {
+    // READ COMMITTED, as the ledger's own transactions: the owner's balance as last committed.
+    await conn.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
+    await conn.beginTransaction();
+    await conn.query(
+      'INSERT INTO campaigns (campaign_id, name, owner_id, total_cents, packet_count, split, batches, ' +
+        'batch_interval_ms, starts_at, expires_at, created_at, packet_seed, sub_pools, req_pre, max_risk, admit_ppm) ' +
+        'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE campaign_id = campaign_id',
+      [
+        m.id,
+        m.name,
+        m.ownerId,
+        m.totalCents,
+        m.count,
+        m.split,
+        m.batches,
+        m.intervalMs,
+        new Date(m.startMs),
+        new Date(m.expiresMs),
+        new Date(m.createdMs),
+        m.packetSeed ?? null,
+        m.subPools,
+        el.requirePreOpened ? 1 : 0,
+        el.maxRiskScore ?? null,
+        el.admissionPpm ?? null,
+      ],
+    );
+    await transferIn(conn, {
+      key: fundingKey(m.id),
+      kind: 'funding',
+      from: ownerAccount(m.ownerId),
+      to: accountId.escrow(m.id),
+      amountCents: BigInt(m.totalCents),
+    });
+    await conn.commit();
+  } catch (err) {
+    await conn.rollback().catch(() => undefined);
+    if (err instanceof InsufficientFundsError) {
+      throw failedPrecondition(
+        `owner ${m.ownerId} has ${err.balanceCents} cents, the campaign needs ${err.neededCents} ` +
+          `(deposit into ${err.accountId} first: redpacket ledger deposit)`,
+      );
+    }
+    throw err;
+  } finally {
+    conn.release();
+  }
 }
 
 /** Records the first close of a campaign on its MySQL row (a repeat keeps the first). */
@@ -97,6 +135,27 @@ async function loadSettlement(pool: Pool, id: string): Promise<Settlement | unde
     settledAt: r['settled_at'] as Date,
     alreadySettled: true,
   };
+}
+
+/** The idempotency key of a campaign's refund (escrow -> owner), one per campaign. */
+export const refundKey = (campaignId: string): string => idempotencyKey('refund', campaignId);
+
+/**
+ * Moves the unclaimed remainder from escrow:<campaign> back to the account that funded it (as
+ * the funding transfer says; the owner's operator budget for a campaign without one), inside the
+ * settlement's transaction: escrow then holds 0 (every award already left it).
+ */
+async function refundEscrow(conn: PoolConnection, id: string, ownerId: string, cents: bigint): Promise<void> {
+  const [funded] = await conn.query<RowDataPacket[]>('SELECT debit_account FROM transfers WHERE idempotency_key = ?', [
+    fundingKey(id),
+  ]);
+  await transferIn(conn, {
+    key: refundKey(id),
+    kind: 'refund',
+    from: accountId.escrow(id),
+    to: String(funded[0]?.['debit_account'] ?? ownerAccount(ownerId)),
+    amountCents: cents,
+  });
 }
 
 /** The operator's command that credits a campaign's parked dead letters. */
@@ -160,6 +219,7 @@ export async function settleCampaign(redis: RedisClient, pool: Pool, id: string)
   const conn = await pool.getConnection();
   let created: boolean;
   try {
+    await conn.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
     await conn.beginTransaction();
     const [res] = await conn.query<ResultSetHeader>(
       'INSERT INTO settlements (campaign_id, owner_id, amount_total_cents, amount_awarded_cents, packets_awarded, ' +
@@ -167,12 +227,7 @@ export async function settleCampaign(redis: RedisClient, pool: Pool, id: string)
       [id, meta.ownerId, meta.totalCents, awarded.cents, awarded.n, refund],
     );
     created = res.affectedRows === 1;
-    if (created && refund > 0) {
-      await conn.query(
-        "INSERT INTO ledger (account_id, campaign_id, kind, ref, amount_cents) VALUES (?, ?, 'refund', 'refund', ?)",
-        [meta.ownerId, id, refund],
-      );
-    }
+    if (created && refund > 0) await refundEscrow(conn, id, meta.ownerId, BigInt(refund));
     await conn.commit();
   } catch (err) {
     await conn.rollback().catch(() => undefined);

@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
+import { depositBudget } from '@redpacket/ledger/testing';
 import type { Pool } from '@redpacket/db';
 import { keys } from '@redpacket/lib';
 import { credentials } from '@grpc/grpc-js';
@@ -206,6 +207,7 @@ describe("grab-svc's main with its relay", () => {
     try {
       await child.waitFor(/gRPC server listening/);
       const md = bearer(await testSigner().sign({ userId: 'ops', role: 'admin' }));
+      await depositBudget(pool, 'ops', 5000);
       const mine = await call(
         admin.createCampaign,
         admin,

@@ -6,6 +6,7 @@
 import { credentials, status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
+import { depositBudget } from '@redpacket/ledger/testing';
 import type { Pool } from '@redpacket/db';
 import { keys, poolId, startServer, type RunningServer } from '@redpacket/lib';
 import {
@@ -101,6 +102,8 @@ const restore = (campaignId: string, allowQueued = false) =>
   call(admin.restoreCampaign, admin, { campaignId, allowQueued }, adminMd);
 
 async function create(count: number, totalCents: number, subPools: number): Promise<string> {
+  const owner = `owner-${uid()}`;
+  await depositBudget(pool, owner, totalCents);
   const c = await call(
     admin.createCampaign,
     admin,
@@ -113,7 +116,7 @@ async function create(count: number, totalCents: number, subPools: number): Prom
       batchIntervalMs: 1n,
       startsAt: undefined,
       expiresAt: new Date(Date.now() + 600_000),
-      ownerId: `owner-${uid()}`,
+      ownerId: owner,
       eligibility: { requirePreOpened: false, maxRiskScore: 80, admissionPpm: undefined },
       subPools,
     },

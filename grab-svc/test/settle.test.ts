@@ -11,6 +11,8 @@ import { keys, startServer, type RunningServer } from '@redpacket/lib';
 import { bearer, call, grpcError, pollUntil, requireRedis, testSigner } from '@redpacket/lib/testing';
 import { AdminServiceClient, Split, type Reconciliation } from '@redpacket/proto';
 import { recordDeadLetter, writeAwards } from '@redpacket/gift-svc/awards-writer';
+import { audit, balanceOf } from '@redpacket/ledger';
+import { depositBudget } from '@redpacket/ledger/testing';
 import {
   awardCount,
   dropCampaign,
@@ -66,6 +68,9 @@ const reconcile = (campaignId: string): Promise<Reconciliation> =>
 describe('SettleCampaign and ReconcileCampaign', () => {
   it('settles once, only after every win is credited, and reconciles to the cent', async () => {
     const total = 777_777;
+    const owner = `owner-${uid()}`;
+    const budget = 1_000_000n;
+    await depositBudget(pool, owner, budget);
     const created = await call(
       admin.createCampaign,
       admin,
@@ -78,12 +83,14 @@ describe('SettleCampaign and ReconcileCampaign', () => {
         batchIntervalMs: 0n,
         startsAt: undefined,
         expiresAt: new Date(Date.now() + 600_000),
-        ownerId: `owner-${uid()}`,
+        ownerId: owner,
         eligibility: undefined,
       },
       adminMd,
     );
     const id = created.campaignId;
+    expect(await balanceOf(pool, `escrow:${id}`)).toBe(BigInt(total));
+    expect(await balanceOf(pool, `operator:${owner}`)).toBe(budget - BigInt(total));
     cleanups.push(() => dropCampaign(redis, pool, id));
     const [row] = await pool.query<RowDataPacket[]>(
       'SELECT total_cents, owner_id FROM campaigns WHERE campaign_id = ?',
@@ -91,7 +98,8 @@ describe('SettleCampaign and ReconcileCampaign', () => {
     );
     expect(row[0]).toEqual({ total_cents: String(total), owner_id: created.ownerId });
 
-    const won = await grabMany(redis, id, 320);
+    const winner = `w${uid()}-`;
+    const won = await grabMany(redis, id, 320, winner);
     expect(won).toBe(320);
 
     let err = await grpcError(settle(id));
@@ -137,11 +145,25 @@ describe('SettleCampaign and ReconcileCampaign', () => {
     const second = await settle(id);
     expect(second).toEqual({ ...first, alreadySettled: true });
     const [refunds] = await pool.query<RowDataPacket[]>(
-      "SELECT account_id, amount_cents FROM ledger WHERE campaign_id = ? AND kind = 'refund'",
+      "SELECT debit_account, credit_account, amount_cents FROM transfers WHERE idempotency_key = ? AND kind = 'refund'",
+      [`refund:${id}`],
+    );
+    expect(refunds).toEqual([
+      { debit_account: `escrow:${id}`, credit_account: `operator:${owner}`, amount_cents: String(first.refundCents) },
+    ]);
+    expect((await reconcile(id)).consistent).toBe(true);
+    // The money: escrow empty, the owner paid the awards only, each winner holds their award.
+    expect(await balanceOf(pool, `escrow:${id}`)).toBe(0n);
+    expect(await balanceOf(pool, `operator:${owner}`)).toBe(budget - BigInt(total) + first.refundCents);
+    const [awards] = await pool.query<RowDataPacket[]>(
+      'SELECT user_id, amount_cents FROM awards WHERE campaign_id = ?',
       [id],
     );
-    expect(refunds).toEqual([{ account_id: created.ownerId, amount_cents: String(first.refundCents) }]);
-    expect((await reconcile(id)).consistent).toBe(true);
+    expect(awards).toHaveLength(320);
+    for (const a of awards) {
+      expect(await balanceOf(pool, `user:${a['user_id']}`)).toBe(BigInt(a['amount_cents'] as string));
+    }
+    expect(await audit(pool)).toMatchObject({ consistent: true, problems: [] });
 
     // Tampering shows up on the right side, by packet.
     const [some] = await pool.query<RowDataPacket[]>(
@@ -163,6 +185,47 @@ describe('SettleCampaign and ReconcileCampaign', () => {
     expect(bad.differences.length).toBeGreaterThanOrEqual(3);
   });
 
+  it('refuses a campaign its owner cannot fund, writing nothing in MySQL or Redis', async () => {
+    const owner = `poor-${uid()}`;
+    await depositBudget(pool, owner, 999);
+    const name = `unfunded ${uid()}`;
+    const since = Date.now() - 1000;
+    const req = {
+      name,
+      totalCents: 1000n,
+      packetCount: 10,
+      split: Split.EQUAL,
+      batches: 1,
+      batchIntervalMs: 0n,
+      startsAt: undefined,
+      expiresAt: new Date(Date.now() + 600_000),
+      ownerId: owner,
+      eligibility: undefined,
+    };
+    const err = await grpcError(call(admin.createCampaign, admin, req, adminMd));
+    expect(err.code).toBe(status.FAILED_PRECONDITION);
+    expect(err.details).toMatch(new RegExp(`^owner ${owner} has 999 cents, the campaign needs 1000`));
+    expect(await balanceOf(pool, `operator:${owner}`)).toBe(999n);
+    const [rows] = await pool.query<RowDataPacket[]>('SELECT campaign_id FROM campaigns WHERE owner_id = ?', [owner]);
+    expect(rows).toEqual([]);
+    const [moved] = await pool.query<RowDataPacket[]>('SELECT 1 FROM transfers WHERE debit_account = ?', [
+      `operator:${owner}`,
+    ]);
+    expect(moved).toEqual([]);
+    // Redis: no campaign created since the call started carries this owner.
+    const recent = await redis.zrangebyscore(keys.campaigns, since, '+inf');
+    const owners = await Promise.all(recent.map((id) => redis.hget(keys.meta(id), 'owner')));
+    expect(owners).not.toContain(owner);
+
+    // With the missing cent deposited the same request goes through and takes all of it.
+    await depositBudget(pool, owner, 1);
+    const ok = await call(admin.createCampaign, admin, req, adminMd);
+    cleanups.push(() => dropCampaign(redis, pool, ok.campaignId));
+    expect(await balanceOf(pool, `operator:${owner}`)).toBe(0n);
+    expect(await balanceOf(pool, `escrow:${ok.campaignId}`)).toBe(1000n);
+    expect(await redis.hget(keys.meta(ok.campaignId), 'owner')).toBe(owner);
+  });
+
   it('refuses bad input and non-admins before touching anything', async () => {
     expect((await grpcError(settle('bad id!'))).code).toBe(status.INVALID_ARGUMENT);
     expect((await grpcError(reconcile(`nope${uid()}`))).code).toBe(status.NOT_FOUND);
@@ -172,8 +235,11 @@ describe('SettleCampaign and ReconcileCampaign', () => {
   });
 });
 
-/** Credits a campaign's claims the way gift-svc does, straight from the claims hash. */
-async function creditClaims(id: string): Promise<{ packetId: string; amount: bigint }[]> {
+/**
+ * Credits a campaign's claims the way gift-svc does, straight from the claims hash, but for the
+ * first `skip` of them (returned first all the same: wins that never arrived).
+ */
+async function creditClaims(id: string, skip = 0): Promise<{ packetId: string; amount: bigint }[]> {
   const claims = await redis.hgetall(keys.claims(id));
   const wins = Object.entries(claims).map(([userId, v]) => {
     const [packetId, amount, requestId, wonAt] = v.split('|');
@@ -188,7 +254,7 @@ async function creditClaims(id: string): Promise<{ packetId: string; amount: big
       traceId: '',
     };
   });
-  await writeAwards(pool, wins);
+  await writeAwards(pool, wins.slice(skip));
   return wins.map((w) => ({ packetId: w.packetId, amount: w.amountCents }));
 }
 
@@ -198,10 +264,8 @@ describe('a win parked as a dead letter', () => {
     const id = meta.id;
     cleanups.push(() => dropCampaign(redis, pool, id));
     expect(await grabMany(redis, id, 4)).toBe(4);
-    const [first] = await creditClaims(id);
+    const [first] = await creditClaims(id, 1);
     const parked = first!;
-    await pool.query('DELETE FROM awards WHERE packet_id = ?', [parked.packetId]);
-    await pool.query("DELETE FROM ledger WHERE kind = 'award' AND ref = ?", [parked.packetId]);
     await recordDeadLetter(pool, {
       campaignId: id,
       packetId: parked.packetId,

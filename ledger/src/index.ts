@@ -9,6 +9,8 @@ export {
   MAX_KEY_LENGTH,
   transfer,
   transferBatch,
+  transferBatchIn,
+  transferIn,
   type BatchRequest,
   type Transfer,
   type TransferItem,

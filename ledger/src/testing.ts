@@ -1,7 +1,9 @@
-/** Test helpers: a MySQL database of a test's own (migrated, dropped afterwards), so the audit sees only its rows. */
+/** Test helpers: a MySQL database of a test's own (migrated, dropped afterwards), so the audit sees only its rows; budgets. */
 import { randomBytes } from 'node:crypto';
 import { createPool, migrate, type Pool } from '@redpacket/db';
 import { TEST_MYSQL_URL } from '@redpacket/lib/testing';
+import { accountId, EXTERNAL } from './accounts.js';
+import { transfer } from './transfers.js';
 
 export interface PrivateDatabase {
   url: string;
@@ -32,4 +34,18 @@ export async function privateDatabase(connectionLimit = 12): Promise<PrivateData
       await pool.end();
     },
   };
+}
+
+/**
+ * Deposits `cents` into the operator budget `operator:<ownerId>` (the account CreateCampaign
+ * debits) from external, under a fresh key: what a test does before creating a campaign.
+ */
+export async function depositBudget(pool: Pool, ownerId: string, cents: bigint | number): Promise<void> {
+  await transfer(pool, {
+    key: `test-budget:${randomBytes(8).toString('hex')}`,
+    kind: 'deposit',
+    from: EXTERNAL,
+    to: accountId.operator(ownerId),
+    amountCents: BigInt(cents),
+  });
 }

@@ -99,6 +99,22 @@ export async function transferBatch(pool: Pool, req: BatchRequest): Promise<Tran
   }
 }
 
+/**
+ * transferBatch inside the caller's open transaction on `conn` (awards, funding and refunds are
+ * written with the rows they pay for). No retry here: on a deadlock or a duplicate key the caller
+ * rolls its whole transaction back and runs it again. READ COMMITTED is advised (see above).
+ */
+export async function transferBatchIn(conn: PoolConnection, req: BatchRequest): Promise<Transfer[]> {
+  checkBatch(req);
+  return applyBatch(conn, req);
+}
+
+/** transfer inside the caller's open transaction on `conn` (see transferBatchIn). */
+export async function transferIn(conn: PoolConnection, req: TransferRequest): Promise<Transfer> {
+  const [t] = await transferBatchIn(conn, { from: req.from, kind: req.kind, items: [req] });
+  return t!;
+}
+
 /** A deadlock, or a concurrent call that inserted the same key first: the retry sees its result. */
 function lostRace(err: unknown): boolean {
   const errno = (err as { errno?: number }).errno;
@@ -167,9 +183,11 @@ async function writeTransfers(
   const credits = new Map<string, bigint>();
   for (const i of fresh) credits.set(i.to, (credits.get(i.to) ?? 0n) + i.amountCents);
   // Every transaction locks its accounts in id order, so two never wait on each other in a cycle.
-  await conn.query('SELECT account_id FROM accounts WHERE account_id IN (?) ORDER BY account_id FOR UPDATE', [
-    [req.from, ...credits.keys()],
-  ]);
+  // The balances read under these locks are the ones every entry below starts from.
+  const [locked] = await conn.query<RowDataPacket[]>(
+    'SELECT account_id, balance_cents FROM accounts WHERE account_id IN (?) ORDER BY account_id FOR UPDATE',
+    [[req.from, ...credits.keys()]],
+  );
   // The one debit of the batch: conditional, so no concurrency can take it below zero.
   const [debit] = await conn.query<ResultSetHeader>(
     `UPDATE accounts SET balance_cents = balance_cents - ?
@@ -193,11 +211,19 @@ async function writeTransfers(
     [fresh.map((i) => i.key)],
   );
   const idOf = new Map(ids.map((r) => [String(r['idempotency_key']), r]));
-  const [balances] = await conn.query<RowDataPacket[]>(
-    'SELECT account_id, balance_cents FROM accounts WHERE account_id IN (?)',
-    [[req.from, ...credits.keys()]],
-  );
-  const now = new Map(balances.map((r) => [String(r['account_id']), BigInt(r['balance_cents'])]));
+  const now = new Map(locked.map((r) => [String(r['account_id']), BigInt(r['balance_cents'])]));
+  now.set(req.from, (now.get(req.from) ?? 0n) - sum);
+  // An account created by this credit had no row to lock: a concurrent first credit may have
+  // added to it too, so its balance is read back rather than assumed.
+  const created = [...credits.keys()].filter((id) => !now.has(id));
+  if (created.length > 0) {
+    const [rows] = await conn.query<RowDataPacket[]>(
+      'SELECT account_id, balance_cents FROM accounts WHERE account_id IN (?)',
+      [created],
+    );
+    for (const r of rows) now.set(String(r['account_id']), BigInt(r['balance_cents']));
+  }
+  for (const [id, cents] of credits) if (!created.includes(id)) now.set(id, now.get(id)! + cents);
   // Walking back from the final balances gives each entry the balance right after it.
   const out = new Map<string, Transfer>();
   const entries: unknown[][] = [];
@@ -261,7 +287,7 @@ async function replays(conn: PoolConnection, rows: RowDataPacket[]): Promise<Map
 }
 
 /** An account's balance in cents (0 for an account never credited). */
-export async function balanceOf(pool: Pool, accountId: string): Promise<bigint> {
+export async function balanceOf(pool: Pool | PoolConnection, accountId: string): Promise<bigint> {
   kindOf(accountId);
   const [rows] = await pool.query<RowDataPacket[]>('SELECT balance_cents FROM accounts WHERE account_id = ?', [
     accountId,

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { credentials, Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
+import { depositBudget } from '@redpacket/ledger/testing';
 import type { Pool } from '@redpacket/db';
 
 import {
@@ -404,6 +405,7 @@ describe('the dashboard against the four real services', () => {
     const grabAddr = `127.0.0.1:${grpcPorts['grab-svc']}`;
     const admin = new AdminServiceClient(grabAddr, credentials.createInsecure());
     const grab = new GrabServiceClient(grabAddr, credentials.createInsecure());
+    await depositBudget(pool, `obs${run}-owner`, 1000);
     const c = await call(
       admin.createCampaign,
       admin,

@@ -163,6 +163,24 @@ async function importCrowd(demoCtx: CliContext, json: boolean, userIds: string[]
   );
 }
 
+/** The operator budget the demo's campaign is funded from (CreateCampaign debits operator:<owner>). */
+const DEMO_OWNER = 'demo-owner';
+
+/**
+ * Brings the campaign's total into the owner's budget with AccountService.Deposit (idempotent by
+ * the run's request id): CreateCampaign refuses a campaign its owner cannot fund.
+ */
+async function depositBudget(demoCtx: CliContext, json: boolean, run: string, totalCents: bigint): Promise<void> {
+  log(json, `depositing ${yuan(totalCents)} into operator:${DEMO_OWNER}`);
+  const account = demoCtx.account();
+  await account.call(account.client.deposit, {
+    accountId: `operator:${DEMO_OWNER}`,
+    amountCents: totalCents,
+    requestId: `demo-budget-${run}`,
+    note: `demo ${run} budget`,
+  });
+}
+
 /** Creates the gala campaign, opening its first batch at `startsAt`. */
 async function createCampaign(
   demoCtx: CliContext,
@@ -183,7 +201,7 @@ async function createCampaign(
       interval: o.interval,
       startsAt: new Date(startsAt).toISOString(),
       duration: 600_000,
-      owner: 'demo-owner',
+      owner: DEMO_OWNER,
     }),
   );
 }
@@ -313,6 +331,7 @@ export async function runDemo(ctx: CliContext, o: DemoOptions, env: CliEnv): Pro
 
     // the early birds must be answered before the start, even on a busy host
     const startsAt = Date.now() + 1000 + Math.ceil(o.users * EARLY_SHARE) * 2;
+    if (s.started.some((x) => x.name === 'account-svc')) await depositBudget(demoCtx, json, run, totalCents);
     const campaign = await createCampaign(demoCtx, o, run, totalCents, startsAt);
     s.campaign = campaign;
     const campaignId = campaign.campaignId;
