@@ -14,7 +14,6 @@ import { keys, REQUEST_ID_HEADER } from '@redpacket/lib';
 import { bearer, call, callWithTrailers, pollUntil, requireRedis, TEST_AMQP_URL } from '@redpacket/lib/testing';
 import { Outcome } from '@redpacket/proto';
 import { connectAmqp, decodeWin, TRACE_HEADER, type WinEvent } from '@redpacket/wins';
-import { writeAwards } from '../../gift-svc/src/awards-writer.js';
 import {
   dropCampaign,
   dropTopology,
@@ -23,6 +22,7 @@ import {
   requireTopology,
   testGift,
   testRelay,
+  writeFundedAwards,
 } from '../../gift-svc/test/harness.js';
 import { startHarness, type Harness } from './harness.js';
 
@@ -189,7 +189,8 @@ it('x-request-id travels from the grab call through the outbox, the relay and Ra
       maxAttempts: 2,
       write: async (p, wins) => {
         if (wins.some((w) => w.packetId === failing)) throw new Error('award row refused (test)');
-        return writeAwards(p, wins);
+        // the campaign was created without MySQL (this harness has none): its escrow is funded here
+        return writeFundedAwards(p, wins);
       },
     });
     try {
