@@ -163,7 +163,11 @@ function drawView(v, atMs) {
   b.textContent = '';
   for (const x of v.batches) {
     const status = x.released ? 'released' : x.opensAt === v.nextBatchAt ? `next, in ${countdown(v)}` : 'waiting';
-    b.appendChild(row([String(x.index + 1), new Date(x.opensAt).toLocaleTimeString(), num(x.packets), status]));
+    const claimed = x.remaining == null ? '–' : num(x.packets - x.remaining);
+    const left = x.remaining == null ? '–' : num(x.remaining);
+    b.appendChild(
+      row([String(x.index + 1), new Date(x.opensAt).toLocaleTimeString(), num(x.packets), claimed, left, status]),
+    );
   }
   const o = $('outcomes');
   o.textContent = '';

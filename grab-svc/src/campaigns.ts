@@ -408,6 +408,22 @@ export async function getStats(redis: RedisClient, id: string, nowMs = Date.now(
     Promise.all(pools.map((p) => redis.xlen(keys.outbox(p)))),
   ]);
   const outboxLen = outboxLens.reduce((a, b) => a + b, 0);
+  const released = releasedBatches(meta, nowMs);
+  // LLEN is O(1): one a batch and pool, all at once (on a cluster the pools are other slots).
+  const remaining = await Promise.all(
+    meta.batchSizes.map(async (_, b) => {
+      const lens = await Promise.all(pools.map((p) => redis.llen(keys.batch(p, b))));
+      return lens.reduce((x, y) => x + y, 0);
+    }),
+  );
+  const batchStats = meta.batchSizes.map((packets, b) => ({
+    batch: b,
+    packets,
+    amountCents: BigInt(meta.batchSums[b] ?? 0),
+    released: b < released,
+    remaining: remaining[b] ?? 0,
+    opensAt: new Date(meta.startMs + b * meta.intervalMs),
+  }));
   const n = (k: string): number => Number(stats[k] ?? 0);
   const claimed = n('claimed');
   const claimedCents = n('claimed_cents');
@@ -429,7 +445,8 @@ export async function getStats(redis: RedisClient, id: string, nowMs = Date.now(
     forbiddenCount: BigInt(n('o:forbidden')),
     outboxPending: BigInt(outboxLen),
     observedAt: new Date(nowMs),
-    amountReleasedCents: BigInt(sumFirst(meta.batchSums, releasedBatches(meta, nowMs))),
+    amountReleasedCents: BigInt(sumFirst(meta.batchSums, released)),
+    batchStats,
   };
 }
 

@@ -158,6 +158,13 @@ describe('Grab outcomes', () => {
     const b = await h.grabAs(c.campaignId, `${h.run}-b2`);
     expect([a.outcome, b.outcome]).toEqual([Outcome.WON, Outcome.WON]);
     expect([a.amountCents, b.amountCents]).toEqual([100n, 100n]);
+    // per batch: the first released and empty, the second not yet released and full
+    const mid = await stats(c.campaignId);
+    expect(mid.batchStats.map((x) => [x.batch, x.packets, x.amountCents, x.released, x.remaining])).toEqual([
+      [0, 2, 200n, true, 0],
+      [1, 2, 200n, false, 2],
+    ]);
+    expect(mid.batchStats[1]?.opensAt?.getTime()).toBe(start + 1500);
     const wait = await h.grabAs(c.campaignId, `${h.run}-b3`);
     expect(wait.outcome).toBe(Outcome.SOLD_OUT);
     expect(wait.nextBatchAt?.getTime()).toBe(start + 1500);
@@ -170,6 +177,10 @@ describe('Grab outcomes', () => {
     expect(Date.now()).toBeGreaterThanOrEqual(start + 1500);
     const after = await stats(c.campaignId);
     expect([after.packetsReleased, after.amountReleasedCents]).toEqual([4, 400n]);
+    expect(after.batchStats.map((x) => [x.released, x.remaining])).toEqual([
+      [true, 0],
+      [true, 1],
+    ]);
   });
 });
 

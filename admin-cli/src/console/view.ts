@@ -10,6 +10,8 @@ export interface BatchView {
   packets: number;
   opensAt: string;
   released: boolean;
+  /** Packets of this batch still in Redis (CampaignStats.batch_stats); claimed = packets - remaining. */
+  remaining?: number;
 }
 
 /** The batches of `c` as the grab script releases them (grab-svc's own batchSizes). */
@@ -72,7 +74,8 @@ export function campaignView(
     unauthenticatedPerSecond: number | undefined;
   },
 ): unknown {
-  const batches = batchesOf(c, extra.nowMs);
+  const remaining = new Map(f.stats.batchStats.map((b) => [b.batch, b.remaining]));
+  const batches = batchesOf(c, extra.nowMs).map((b) => ({ ...b, remaining: remaining.get(b.index) }));
   const live =
     f.stats.state === CampaignState.CAMPAIGN_STATE_OPEN || f.stats.state === CampaignState.CAMPAIGN_STATE_SCHEDULED;
   const next = live ? batches.find((b) => !b.released) : undefined;

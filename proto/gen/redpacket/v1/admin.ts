@@ -94,6 +94,20 @@ export interface CampaignStats {
     | undefined;
   /** Money in batches whose release time has come. */
   amountReleasedCents: bigint;
+  /**
+   * Each batch (sub-pools summed): its packets, whether its release time has come, and how many
+   * of its packets are still in Redis (claimed = packets - remaining once released).
+   */
+  batchStats: BatchStats[];
+}
+
+export interface BatchStats {
+  batch: number;
+  packets: number;
+  amountCents: bigint;
+  released: boolean;
+  remaining: number;
+  opensAt: Date | undefined;
 }
 
 export interface CloseCampaignRequest {
@@ -754,6 +768,7 @@ function createBaseCampaignStats(): CampaignStats {
     outboxPending: 0n,
     observedAt: undefined,
     amountReleasedCents: 0n,
+    batchStats: [],
   };
 }
 
@@ -845,6 +860,9 @@ export const CampaignStats: MessageFns<CampaignStats> = {
         throw new globalThis.Error("value provided for field message.amountReleasedCents of type int64 too large");
       }
       writer.uint32(144).int64(message.amountReleasedCents);
+    }
+    for (const v of message.batchStats) {
+      BatchStats.encode(v!, writer.uint32(154).fork()).join();
     }
     return writer;
   },
@@ -1006,6 +1024,14 @@ export const CampaignStats: MessageFns<CampaignStats> = {
             message.amountReleasedCents = reader.int64() as bigint;
             continue;
           }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.batchStats.push(BatchStats.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1106,6 +1132,11 @@ export const CampaignStats: MessageFns<CampaignStats> = {
         : isSet(object.amount_released_cents)
         ? BigInt(object.amount_released_cents)
         : 0n,
+      batchStats: globalThis.Array.isArray(object?.batchStats)
+        ? object.batchStats.map((e: any) => BatchStats.fromJSON(e))
+        : globalThis.Array.isArray(object?.batch_stats)
+        ? object.batch_stats.map((e: any) => BatchStats.fromJSON(e))
+        : [],
     };
   },
 
@@ -1165,6 +1196,9 @@ export const CampaignStats: MessageFns<CampaignStats> = {
     if (message.amountReleasedCents !== 0n) {
       obj.amountReleasedCents = message.amountReleasedCents.toString();
     }
+    if (message.batchStats?.length) {
+      obj.batchStats = message.batchStats.map((e) => BatchStats.toJSON(e));
+    }
     return obj;
   },
 
@@ -1211,6 +1245,169 @@ export const CampaignStats: MessageFns<CampaignStats> = {
     message.amountReleasedCents = (object.amountReleasedCents !== undefined && object.amountReleasedCents !== null)
       ? BigInt(object.amountReleasedCents)
       : 0n;
+    message.batchStats = object.batchStats?.map((e) => BatchStats.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBatchStats(): BatchStats {
+  return { batch: 0, packets: 0, amountCents: 0n, released: false, remaining: 0, opensAt: undefined };
+}
+
+export const BatchStats: MessageFns<BatchStats> = {
+  encode(message: BatchStats, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.batch !== 0) {
+      writer.uint32(8).int32(message.batch);
+    }
+    if (message.packets !== 0) {
+      writer.uint32(16).int32(message.packets);
+    }
+    if (message.amountCents !== 0n) {
+      if (BigInt.asIntN(64, message.amountCents) !== message.amountCents) {
+        throw new globalThis.Error("value provided for field message.amountCents of type int64 too large");
+      }
+      writer.uint32(24).int64(message.amountCents);
+    }
+    if (message.released !== false) {
+      writer.uint32(32).bool(message.released);
+    }
+    if (message.remaining !== 0) {
+      writer.uint32(40).int32(message.remaining);
+    }
+    if (message.opensAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.opensAt), writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchStats {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchStats();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.batch = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.packets = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.amountCents = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.released = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.remaining = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.opensAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchStats {
+    return {
+      batch: isSet(object.batch) ? globalThis.Number(object.batch) : 0,
+      packets: isSet(object.packets) ? globalThis.Number(object.packets) : 0,
+      amountCents: isSet(object.amountCents)
+        ? BigInt(object.amountCents)
+        : isSet(object.amount_cents)
+        ? BigInt(object.amount_cents)
+        : 0n,
+      released: isSet(object.released) ? globalThis.Boolean(object.released) : false,
+      remaining: isSet(object.remaining) ? globalThis.Number(object.remaining) : 0,
+      opensAt: isSet(object.opensAt)
+        ? fromJsonTimestamp(object.opensAt)
+        : isSet(object.opens_at)
+        ? fromJsonTimestamp(object.opens_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: BatchStats): unknown {
+    const obj: any = {};
+    if (message.batch !== 0) {
+      obj.batch = Math.round(message.batch);
+    }
+    if (message.packets !== 0) {
+      obj.packets = Math.round(message.packets);
+    }
+    if (message.amountCents !== 0n) {
+      obj.amountCents = message.amountCents.toString();
+    }
+    if (message.released !== false) {
+      obj.released = message.released;
+    }
+    if (message.remaining !== 0) {
+      obj.remaining = Math.round(message.remaining);
+    }
+    if (message.opensAt !== undefined) {
+      obj.opensAt = message.opensAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BatchStats>, I>>(base?: I): BatchStats {
+    return BatchStats.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BatchStats>, I>>(object: I): BatchStats {
+    const message = createBaseBatchStats();
+    message.batch = object.batch ?? 0;
+    message.packets = object.packets ?? 0;
+    message.amountCents = (object.amountCents !== undefined && object.amountCents !== null)
+      ? BigInt(object.amountCents)
+      : 0n;
+    message.released = object.released ?? false;
+    message.remaining = object.remaining ?? 0;
+    message.opensAt = object.opensAt ?? undefined;
     return message;
   },
 };
