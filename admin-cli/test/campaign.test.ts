@@ -5,11 +5,17 @@ import { writeKeyPair } from '@redpacket/lib';
 import { deleteKeys, pollUntil, testSigner } from '@redpacket/lib/testing';
 import { freePort } from '@redpacket/loadgen';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { depositBudget } from '@redpacket/ledger/testing';
+import { requireMysql } from '../../gift-svc/test/harness.js';
 import { cli, cliJson, startCli, startGrabSvc, type GrabServer } from './helpers.js';
 
 let g: GrabServer;
 beforeAll(async () => {
   g = await startGrabSvc();
+  // campaigns are funded: the owners these tests name get a budget first
+  const pool = await requireMysql();
+  for (const owner of ['ops', 'boss']) await depositBudget(pool, owner, 100_000_000);
+  await pool.end();
 });
 afterAll(async () => {
   await g?.stop();

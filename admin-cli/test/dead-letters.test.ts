@@ -10,7 +10,7 @@ import type { RowDataPacket } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordDeadLetter } from '../../gift-svc/src/awards-writer.js';
 import { createGiftServer } from '../../gift-svc/src/server.js';
-import { requireMysql, silent, uid } from '../../gift-svc/test/harness.js';
+import { fundEscrows, requireMysql, silent, uid } from '../../gift-svc/test/harness.js';
 import { Reconciliation } from '@redpacket/proto';
 import { reconciliationRows } from '../src/commands/campaign.js';
 import { cli, cliJson } from './helpers.js';
@@ -40,6 +40,8 @@ beforeAll(async () => {
     traceId: 'tr1',
   };
   await recordDeadLetter(pool, { ...win, reason: 'CHECK constraint failed', attempts: 5, body: encodeWin(win) });
+  // the campaign's escrow holds the win's money, as a funded campaign's does
+  await fundEscrows(pool, [win]);
   const garbage = Buffer.from('\xff\xff not a win');
   await recordDeadLetter(pool, { campaignId: c, packetId: `${c}p2`, reason: 'bad', attempts: 1, body: garbage });
 });

@@ -13,7 +13,7 @@ import { metricValue, pollUntil, startRedisCluster, type TestRedisCluster } from
 import { OutboxRelay } from '@redpacket/grab-svc/relay/outbox-relay';
 import { topologyWithSuffix } from '@redpacket/wins';
 import { closeCampaign } from '@redpacket/grab-svc/campaigns';
-import { reconcileCampaign } from '@redpacket/grab-svc/settle';
+import { reconcileCampaign, refundKey } from '@redpacket/grab-svc/settle';
 import { settleEnded } from '@redpacket/grab-svc/settle-timer';
 import {
   awardCount,
@@ -109,10 +109,10 @@ it('two relays and two gift consumers on the cluster: every win credited once, r
   );
   expect(settlements).toHaveLength(1);
   expect(Number(settlements[0]?.['awarded']) + Number(settlements[0]?.['refund'])).toBe(total);
-  const [refunds] = await pool.query<RowDataPacket[]>(
-    "SELECT amount_cents FROM ledger WHERE campaign_id = ? AND kind = 'refund'",
-    [meta.id],
-  );
+  // one refund transfer, escrow -> owner
+  const [refunds] = await pool.query<RowDataPacket[]>('SELECT amount_cents FROM transfers WHERE idempotency_key = ?', [
+    refundKey(meta.id),
+  ]);
   expect(Number(settlements[0]?.['refund'])).toBeGreaterThan(0);
   expect(refunds.map((r) => Number(r['amount_cents']))).toEqual([Number(settlements[0]?.['refund'])]);
   expect(await redis.hget(keys.meta(meta.id), 'settled')).toBe('1');

@@ -217,21 +217,24 @@ export async function settleCampaign(redis: RedisClient, pool: Pool, id: string)
   }
   const refund = meta.totalCents - awarded.cents;
   const conn = await pool.getConnection();
-  let created: boolean;
+  let created = false;
   try {
     await conn.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
     await conn.beginTransaction();
-    const [res] = await conn.query<ResultSetHeader>(
+    // A plain INSERT: a concurrent settle of the same campaign waits on this row's lock and then
+    // fails with a duplicate key, so exactly one refunds. (ON DUPLICATE KEY UPDATE cannot tell:
+    // with CLIENT_FOUND_ROWS an untouched duplicate counts one affected row, like a new one.)
+    await conn.query<ResultSetHeader>(
       'INSERT INTO settlements (campaign_id, owner_id, amount_total_cents, amount_awarded_cents, packets_awarded, ' +
-        'refund_cents) VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE campaign_id = campaign_id',
+        'refund_cents) VALUES (?, ?, ?, ?, ?, ?)',
       [id, meta.ownerId, meta.totalCents, awarded.cents, awarded.n, refund],
     );
-    created = res.affectedRows === 1;
-    if (created && refund > 0) await refundEscrow(conn, id, meta.ownerId, BigInt(refund));
+    if (refund > 0) await refundEscrow(conn, id, meta.ownerId, BigInt(refund));
     await conn.commit();
+    created = true;
   } catch (err) {
     await conn.rollback().catch(() => undefined);
-    throw err;
+    if ((err as { code?: string }).code !== 'ER_DUP_ENTRY') throw err;
   } finally {
     conn.release();
   }

@@ -19,6 +19,7 @@ import {
   pollUntil,
   requireRedis,
   testSigner,
+  TEST_MYSQL_URL,
   TEST_REDIS_URL,
 } from '@redpacket/lib/testing';
 import {
@@ -29,6 +30,8 @@ import {
   type CreateCampaignRequest,
   type GrabResponse,
 } from '@redpacket/proto';
+import { createPool, type Pool } from '@redpacket/db';
+import { depositBudget } from '@redpacket/ledger/testing';
 import { startMember } from '../src/campaign-index.js';
 import { EligibilityMirror } from '../src/eligibility-mirror.js';
 import { registerScripts } from '../src/scripts.js';
@@ -121,6 +124,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const adminToken = await testSigner().sign({ userId: 'ops', role: 'admin' });
   const run = `t${Math.random().toString(36).slice(2, 8)}`;
   const created: string[] = [];
+  let fundingPool: Pool | undefined;
   /** Their members of keys.campaignsByStart, removed at close like their keys. */
   const byStart: string[] = [];
   const tokenCache = new Map<string, string>();
@@ -146,7 +150,14 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     run,
     userToken,
     async create(over = {}) {
-      const c = await call(admin.createCampaign, admin, campaignRequest(over), bearer(adminToken));
+      const req = campaignRequest(over);
+      // A grab-svc main of its own (opts.address) has MySQL, so campaigns are funded: the owner's
+      // budget goes in first (the in-process server here has no MySQL and creates them unfunded).
+      if (opts.address) {
+        fundingPool ??= createPool(TEST_MYSQL_URL, 2);
+        await depositBudget(fundingPool, req.ownerId, req.totalCents);
+      }
+      const c = await call(admin.createCampaign, admin, req, bearer(adminToken));
       created.push(c.campaignId);
       if (c.startsAt) byStart.push(startMember(c.startsAt.getTime(), c.campaignId));
       return c;
@@ -174,6 +185,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       if (byStart.length > 0) await redis.zrem(keys.campaignsByStart, ...byStart);
       for (const id of created) await dropCampaignKeys(redis, id);
       eligibility.stop();
+      await fundingPool?.end();
       await client.quit();
       await redis.quit();
     },
