@@ -38,7 +38,7 @@ export interface Account {
   role: string;
   /**
    * False for a device-less account pre-opened without a password: it gets
-   * tokens only through an admin.
+   * tokens only through an admin or a one-time login code (IssueLoginCode).
    */
   hasPassword: boolean;
   /**
@@ -81,8 +81,9 @@ export interface ImportUsersResponse {
 export interface IssueTokenRequest {
   userId: string;
   /**
-   * The password or device secret. May be empty when the call carries an
-   * admin token: an admin issues tokens for any account.
+   * The password or device secret. May be empty when login_code is given, or
+   * when the call carries an admin token: an admin issues tokens for any
+   * account.
    */
   password: string;
   /** 0 means the server's default. */
