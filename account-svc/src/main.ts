@@ -20,7 +20,7 @@ import {
 import { z } from 'zod';
 import { keepMirrorInSync } from './eligibility-mirror.js';
 import { startJwksServer, JWKS_PATH } from './jwks-http.js';
-import { createAccountServer } from './server.js';
+import { createAccountServer, DEFAULT_MAX_SESSION_SECONDS } from './server.js';
 import { loadSigningKeys } from './signing-key.js';
 
 const Env = BaseEnv.extend({
@@ -36,6 +36,8 @@ const Env = BaseEnv.extend({
   JWKS_HOST: z.string().default('127.0.0.1'),
   TOKEN_TTL_SECONDS: z.coerce.number().int().min(1).default(3600),
   TOKEN_MAX_TTL_SECONDS: z.coerce.number().int().min(1).default(86_400),
+  /** How long refreshes may extend a session past its sign-in (auth_time). */
+  TOKEN_MAX_SESSION_SECONDS: z.coerce.number().int().min(1).default(DEFAULT_MAX_SESSION_SECONDS),
   /** bcrypt cost: 10 is about 50-100 ms a hash here. */
   PASSWORD_HASH_COST: z.coerce.number().int().min(4).max(15).default(10),
   IMPORT_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(2000),
@@ -65,6 +67,7 @@ const services = createAccountServer({
   passwordCost: env.PASSWORD_HASH_COST,
   tokenTtlSeconds: env.TOKEN_TTL_SECONDS,
   maxTokenTtlSeconds: env.TOKEN_MAX_TTL_SECONDS,
+  maxSessionSeconds: env.TOKEN_MAX_SESSION_SECONDS,
   import: { batchSize: env.IMPORT_BATCH_SIZE, concurrency: env.IMPORT_CONCURRENCY },
   switches,
 });

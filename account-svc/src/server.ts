@@ -5,11 +5,13 @@ import {
   implement,
   invalidArgument,
   notFound,
+  permissionDenied,
   requestIdOf,
   toGrpcError,
   unauthenticated,
   type Logger,
   type RedisClient,
+  type Role,
   type ServiceEntry,
   type Switches,
   type TokenSigner,
@@ -24,6 +26,7 @@ import {
 import type { Pool } from '@redpacket/db';
 import { blockUser, registerUser, setRiskScore, unblockUser, type AccountStore } from './accounts.js';
 import { UserImporter, type ImportOptions } from './import-users.js';
+import { issueLoginCode, useLoginCode } from './login-codes.js';
 import { auditLedger, deposit, withdraw } from './money.js';
 import { PasswordChecker } from './passwords.js';
 import {
@@ -50,9 +53,28 @@ export interface AccountServerDeps {
   /** Token lifetime when the request asks for none, and the longest it may ask for. */
   tokenTtlSeconds?: number;
   maxTokenTtlSeconds?: number;
+  /**
+   * How long a chain of refreshes may extend a session, from the sign-in (`auth_time`): no
+   * refreshed token expires later, so a stolen token cannot be kept alive for ever.
+   */
+  maxSessionSeconds?: number;
   import?: ImportOptions;
   /** Degrade switches (spending.paused); without them Withdraw is never paused. */
   switches?: Switches;
+}
+
+/** Defaults: a session lasts at most 7 days; a login code 10 minutes unless asked, 7 days at most. */
+export const DEFAULT_MAX_SESSION_SECONDS = 7 * 86_400;
+export const DEFAULT_LOGIN_CODE_TTL_SECONDS = 600;
+export const MAX_LOGIN_CODE_TTL_SECONDS = 7 * 86_400;
+
+/** A request's ttl_seconds: 0 means `dflt`; otherwise an integer 1..max, or INVALID_ARGUMENT. */
+function checkTtl(requested: number, dflt: number, max: number): number {
+  const ttl = requested === 0 ? dflt : requested;
+  if (!Number.isInteger(ttl) || ttl < 1 || ttl > max) {
+    throw invalidArgument('ttl_seconds', `must be between 1 and ${max} (0 means ${dflt})`);
+  }
+  return ttl;
 }
 
 export function createAccountServer(deps: AccountServerDeps): ServiceEntry[] {
@@ -61,6 +83,19 @@ export function createAccountServer(deps: AccountServerDeps): ServiceEntry[] {
   const passwords = new PasswordChecker(deps.passwordCost);
   const defaultTtl = deps.tokenTtlSeconds ?? 3600;
   const maxTtl = deps.maxTokenTtlSeconds ?? 86_400;
+  const maxSession = deps.maxSessionSeconds ?? DEFAULT_MAX_SESSION_SECONDS;
+
+  /** Signs a token for a user row and says when it expires; the one place tokens are made. */
+  const tokenFor = async (row: UserRow, role: Role, authTimeMs: number, expiresAtMs: number) => {
+    const token = await deps.signer.sign({
+      userId: row.user_id,
+      role,
+      expiresAtMs,
+      openedAtMs: row.created_at.getTime(),
+      authTimeMs,
+    });
+    return { token, tokenType: 'Bearer', expiresAt: new Date(Math.floor(expiresAtMs / 1000) * 1000) };
+  };
 
   const account = async (row: UserRow) => toAccount(row, await balanceOf(pool, row.user_id));
 
@@ -107,13 +142,16 @@ export function createAccountServer(deps: AccountServerDeps): ServiceEntry[] {
 
       async issueToken(req, call) {
         const userId = checkUserId(req.userId);
-        const ttl = req.ttlSeconds === 0 ? defaultTtl : req.ttlSeconds;
-        if (!Number.isInteger(ttl) || ttl < 1 || ttl > maxTtl) {
-          throw invalidArgument('ttl_seconds', `must be between 1 and ${maxTtl} (0 means ${defaultTtl})`);
-        }
+        const ttl = checkTtl(req.ttlSeconds, defaultTtl, maxTtl);
         let row: UserRow | undefined;
         let by = userId;
-        if (req.password === '') {
+        if (req.loginCode !== '') {
+          if (req.password !== '') throw invalidArgument('login_code', 'give a password or a login code, not both');
+          // One answer for an unknown user, a wrong, used, expired or another user's code.
+          const used = await useLoginCode(pool, userId, req.loginCode, new Date());
+          row = used ? await selectUser(pool, userId) : undefined;
+          if (!row) throw unauthenticated('invalid user id or login code');
+        } else if (req.password === '') {
           // No secret: only an admin may issue, e.g. for a device-less pre-opened account.
           if (call.metadata.get('authorization').length === 0) throw unauthenticated('password is required');
           by = (await tokens.admin(call.metadata)).userId;
@@ -131,14 +169,40 @@ export function createAccountServer(deps: AccountServerDeps): ServiceEntry[] {
           }
         }
         const role = row.role === 'admin' ? 'admin' : 'user';
-        const token = await deps.signer.sign({
-          userId,
-          role,
-          ttlSeconds: ttl,
-          openedAtMs: row.created_at.getTime(),
-        });
-        log.info({ userId, by, role, ttl }, 'token issued');
-        return { token, tokenType: 'Bearer', expiresAt: new Date(Date.now() + ttl * 1000) };
+        const now = Date.now();
+        const res = await tokenFor(row, role, now, now + ttl * 1000);
+        log.info({ userId, by, role, ttl, with: req.loginCode !== '' ? 'login code' : 'password' }, 'token issued');
+        return res;
+      },
+
+      async refreshToken(_req, call) {
+        const caller = await tokens.fromMetadata(call.metadata);
+        if (caller.authTimeMs === undefined) {
+          throw unauthenticated('this token cannot be refreshed (no auth_time): get one from IssueToken');
+        }
+        const now = Date.now();
+        const sessionEndMs = (Math.floor(caller.authTimeMs / 1000) + maxSession) * 1000;
+        if (sessionEndMs - now < 1000) throw unauthenticated('session too old: sign in again');
+        const row = await selectUser(pool, caller.userId);
+        if (!row) throw unauthenticated('invalid token (no such account)');
+        if (row.blocked !== 0) throw permissionDenied('account blocked');
+        // A role taken away since the sign-in is not carried forward.
+        const role = caller.role === 'admin' && row.role === 'admin' ? 'admin' : 'user';
+        const res = await tokenFor(row, role, caller.authTimeMs, Math.min(now + defaultTtl * 1000, sessionEndMs));
+        log.info({ userId: row.user_id, role, expiresAt: res.expiresAt.toISOString() }, 'token refreshed');
+        return res;
+      },
+
+      async issueLoginCode(req, call) {
+        const admin = await tokens.admin(call.metadata);
+        const userId = checkUserId(req.userId);
+        const ttl = checkTtl(req.ttlSeconds, DEFAULT_LOGIN_CODE_TTL_SECONDS, MAX_LOGIN_CODE_TTL_SECONDS);
+        if (!(await selectUser(pool, userId))) throw notFound(`user ${userId}`);
+        const expiresAt = new Date(Date.now() + ttl * 1000);
+        const code = await issueLoginCode(pool, userId, expiresAt, admin.userId);
+        // Never the code itself: logs are read by more people than should sign in as this user.
+        log.info({ userId, by: admin.userId, ttl }, 'login code issued');
+        return { code, expiresAt };
       },
 
       async getAccount(req, call) {

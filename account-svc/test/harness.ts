@@ -30,8 +30,11 @@ import {
   type GrabRequest,
   type GrabResponse,
   type ImportUsersResponse,
+  type IssueLoginCodeRequest,
+  type IssueLoginCodeResponse,
   type IssueTokenRequest,
   type IssueTokenResponse,
+  type RefreshTokenRequest,
   type RegisterUserRequest,
   type SetRiskScoreRequest,
   type UnblockUserRequest,
@@ -156,6 +159,7 @@ async function cleanup(h: Harness): Promise<void> {
   const like = `${h.prefix}%`;
   await h.pool.query('DELETE FROM users WHERE user_id LIKE ?', [like]);
   await h.pool.query('DELETE FROM user_block_events WHERE user_id LIKE ?', [like]);
+  await h.pool.query('DELETE FROM login_codes WHERE user_id LIKE ?', [like]);
   await scanMirror(h.redis, h.prefix, 1000, async (ids) => {
     await h.redis.srem(keys.blocked, ...ids);
     await h.redis.hdel(keys.risk, ...ids);
@@ -214,8 +218,12 @@ export function accountApi(c: AccountServiceClient) {
   return {
     registerUser: (req: RegisterUserRequest, md: Metadata) =>
       call<RegisterUserRequest, Account>(c.registerUser, c, req, md),
-    issueToken: (req: IssueTokenRequest, md: Metadata) =>
-      call<IssueTokenRequest, IssueTokenResponse>(c.issueToken, c, req, md),
+    // login_code is optional here: most tests sign in with a password or an admin token.
+    issueToken: (req: Omit<IssueTokenRequest, 'loginCode'> & { loginCode?: string }, md: Metadata) =>
+      call<IssueTokenRequest, IssueTokenResponse>(c.issueToken, c, { loginCode: '', ...req }, md),
+    refreshToken: (md: Metadata) => call<RefreshTokenRequest, IssueTokenResponse>(c.refreshToken, c, {}, md),
+    issueLoginCode: (req: IssueLoginCodeRequest, md: Metadata) =>
+      call<IssueLoginCodeRequest, IssueLoginCodeResponse>(c.issueLoginCode, c, req, md),
     getAccount: (req: GetAccountRequest, md: Metadata) => call<GetAccountRequest, Account>(c.getAccount, c, req, md),
     blockUser: (req: BlockUserRequest, md: Metadata) => call<BlockUserRequest, Account>(c.blockUser, c, req, md),
     unblockUser: (req: UnblockUserRequest, md: Metadata) =>

@@ -80,6 +80,7 @@ describe('redpacket users and token against a spawned account-svc', () => {
     const like = `${prefix}%`;
     await pool.query('DELETE FROM users WHERE user_id LIKE ?', [like]);
     await pool.query('DELETE FROM user_block_events WHERE user_id LIKE ?', [like]);
+    await pool.query('DELETE FROM login_codes WHERE user_id LIKE ?', [like]);
     if (redis) {
       await redis.srem(keys.blocked, ...ids);
       await redis.hdel(keys.risk, ...ids);
@@ -172,6 +173,35 @@ describe('redpacket users and token against a spawned account-svc', () => {
     const wrong = await cli(['token', id, '--password', 'not-the-password'], env);
     expect(wrong.code).toBe(5);
     expect(wrong.stdout).toBe('');
+  });
+
+  it('users code prints a one-time code that token --login-code exchanges once', async () => {
+    // Pre-opened without a password: a login code is its only way to a first token.
+    const id = `${prefix}kiosk`;
+    await pool.query('INSERT INTO users (user_id) VALUES (?)', [id]);
+    const out = await cli(['users', 'code', id, '--ttl', '10m'], env);
+    expect(out.code).toBe(0);
+    const code = out.stdout.trim();
+    expect(code).toMatch(/^[A-Za-z0-9_-]{22,}$/);
+
+    const t = await cliJson<{ token: string; source: string }>(['token', id, '--login-code', code], env);
+    expect(t.source).toBe('account-svc');
+    expect(await verifier.verify(t.token)).toMatchObject({ userId: id, role: 'user' });
+    const reused = await cli(['token', id, '--login-code', code], env);
+    expect(reused.code).toBe(5);
+    expect(reused.stdout).toBe('');
+
+    const j = await cliJson<{ userId: string; code: string; expiresAt: string }>(
+      ['users', 'code', id, '--ttl', '1h'],
+      env,
+    );
+    expect(j.userId).toBe(id);
+    expect(j.code).not.toBe(code);
+    const ttl = Date.parse(j.expiresAt) - Date.now();
+    expect(ttl).toBeGreaterThan(59 * 60_000);
+    expect(ttl).toBeLessThanOrEqual(60 * 60_000);
+    const unknown = await cli(['users', 'code', `${prefix}nobody`], env);
+    expect(unknown.code).toBe(4);
   });
 });
 

@@ -23,6 +23,11 @@ export interface Identity {
   role: Role;
   /** When the account was opened (claim `opened_at`, seconds), if the issuer said. */
   openedAtMs: number | undefined;
+  /**
+   * When the session began (claim `auth_time`, seconds): the sign-in that started the chain of
+   * refreshes this token belongs to. Only tokens from IssueToken and RefreshToken carry it.
+   */
+  authTimeMs?: number;
 }
 
 export interface TokenVerifierOptions {
@@ -194,6 +199,8 @@ export class TokenVerifier {
       role,
       openedAtMs: typeof openedAt === 'number' && Number.isFinite(openedAt) ? openedAt * 1000 : undefined,
     };
+    const authTime = payload['auth_time'];
+    if (typeof authTime === 'number' && Number.isFinite(authTime)) identity.authTimeMs = authTime * 1000;
     this.cache.set(token, { identity, expMs: Number(payload['exp']) * 1000, kid });
     return identity;
   }
@@ -221,7 +228,11 @@ export interface TokenClaims {
   userId: string;
   role?: Role;
   ttlSeconds?: number;
+  /** When the token expires, instead of `ttlSeconds` from now (a refresh capped by the session). */
+  expiresAtMs?: number;
   openedAtMs?: number;
+  /** When the session began (`auth_time`): kept unchanged by every refresh. */
+  authTimeMs?: number;
   /** Extra claims, e.g. for tests of refused tokens (they may override iss, aud and exp). */
   claims?: Record<string, unknown>;
 }
@@ -251,12 +262,17 @@ export class TokenSigner {
       iss: this.opts.issuer ?? DEFAULT_JWT_ISSUER,
       aud: this.opts.audience ?? DEFAULT_JWT_AUDIENCE,
       sub: c.userId,
-      exp: Math.floor(Date.now() / 1000) + (c.ttlSeconds ?? 3600),
+      exp:
+        c.expiresAtMs !== undefined
+          ? Math.floor(c.expiresAtMs / 1000)
+          : Math.floor(Date.now() / 1000) + (c.ttlSeconds ?? 3600),
     };
     if (c.role === 'admin') payload['role'] = 'admin';
     // Rounded up: an account opened in the same second as a campaign's start never counts as
     // opened before it (the claim is in seconds, the start in milliseconds).
     if (c.openedAtMs !== undefined) payload['opened_at'] = Math.ceil(c.openedAtMs / 1000);
+    // Rounded down: the session bound counts from no later than the sign-in.
+    if (c.authTimeMs !== undefined) payload['auth_time'] = Math.floor(c.authTimeMs / 1000);
     return this.signer({ ...payload, ...c.claims });
   }
 }

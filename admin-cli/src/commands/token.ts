@@ -11,14 +11,20 @@ interface TokenOptions {
   admin?: boolean;
   ttl: number;
   password?: string;
+  loginCode?: string;
   openedAt?: boolean;
 }
 
 async function token(ctx: CliContext, user: string, o: TokenOptions): Promise<void> {
   const ttlSeconds = Math.max(1, Math.round(o.ttl / 1000));
-  if (o.password !== undefined) {
+  if (o.password !== undefined || o.loginCode !== undefined) {
     const account = ctx.account();
-    const r = await account.call(account.client.issueToken, { userId: user, password: o.password, ttlSeconds });
+    const r = await account.call(account.client.issueToken, {
+      userId: user,
+      password: o.password ?? '',
+      loginCode: o.loginCode ?? '',
+      ttlSeconds,
+    });
     ctx.print(
       {
         userId: user,
@@ -67,12 +73,13 @@ export function tokenCommand(): Command {
     new Command('token')
       .argument('<user-id>')
       .description(
-        'print a bearer token for a user: signed with JWT_PRIVATE_KEY_FILE (--private-key), or issued by account-svc with --password',
+        'print a bearer token for a user: signed with JWT_PRIVATE_KEY_FILE (--private-key), or issued by account-svc with --password or --login-code',
       )
       .option('--admin', 'add the claim "role": "admin"')
       .option('--ttl <duration>', 'lifetime', asDuration('--ttl'), 3_600_000)
       .option('--opened-at', 'add an opened_at claim an hour ago (for pre-opened-only campaigns)')
       .option('--password <password>', "ask account-svc's IssueToken instead of signing here")
+      .option('--login-code <code>', 'ask IssueToken with a one-time code from `redpacket users code`')
       .option(
         '--count <n>',
         'sign tokens for n users named <user-id>0 .. <user-id>{n-1}',
@@ -84,6 +91,7 @@ export function tokenCommand(): Command {
       'redpacket token alice',
       'export REDPACKET_TOKEN=$(redpacket token ops --admin)',
       'redpacket token alice --password s3cret --json',
+      'redpacket token kiosk-7 --login-code "$(redpacket users code kiosk-7)"',
       'redpacket token crowd- --count 10000 --ghz-metadata > tokens.json   # ghz -M tokens.json',
       'grpcurl -plaintext -H "authorization: Bearer $(redpacket token alice)" -d \'{"campaign_id":"Xy3kQ9"}\' 127.0.0.1:50051 redpacket.v1.GrabService/Grab',
     ],

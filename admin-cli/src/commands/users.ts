@@ -1,11 +1,11 @@
-/** `redpacket users import|block|unblock`, against account-svc. */
+/** `redpacket users import|show|block|unblock|code`, against account-svc. */
 import { Command } from 'commander';
 import { SingleBar, Presets } from 'cli-progress';
 import type { Account } from '@redpacket/proto';
 import { action, examples } from '../action.js';
 import type { CliContext } from '../context.js';
 import { keyValueTable, num, plain, when, yuan } from '../format.js';
-import { asInt } from '../parse.js';
+import { asDuration, asInt } from '../parse.js';
 import { fileSize, readUserBatches } from '../users-csv.js';
 import { importUserBatches, type ImportResult } from '../users-import.js';
 
@@ -84,9 +84,17 @@ async function show(ctx: CliContext, user: string): Promise<void> {
   ctx.print(plain(a), () => keyValueTable(accountRows(a)));
 }
 
+async function loginCode(ctx: CliContext, user: string, o: { ttl: number }): Promise<void> {
+  const account = ctx.account();
+  const ttlSeconds = Math.max(1, Math.round(o.ttl / 1000));
+  const r = await account.call(account.client.issueLoginCode, { userId: user, ttlSeconds });
+  const expiresAt = r.expiresAt?.toISOString();
+  ctx.print({ userId: user, code: r.code, expiresAt }, () => r.code);
+}
+
 export function usersCommand(): Command {
   const cmd = examples(
-    new Command('users').description('pre-open, inspect, block and unblock accounts (account-svc)'),
+    new Command('users').description('pre-open, inspect, block and unblock accounts, issue login codes (account-svc)'),
     ['redpacket users import crowd.csv', 'redpacket users block mallory --reason "scripted clicks"'],
   );
   examples(
@@ -113,5 +121,16 @@ export function usersCommand(): Command {
   examples(cmd.command('unblock').argument('<user-id>').description('lift a block').action(action(unblock)), [
     'redpacket users unblock mallory',
   ]);
+  examples(
+    cmd
+      .command('code')
+      .argument('<user-id>')
+      .description(
+        'a one-time login code (printed once, stored only hashed): IssueToken {user_id, login_code} accepts it once',
+      )
+      .option('--ttl <duration>', 'how long it is valid (at most 7d)', asDuration('--ttl'), 600_000)
+      .action(action(loginCode)),
+    ['redpacket users code kiosk-7 --ttl 1h', 'redpacket --json users code kiosk-7 | jq -r .code'],
+  );
   return cmd;
 }

@@ -38,7 +38,7 @@ export interface Account {
   role: string;
   /**
    * False for a device-less account pre-opened without a password: it gets
-   * tokens only through an admin.
+   * tokens only through an admin or a one-time login code (IssueLoginCode).
    */
   hasPassword: boolean;
   /**
@@ -81,12 +81,33 @@ export interface ImportUsersResponse {
 export interface IssueTokenRequest {
   userId: string;
   /**
-   * The password or device secret. May be empty when the call carries an
-   * admin token: an admin issues tokens for any account.
+   * The password or device secret. May be empty when login_code is given, or
+   * when the call carries an admin token: an admin issues tokens for any
+   * account.
    */
   password: string;
   /** 0 means the server's default. */
   ttlSeconds: number;
+  /**
+   * Instead of a password: a one-time code from IssueLoginCode. Valid once,
+   * for this user only, until it expires.
+   */
+  loginCode: string;
+}
+
+export interface RefreshTokenRequest {
+}
+
+export interface IssueLoginCodeRequest {
+  userId: string;
+  /** How long the code is valid; 0 means 10 minutes, at most 7 days. */
+  ttlSeconds: number;
+}
+
+export interface IssueLoginCodeResponse {
+  /** At least 128 random bits, base64url; account-svc keeps only its SHA-256. */
+  code: string;
+  expiresAt: Date | undefined;
 }
 
 export interface IssueTokenResponse {
@@ -889,7 +910,7 @@ export const ImportUsersResponse: MessageFns<ImportUsersResponse> = {
 };
 
 function createBaseIssueTokenRequest(): IssueTokenRequest {
-  return { userId: "", password: "", ttlSeconds: 0 };
+  return { userId: "", password: "", ttlSeconds: 0, loginCode: "" };
 }
 
 export const IssueTokenRequest: MessageFns<IssueTokenRequest> = {
@@ -902,6 +923,9 @@ export const IssueTokenRequest: MessageFns<IssueTokenRequest> = {
     }
     if (message.ttlSeconds !== 0) {
       writer.uint32(24).int32(message.ttlSeconds);
+    }
+    if (message.loginCode !== "") {
+      writer.uint32(34).string(message.loginCode);
     }
     return writer;
   },
@@ -943,6 +967,14 @@ export const IssueTokenRequest: MessageFns<IssueTokenRequest> = {
             message.ttlSeconds = reader.int32();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.loginCode = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -968,6 +1000,11 @@ export const IssueTokenRequest: MessageFns<IssueTokenRequest> = {
         : isSet(object.ttl_seconds)
         ? globalThis.Number(object.ttl_seconds)
         : 0,
+      loginCode: isSet(object.loginCode)
+        ? globalThis.String(object.loginCode)
+        : isSet(object.login_code)
+        ? globalThis.String(object.login_code)
+        : "",
     };
   },
 
@@ -982,6 +1019,9 @@ export const IssueTokenRequest: MessageFns<IssueTokenRequest> = {
     if (message.ttlSeconds !== 0) {
       obj.ttlSeconds = Math.round(message.ttlSeconds);
     }
+    if (message.loginCode !== "") {
+      obj.loginCode = message.loginCode;
+    }
     return obj;
   },
 
@@ -993,6 +1033,241 @@ export const IssueTokenRequest: MessageFns<IssueTokenRequest> = {
     message.userId = object.userId ?? "";
     message.password = object.password ?? "";
     message.ttlSeconds = object.ttlSeconds ?? 0;
+    message.loginCode = object.loginCode ?? "";
+    return message;
+  },
+};
+
+function createBaseRefreshTokenRequest(): RefreshTokenRequest {
+  return {};
+}
+
+export const RefreshTokenRequest: MessageFns<RefreshTokenRequest> = {
+  encode(_: RefreshTokenRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RefreshTokenRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRefreshTokenRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): RefreshTokenRequest {
+    return {};
+  },
+
+  toJSON(_: RefreshTokenRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RefreshTokenRequest>, I>>(base?: I): RefreshTokenRequest {
+    return RefreshTokenRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RefreshTokenRequest>, I>>(_: I): RefreshTokenRequest {
+    const message = createBaseRefreshTokenRequest();
+    return message;
+  },
+};
+
+function createBaseIssueLoginCodeRequest(): IssueLoginCodeRequest {
+  return { userId: "", ttlSeconds: 0 };
+}
+
+export const IssueLoginCodeRequest: MessageFns<IssueLoginCodeRequest> = {
+  encode(message: IssueLoginCodeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userId !== "") {
+      writer.uint32(10).string(message.userId);
+    }
+    if (message.ttlSeconds !== 0) {
+      writer.uint32(16).int32(message.ttlSeconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IssueLoginCodeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIssueLoginCodeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.ttlSeconds = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IssueLoginCodeRequest {
+    return {
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      ttlSeconds: isSet(object.ttlSeconds)
+        ? globalThis.Number(object.ttlSeconds)
+        : isSet(object.ttl_seconds)
+        ? globalThis.Number(object.ttl_seconds)
+        : 0,
+    };
+  },
+
+  toJSON(message: IssueLoginCodeRequest): unknown {
+    const obj: any = {};
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.ttlSeconds !== 0) {
+      obj.ttlSeconds = Math.round(message.ttlSeconds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IssueLoginCodeRequest>, I>>(base?: I): IssueLoginCodeRequest {
+    return IssueLoginCodeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IssueLoginCodeRequest>, I>>(object: I): IssueLoginCodeRequest {
+    const message = createBaseIssueLoginCodeRequest();
+    message.userId = object.userId ?? "";
+    message.ttlSeconds = object.ttlSeconds ?? 0;
+    return message;
+  },
+};
+
+function createBaseIssueLoginCodeResponse(): IssueLoginCodeResponse {
+  return { code: "", expiresAt: undefined };
+}
+
+export const IssueLoginCodeResponse: MessageFns<IssueLoginCodeResponse> = {
+  encode(message: IssueLoginCodeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== "") {
+      writer.uint32(10).string(message.code);
+    }
+    if (message.expiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.expiresAt), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IssueLoginCodeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIssueLoginCodeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.expiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IssueLoginCodeResponse {
+    return {
+      code: isSet(object.code) ? globalThis.String(object.code) : "",
+      expiresAt: isSet(object.expiresAt)
+        ? fromJsonTimestamp(object.expiresAt)
+        : isSet(object.expires_at)
+        ? fromJsonTimestamp(object.expires_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: IssueLoginCodeResponse): unknown {
+    const obj: any = {};
+    if (message.code !== "") {
+      obj.code = message.code;
+    }
+    if (message.expiresAt !== undefined) {
+      obj.expiresAt = message.expiresAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IssueLoginCodeResponse>, I>>(base?: I): IssueLoginCodeResponse {
+    return IssueLoginCodeResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IssueLoginCodeResponse>, I>>(object: I): IssueLoginCodeResponse {
+    const message = createBaseIssueLoginCodeResponse();
+    message.code = object.code ?? "";
+    message.expiresAt = object.expiresAt ?? undefined;
     return message;
   },
 };
@@ -1879,7 +2154,10 @@ export const AccountServiceService = {
     responseSerialize: (value: ImportUsersResponse): Buffer => Buffer.from(ImportUsersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ImportUsersResponse => ImportUsersResponse.decode(value),
   },
-  /** Exchanges credentials for a signed token (HS256 JWT). */
+  /**
+   * Exchanges credentials (a password, a one-time login code, or an admin
+   * token) for a signed token (ES256 JWT).
+   */
   issueToken: {
     path: "/redpacket.v1.AccountService/IssueToken" as const,
     requestStream: false as const,
@@ -1888,6 +2166,38 @@ export const AccountServiceService = {
     requestDeserialize: (value: Buffer): IssueTokenRequest => IssueTokenRequest.decode(value),
     responseSerialize: (value: IssueTokenResponse): Buffer => Buffer.from(IssueTokenResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): IssueTokenResponse => IssueTokenResponse.decode(value),
+  },
+  /**
+   * Exchanges the caller's still-valid token for a new one: same sub, role,
+   * opened_at and auth_time, a new exp, never past auth_time plus the
+   * longest session (TOKEN_MAX_SESSION_SECONDS). UNAUTHENTICATED for an
+   * expired or invalid token and for a session that is too old;
+   * PERMISSION_DENIED for a blocked user.
+   */
+  refreshToken: {
+    path: "/redpacket.v1.AccountService/RefreshToken" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RefreshTokenRequest): Buffer => Buffer.from(RefreshTokenRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RefreshTokenRequest => RefreshTokenRequest.decode(value),
+    responseSerialize: (value: IssueTokenResponse): Buffer => Buffer.from(IssueTokenResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): IssueTokenResponse => IssueTokenResponse.decode(value),
+  },
+  /**
+   * Admin: a one-time login code for an account (e.g. a device-less
+   * pre-opened one): IssueToken {user_id, login_code} accepts it once,
+   * before expires_at. A new code replaces the user's previous one.
+   */
+  issueLoginCode: {
+    path: "/redpacket.v1.AccountService/IssueLoginCode" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: IssueLoginCodeRequest): Buffer =>
+      Buffer.from(IssueLoginCodeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): IssueLoginCodeRequest => IssueLoginCodeRequest.decode(value),
+    responseSerialize: (value: IssueLoginCodeResponse): Buffer =>
+      Buffer.from(IssueLoginCodeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): IssueLoginCodeResponse => IssueLoginCodeResponse.decode(value),
   },
   /** The caller's own account; an admin may name any user. */
   getAccount: {
@@ -1982,8 +2292,25 @@ export interface AccountServiceServer extends UntypedServiceImplementation {
    * reported, not fatal.
    */
   importUsers: handleClientStreamingCall<ImportUsersRequest, ImportUsersResponse>;
-  /** Exchanges credentials for a signed token (HS256 JWT). */
+  /**
+   * Exchanges credentials (a password, a one-time login code, or an admin
+   * token) for a signed token (ES256 JWT).
+   */
   issueToken: handleUnaryCall<IssueTokenRequest, IssueTokenResponse>;
+  /**
+   * Exchanges the caller's still-valid token for a new one: same sub, role,
+   * opened_at and auth_time, a new exp, never past auth_time plus the
+   * longest session (TOKEN_MAX_SESSION_SECONDS). UNAUTHENTICATED for an
+   * expired or invalid token and for a session that is too old;
+   * PERMISSION_DENIED for a blocked user.
+   */
+  refreshToken: handleUnaryCall<RefreshTokenRequest, IssueTokenResponse>;
+  /**
+   * Admin: a one-time login code for an account (e.g. a device-less
+   * pre-opened one): IssueToken {user_id, login_code} accepts it once,
+   * before expires_at. A new code replaces the user's previous one.
+   */
+  issueLoginCode: handleUnaryCall<IssueLoginCodeRequest, IssueLoginCodeResponse>;
   /** The caller's own account; an admin may name any user. */
   getAccount: handleUnaryCall<GetAccountRequest, Account>;
   /** Admin: a blocked user gets FORBIDDEN from every grab within a second. */
@@ -2050,7 +2377,10 @@ export interface AccountServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ImportUsersResponse) => void,
   ): ClientWritableStream<ImportUsersRequest>;
-  /** Exchanges credentials for a signed token (HS256 JWT). */
+  /**
+   * Exchanges credentials (a password, a one-time login code, or an admin
+   * token) for a signed token (ES256 JWT).
+   */
   issueToken(
     request: IssueTokenRequest,
     callback: (error: ServiceError | null, response: IssueTokenResponse) => void,
@@ -2065,6 +2395,48 @@ export interface AccountServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: IssueTokenResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Exchanges the caller's still-valid token for a new one: same sub, role,
+   * opened_at and auth_time, a new exp, never past auth_time plus the
+   * longest session (TOKEN_MAX_SESSION_SECONDS). UNAUTHENTICATED for an
+   * expired or invalid token and for a session that is too old;
+   * PERMISSION_DENIED for a blocked user.
+   */
+  refreshToken(
+    request: RefreshTokenRequest,
+    callback: (error: ServiceError | null, response: IssueTokenResponse) => void,
+  ): ClientUnaryCall;
+  refreshToken(
+    request: RefreshTokenRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: IssueTokenResponse) => void,
+  ): ClientUnaryCall;
+  refreshToken(
+    request: RefreshTokenRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: IssueTokenResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Admin: a one-time login code for an account (e.g. a device-less
+   * pre-opened one): IssueToken {user_id, login_code} accepts it once,
+   * before expires_at. A new code replaces the user's previous one.
+   */
+  issueLoginCode(
+    request: IssueLoginCodeRequest,
+    callback: (error: ServiceError | null, response: IssueLoginCodeResponse) => void,
+  ): ClientUnaryCall;
+  issueLoginCode(
+    request: IssueLoginCodeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: IssueLoginCodeResponse) => void,
+  ): ClientUnaryCall;
+  issueLoginCode(
+    request: IssueLoginCodeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: IssueLoginCodeResponse) => void,
   ): ClientUnaryCall;
   /** The caller's own account; an admin may name any user. */
   getAccount(
