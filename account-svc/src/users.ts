@@ -3,6 +3,7 @@ import { Buffer } from 'node:buffer';
 import { dependencyTimer, invalidArgument, USER_ID_PATTERN, type Role } from '@redpacket/lib';
 import type { Account, UserRecord } from '@redpacket/proto';
 import type { Pool, PoolConnection } from '@redpacket/db';
+import { accountId } from '@redpacket/ledger';
 import type { RowDataPacket } from 'mysql2/promise';
 
 /** bcrypt uses at most 72 bytes; a longer secret would be silently cut, so it is refused. */
@@ -112,15 +113,16 @@ export interface Balance {
 }
 
 /**
- * Sum of the user's delivered awards. The awards table belongs to gift-svc; until its
- * migration has run the balance is zero.
+ * The user's ledger balance (`user:<id>`: awards in, redemptions and withdrawals out) and the
+ * count of their delivered awards, in one round trip. Tables not migrated yet read as zero.
  */
 export async function balanceOf(pool: Pool, userId: string): Promise<Balance> {
   try {
     const [rows] = await balanceTimer.time(() =>
       pool.query<RowDataPacket[]>(
-        'SELECT COALESCE(SUM(amount_cents), 0) AS cents, COUNT(*) AS n FROM awards WHERE user_id = ?',
-        [userId],
+        `SELECT (SELECT COALESCE(MAX(balance_cents), 0) FROM accounts WHERE account_id = ?) AS cents,
+                (SELECT COUNT(*) FROM awards WHERE user_id = ?) AS n`,
+        [accountId.user(userId), userId],
       ),
     );
     return { cents: BigInt(rows[0]?.['cents'] ?? 0), count: BigInt(rows[0]?.['n'] ?? 0) };

@@ -2,6 +2,7 @@ import { Metadata, status } from '@grpc/grpc-js';
 
 import { grpcError, metricValue } from '@redpacket/lib/testing';
 import { importJWK, jwtVerify } from 'jose';
+import { accountId, EXTERNAL, transfer } from '@redpacket/ledger';
 import { describe, expect, it } from 'vitest';
 import { resyncMirror } from '../src/eligibility-mirror.js';
 import { JWKS_PATH, startJwksServer } from '../src/jwks-http.js';
@@ -46,21 +47,48 @@ describe('AccountService over gRPC', () => {
     expect(other.code).toBe(status.PERMISSION_DENIED);
   });
 
-  it('reports the balance as the sum of the awards gift-svc credited', async () => {
+  it('reports balance_cents from the ledger (user:<id>) and awards_count from the awards', async () => {
     const id = `${h.prefix}rich`;
     await register(id);
     const packets = [`${h.prefix}p1`, `${h.prefix}p2`].map((p) => p.slice(-32));
+    const escrow = accountId.escrow(`${h.prefix}c`);
     try {
-      // two awards as gift-svc writes them (db/migrations/0200_awards.sql), in two campaigns
+      expect((await api.getAccount({ userId: id }, h.adminMd)).balanceCents).toBe(0n);
+      // two awards as gift-svc writes them: the rows (db/migrations/0200_awards.sql) and their
+      // transfers escrow -> user; then part of the money leaves, which the awards alone would miss
+      await transfer(h.pool, {
+        key: `${h.prefix}fund`,
+        kind: 'deposit',
+        from: EXTERNAL,
+        to: escrow,
+        amountCents: 5000n,
+      });
       for (const [i, packetId] of packets.entries()) {
         await h.pool.query(
           'INSERT INTO awards (packet_id, campaign_id, user_id, amount_cents, request_id, won_at) VALUES (?, ?, ?, ?, ?, NOW(3))',
           [packetId, `${h.prefix}c${i}`, id, 1234 + i, `r${i}`],
         );
+        await transfer(h.pool, {
+          key: `${h.prefix}award:${packetId}`,
+          kind: 'award',
+          from: escrow,
+          to: accountId.user(id),
+          amountCents: BigInt(1234 + i),
+        });
       }
-      const acc = await api.getAccount({ userId: id }, h.adminMd);
-      expect(acc.balanceCents).toBe(2469n);
-      expect(acc.awardsCount).toBe(2n);
+      const won = await api.getAccount({ userId: id }, h.adminMd);
+      expect(won.balanceCents).toBe(2469n);
+      expect(won.awardsCount).toBe(2n);
+      await transfer(h.pool, {
+        key: `${h.prefix}out`,
+        kind: 'withdrawal',
+        from: accountId.user(id),
+        to: EXTERNAL,
+        amountCents: 469n,
+      });
+      const spent = await api.getAccount({ userId: id }, h.adminMd);
+      expect(spent.balanceCents).toBe(2000n);
+      expect(spent.awardsCount).toBe(2n);
     } finally {
       await h.pool.query('DELETE FROM awards WHERE packet_id IN (?, ?)', packets);
     }

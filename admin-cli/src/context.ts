@@ -97,6 +97,13 @@ export class ServiceHandle<C extends Client> {
       );
     });
   }
+
+  /** The same client calling with `token` instead of the admin token: a user's own calls. */
+  as(token: string): ServiceHandle<C> {
+    const md = new Metadata();
+    md.set('authorization', `Bearer ${token}`);
+    return new ServiceHandle(this.name, this.address, this.client, () => Promise.resolve(md), this.timeoutMs);
+  }
 }
 
 /** The services a command reaches, by the name of their address option. */

@@ -1,5 +1,7 @@
 import { keys } from '@redpacket/lib';
 import { deleteKeys, requireRedis, TEST_REDIS_URL } from '@redpacket/lib/testing';
+import { privateDatabase, type PrivateDatabase } from '@redpacket/ledger/testing';
+import type { RowDataPacket } from 'mysql2/promise';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '@redpacket/loadgen';
@@ -13,7 +15,17 @@ interface DemoReport {
   outcomes: Record<string, number>;
   money: { totalCents: string; claimedCents: string; remainingCents: string; winners: number; wonAnswersCents: string };
   stats: { packetsClaimed: number; packetsTotal: number; state: string };
-  checks: { what: string; ok: boolean }[];
+  checks: { what: string; ok: boolean; detail: string }[];
+  settlement: { amountAwardedCents: string; refundCents: string } | null;
+  moneyTrail: {
+    depositCents: string;
+    escrowCents: string;
+    awardsCents: string | null;
+    refundCents: string | null;
+    spentCents: string;
+    withdrawals: { userId: string; awardCents: string; amountCents: string; balanceAfterCents: string }[];
+    audit: { consistent: boolean; accountsChecked: number; transfersChecked: number; problems: string[] } | null;
+  } | null;
   waves: { name: string; calls: number }[];
   durability: string;
 }
@@ -25,11 +37,15 @@ const DEMO_REDIS_URL = `${TEST_REDIS_URL.replace(/\/\d*$/, '')}/1`;
 const DEMO_ENV = { REDIS_URL: DEMO_REDIS_URL, REDIS_DURABILITY: 'none' };
 
 let redis: Redis;
+// A MySQL database of the demo's own: the audit in its report sees only the demo's money.
+let db: PrivateDatabase;
 const campaigns: string[] = [];
 beforeAll(async () => {
   redis = await requireRedis(DEMO_REDIS_URL);
+  db = await privateDatabase(2);
 });
 afterAll(async () => {
+  await db?.drop();
   for (const id of campaigns) {
     await deleteKeys(redis, `rp:{${id}}:*`);
     await redis.zrem(keys.campaigns, id);
@@ -43,7 +59,7 @@ describe('redpacket demo (the main job) at a small size', () => {
     // always) under grab-svc's default policy.
     const r = await cli(
       ['--json', 'demo', '--packets', '500', '--total', '888.88', '--users', '2000', '--interval', '1s', '-c', '50'],
-      {},
+      { MYSQL_URL: db.url },
       120_000,
     );
     expect(r.code, r.stderr).toBe(0);
@@ -75,6 +91,33 @@ describe('redpacket demo (the main job) at a small size', () => {
     expect(report.outcomes['ALREADY_GRABBED']).toBeGreaterThan(0);
     expect(report.waves.reduce((s, w) => s + w.calls, 0)).toBe(report.calls);
     expect(report.stats.state).not.toBe('CAMPAIGN_STATE_OPEN');
+
+    // the money trail: deposit -> escrow -> awards + refund -> spent, and the audit as a check row
+    const t = report.moneyTrail!;
+    expect(t).not.toBeNull();
+    expect([t.depositCents, t.escrowCents]).toEqual(['88888', '88888']);
+    expect(t.awardsCents).toBe(report.settlement!.amountAwardedCents);
+    expect(BigInt(t.awardsCents!) + BigInt(t.refundCents!)).toBe(88888n);
+    expect(t.withdrawals).toHaveLength(3);
+    for (const w of t.withdrawals) {
+      expect(BigInt(w.amountCents)).toBe(BigInt(w.awardCents) / 2n);
+      expect(BigInt(w.balanceAfterCents)).toBe(BigInt(w.awardCents) - BigInt(w.amountCents));
+    }
+    expect(t.spentCents).toBe(String(t.withdrawals.reduce((a, w) => a + BigInt(w.amountCents), 0n)));
+    expect(t.audit).toMatchObject({ consistent: true, problems: [] });
+    const row = (what: string) => report.checks.find((c) => c.what === what);
+    expect(row('the books balance (AuditLedger)')).toMatchObject({
+      ok: true,
+      detail: expect.stringMatching(/^consistent: /),
+    });
+    expect(row('winners withdrew half their award (Withdraw): balance = award - withdrawn')?.ok).toBe(true);
+    // and the ledger says the same: escrow empty, the owner got the refund, winners hold the rest
+    const [accounts] = await db.pool.query<RowDataPacket[]>('SELECT account_id, balance_cents FROM accounts');
+    const balance = new Map(accounts.map((a) => [String(a['account_id']), BigInt(a['balance_cents'])]));
+    expect(balance.get(`escrow:${report.campaignId}`)).toBe(0n);
+    expect(balance.get('operator:demo-owner')).toBe(BigInt(t.refundCents!));
+    for (const w of t.withdrawals) expect(balance.get(`user:${w.userId}`)).toBe(BigInt(w.balanceAfterCents));
+    expect(balance.get('external')).toBe(-(88888n - BigInt(t.spentCents)));
 
     // everything it started is stopped, its own Redis too
     expect(report.durability).toMatch(/^aof \(appendfsync always, a redis-server of the demo's own on :(\d+)\)$/);

@@ -4,6 +4,7 @@
  */
 import { createLogger, startServer, type RunningServer } from '@redpacket/lib';
 import { requireRedis, testSigner } from '@redpacket/lib/testing';
+import { EXTERNAL, transfer } from '@redpacket/ledger';
 import { privateDatabase, type PrivateDatabase } from '@redpacket/ledger/testing';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -68,6 +69,17 @@ describe('redpacket ledger', () => {
       transfersChecked: '1',
       problems: [],
     });
+  });
+
+  it('users show prints the ledger balance of user:<id>, which the awards count does not change', async () => {
+    await db.pool.query("INSERT INTO users (user_id, display_name, role) VALUES ('wen', 'Wen', 'user')");
+    await transfer(db.pool, { key: 'wen-in', kind: 'deposit', from: EXTERNAL, to: 'user:wen', amountCents: 1234n });
+    await transfer(db.pool, { key: 'wen-out', kind: 'withdrawal', from: 'user:wen', to: EXTERNAL, amountCents: 234n });
+    const human = await cli(['users', 'show', 'wen'], env);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toMatch(/balance\s*│\s*¥10\.00/);
+    expect(human.stdout).toMatch(/awards\s*│\s*0/);
+    expect(await cliJson(['users', 'show', 'wen'], env)).toMatchObject({ balanceCents: '1000', awardsCount: '0' });
   });
 
   it('refuses bad input: no --request-id (exit 2), an escrow account (exit 2, naming the field)', async () => {

@@ -15,7 +15,9 @@ function accountRows(a: Account): [string, string][] {
     ['name', a.displayName],
     ['blocked', a.blocked ? `yes, ${when(a.blockedAt)}${a.blockReason ? ` (${a.blockReason})` : ''}` : 'no'],
     ['risk score', String(a.riskScore)],
-    ['balance', `${yuan(a.balanceCents)} from ${num(a.awardsCount)} awards`],
+    // the ledger balance of user:<id>: awards in, redemptions and withdrawals out
+    ['balance', yuan(a.balanceCents)],
+    ['awards', num(a.awardsCount)],
     ['opened', when(a.createdAt)],
   ];
 }

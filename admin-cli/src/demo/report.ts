@@ -7,6 +7,7 @@ import { reconciliationRows, settlementRows } from '../commands/campaign.js';
 import { SERVICE_NAMES, type RunningService } from './services.js';
 import { wonCents, type Check } from './checks.js';
 import type { CrowdResult, WaveResult } from './crowd.js';
+import { trailJson, trailLine, type MoneyTrail } from './money-trail.js';
 
 /** The campaign's sizes as the demo was asked for them. */
 export interface DemoSizes {
@@ -34,6 +35,8 @@ export interface ReportInput {
   deliverySeconds: number | undefined;
   settlement: Settlement | undefined;
   reconciliation: Reconciliation | undefined;
+  /** Where the money went (account-svc only): deposit, escrow, awards, refund, withdrawals, audit. */
+  trail: MoneyTrail | undefined;
   checks: Check[];
   seconds: number;
   /** When the first batch opened: wave times are shown from there. */
@@ -103,6 +106,7 @@ function reportJson(r: ReportInput, f: Figures) {
     delivery: r.delivery ? { ...(plain(r.delivery) as object), seconds: r.deliverySeconds } : null,
     settlement: r.settlement ? plain(r.settlement) : null,
     reconciliation: r.reconciliation ? plain(r.reconciliation) : null,
+    moneyTrail: r.trail ? trailJson(r.trail) : null,
     checks: r.checks,
     seconds: Number(r.seconds.toFixed(1)),
   };
@@ -185,6 +189,7 @@ function reportHuman(r: ReportInput, f: Figures, ok: boolean): string {
     `money: claimed ${yuan(s.amountClaimedCents)} + remaining ${yuan(s.amountRemainingCents)} = ${yuan(s.amountClaimedCents + s.amountRemainingCents)}, total ${yuan(r.totalCents)}: ${ok ? 'OK to the cent' : 'MISMATCH'}`,
     `finished in ${r.seconds.toFixed(1)} s; campaign closed, ${r.services.length} service(s) stopped`,
   );
+  if (r.trail) lines.push(`money trail: ${trailLine(r.trail)}`);
   return lines.join('\n');
 }
 

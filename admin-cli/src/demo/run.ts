@@ -26,6 +26,7 @@ import { listenAddress } from '../commands/console.js';
 import { startConsole, type RunningConsole } from '../console/server.js';
 import { moneyChecks, type Check } from './checks.js';
 import { runCrowd, type CrowdResult } from './crowd.js';
+import { followMoney, trailChecks, type MoneyTrail } from './money-trail.js';
 import { buildReport, outcomeList } from './report.js';
 import { serviceCommand, startDurableRedis, startService, type RunningService, type ServiceName } from './services.js';
 
@@ -321,9 +322,10 @@ export async function runDemo(ctx: CliContext, o: DemoOptions, env: CliEnv): Pro
     s.demoCtx = demoCtx;
     if (o.console !== false) await openConsole(s, demoCtx, o.console);
     const hasGift = s.started.some((x) => x.name === 'gift-svc');
+    const hasAccount = s.started.some((x) => x.name === 'account-svc');
 
     const userIds = Array.from({ length: o.users }, (_, i) => `demo-${run}-${i}`);
-    const imported = s.started.some((x) => x.name === 'account-svc') ? await importCrowd(demoCtx, json, userIds) : null;
+    const imported = hasAccount ? await importCrowd(demoCtx, json, userIds) : null;
     log(json, `signing ${num(o.users)} user tokens`);
     const tSign = Date.now();
     const tokens = await signUserTokens(demoCtx.signer, `demo-${run}-`, o.users);
@@ -331,7 +333,7 @@ export async function runDemo(ctx: CliContext, o: DemoOptions, env: CliEnv): Pro
 
     // the early birds must be answered before the start, even on a busy host
     const startsAt = Date.now() + 1000 + Math.ceil(o.users * EARLY_SHARE) * 2;
-    if (s.started.some((x) => x.name === 'account-svc')) await depositBudget(demoCtx, json, run, totalCents);
+    if (hasAccount) await depositBudget(demoCtx, json, run, totalCents);
     const campaign = await createCampaign(demoCtx, o, run, totalCents, startsAt);
     s.campaign = campaign;
     const campaignId = campaign.campaignId;
@@ -352,7 +354,23 @@ export async function runDemo(ctx: CliContext, o: DemoOptions, env: CliEnv): Pro
     const pipe: Pipeline = hasGift
       ? await followPipeline(demoCtx, o, campaignId, stats, releaseAtMs[0]!)
       : { failures: [] };
-    const checks = [...moneyChecks({ totalCents, stats, crowd, ...pipe }), ...pipe.failures];
+    // the money after settle: a few winners spend (withdraw) part of what they won, then the audit
+    const trail: MoneyTrail | undefined = hasAccount
+      ? await followMoney({
+          demoCtx,
+          run,
+          totalCents,
+          crowd: pipe.delivery ? crowd : undefined,
+          userIds,
+          tokens,
+          settlement: pipe.settlement,
+        })
+      : undefined;
+    const checks = [
+      ...moneyChecks({ totalCents, stats, crowd, ...pipe }),
+      ...pipe.failures,
+      ...(trail ? trailChecks(trail) : []),
+    ];
     const report = buildReport({
       o,
       run,
@@ -369,6 +387,7 @@ export async function runDemo(ctx: CliContext, o: DemoOptions, env: CliEnv): Pro
       deliverySeconds: pipe.deliverySeconds,
       settlement: pipe.settlement,
       reconciliation: pipe.reconciliation,
+      trail,
       checks,
       seconds: (Date.now() - t0) / 1000,
       startMs: releaseAtMs[0]!,
