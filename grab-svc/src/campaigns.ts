@@ -291,6 +291,8 @@ export async function writeCampaignState(
     max_risk: el.maxRiskScore ?? '',
     admit_ppm: el.admissionPpm ?? '',
     ...(c.closed ? { close_reason: c.closeReason } : {}),
+    // Read by fillStartIndex, which must not list a sent packet either.
+    ...(c.sendRequestId !== undefined ? { unlisted: '1' } : {}),
     ...settled,
   });
   // gateway's short-circuit: the flag expires by itself when the campaign starts.
