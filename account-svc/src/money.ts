@@ -2,7 +2,6 @@
  * Deposit, Withdraw and AuditLedger: account-svc's calls into the ledger, which alone writes
  * money. Validation names the field; the ledger's typed errors become gRPC statuses here.
  */
-import { status } from '@grpc/grpc-js';
 import type { Pool } from '@redpacket/db';
 import {
   accountId,
@@ -18,11 +17,11 @@ import {
   type Transfer,
 } from '@redpacket/ledger';
 import {
+  checkSpendingAllowed,
   failedPrecondition,
   invalidArgument,
   isValidRequestId,
   notFound,
-  ServiceError,
   type Switches,
 } from '@redpacket/lib';
 import { Account, type AuditLedgerResponse, type DepositRequest, type WithdrawRequest } from '@redpacket/proto';
@@ -116,12 +115,7 @@ export async function withdraw(
 ): Promise<Account> {
   const amountCents = checkAmount(req.amountCents);
   const requestId = checkRequestId(req.requestId);
-  if (switches?.isOn('spending.paused')) {
-    throw new ServiceError(
-      status.UNAVAILABLE,
-      'spending is paused for now by the operator (switch spending.paused); nothing moved, retry later with the same request_id',
-    );
-  }
+  checkSpendingAllowed(switches);
   const from = accountId.user(userId);
   if (!(await selectUser(pool, userId))) throw notFound(`user ${userId}`);
   const t = await ledgerCall(() =>

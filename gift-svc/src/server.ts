@@ -13,6 +13,7 @@ import type { Pool } from '@redpacket/db';
 import { GiftServiceService, type GiftServiceServer } from '@redpacket/proto';
 import { deliveryStats, listCampaignAwards, listCampaignWinners, listMyAwards } from './awards.js';
 import { listDeadLetters, redriveDeadLetters, type WinWriter } from './dead-letters.js';
+import { redeemPacket } from './redemptions.js';
 
 export interface GiftServerDeps {
   pool: Pool;
@@ -20,7 +21,7 @@ export interface GiftServerDeps {
   redis?: RedisClient;
   tokens: TokenVerifier;
   log: Logger;
-  /** Degrade switches (awards.queries_disabled); without them the queries are always served. */
+  /** Degrade switches (awards.queries_disabled, spending.paused); without them never paused. */
   switches?: Switches;
   /** The writer re-drives credit through; default writeAwards, the consumer's (tests make it fail). */
   write?: WinWriter;
@@ -79,6 +80,17 @@ export function createGiftServer(deps: GiftServerDeps): ServiceEntry[] {
           },
           'dead letters re-driven',
         );
+        return res;
+      },
+      async redeemPacket(req, call) {
+        const merchant = await tokens.merchant(call.metadata);
+        const res = await redeemPacket(pool, switches, merchant.userId, req);
+        if (!res.alreadyRedeemed) {
+          log.info(
+            { merchant: merchant.userId, packetId: res.packetId, amountCents: String(res.amountCents) },
+            'packet redeemed',
+          );
+        }
         return res;
       },
     },

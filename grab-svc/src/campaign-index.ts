@@ -192,10 +192,13 @@ export function parseStartMember(member: string): { startMs: number; id: string 
 export async function fillStartIndex(redis: RedisClient, nowMs = Date.now()): Promise<number> {
   if ((await redis.exists(keys.campaignsByStartFilled)) === 1) return 0;
   const ids = await liveCampaigns(redis);
-  const metas = await mapBounded(ids, (id) => redis.hmget(keys.meta(id), 'start', 'expires', 'closed', 'settled'));
+  const metas = await mapBounded(ids, (id) =>
+    redis.hmget(keys.meta(id), 'start', 'expires', 'closed', 'settled', 'unlisted'),
+  );
   const members = ids.flatMap((id, i) => {
-    const [start, expires, closed, settled] = metas[i] ?? [];
-    const listable = start != null && closed !== '1' && settled !== '1' && nowMs < Number(expires ?? 0);
+    const [start, expires, closed, settled, unlisted] = metas[i] ?? [];
+    const listable =
+      start != null && closed !== '1' && settled !== '1' && unlisted !== '1' && nowMs < Number(expires ?? 0);
     return listable ? [0, startMember(Number(start), id)] : [];
   });
   let added = 0;

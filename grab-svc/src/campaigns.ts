@@ -54,6 +54,12 @@ export interface CampaignMeta {
    * in Redis. Absent in a meta read back from Redis.
    */
   packetSeed?: Buffer;
+  /**
+   * Set on a red packet a user sent (SendPacket): the caller's request id, unique per owner in
+   * MySQL. Such a campaign is reached by its id only, never listed by ListOpenCampaigns. Absent in
+   * a meta read back from Redis.
+   */
+  sendRequestId?: string;
 }
 
 /** Checks a campaign id's shape: INVALID_ARGUMENT before any Redis access. */
@@ -285,6 +291,8 @@ export async function writeCampaignState(
     max_risk: el.maxRiskScore ?? '',
     admit_ppm: el.admissionPpm ?? '',
     ...(c.closed ? { close_reason: c.closeReason } : {}),
+    // Read by fillStartIndex, which must not list a sent packet either.
+    ...(c.sendRequestId !== undefined ? { unlisted: '1' } : {}),
     ...settled,
   });
   // gateway's short-circuit: the flag expires by itself when the campaign starts.
@@ -296,8 +304,11 @@ export async function writeCampaignState(
   await Promise.all([
     redis.zadd(keys.campaigns, c.createdMs, c.id),
     redis.zadd(keys.liveCampaigns, c.createdMs, c.id),
-    // A restore of a closed or settled campaign must not list it to users again.
-    c.closed || c.settled ? undefined : redis.zadd(keys.campaignsByStart, 0, startMember(c.startMs, c.id)),
+    // A restore of a closed or settled campaign must not list it to users again; a sent packet
+    // is for whoever the sender gives its id to.
+    c.closed || c.settled || c.sendRequestId !== undefined
+      ? undefined
+      : redis.zadd(keys.campaignsByStart, 0, startMember(c.startMs, c.id)),
   ]);
 }
 

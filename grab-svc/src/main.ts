@@ -32,6 +32,8 @@ import { winsQueueDepth } from './restore.js';
 import { createGrabServer } from './server.js';
 import { OPENING_SOON_MS } from './open-campaigns.js';
 import { startSettleTimer } from './settle-timer.js';
+import { DEFAULT_SEND_LIMITS } from './send-packet.js';
+import { MAX_PACKETS, MAX_TOTAL_CENTS } from './split.js';
 
 const Env = BaseEnv.extend({
   ...RelayEnv.shape,
@@ -61,6 +63,10 @@ const Env = BaseEnv.extend({
     .min(0)
     .max(366 * 24 * 3600 * 1000)
     .default(OPENING_SOON_MS),
+  /** SendPacket's per-user limits (docs/money.md): packets a send, cents a send, sends a day. */
+  SEND_MAX_PACKETS: z.coerce.number().int().min(1).max(MAX_PACKETS).default(DEFAULT_SEND_LIMITS.maxPackets),
+  SEND_MAX_TOTAL_CENTS: z.coerce.number().int().min(1).max(MAX_TOTAL_CENTS).default(DEFAULT_SEND_LIMITS.maxTotalCents),
+  SEND_MAX_PER_DAY: z.coerce.number().int().min(0).default(DEFAULT_SEND_LIMITS.maxPerDay),
 })
   .transform((e) => ({
     ...e,
@@ -174,6 +180,11 @@ const services = createGrabServer({
   durability: env.REDIS_DURABILITY === 'none' ? undefined : durability,
   queueDepth: winsQueueDepth(env.AMQP_URL, topology.queue),
   openingSoonMs: env.OPENING_SOON_MS,
+  sendLimits: {
+    maxPackets: env.SEND_MAX_PACKETS,
+    maxTotalCents: env.SEND_MAX_TOTAL_CENTS,
+    maxPerDay: env.SEND_MAX_PER_DAY,
+  },
 });
 // SERVING only while Redis answers: grabs need nothing else (the relay retries on its own)
 const running = await startServer({

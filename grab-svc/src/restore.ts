@@ -84,6 +84,8 @@ async function loadRow(pool: Pool, id: string): Promise<CampaignMeta> {
     settled: r['settled'] !== null,
     subPools: Number(r['sub_pools']) || 1,
     packetSeed: seed,
+    sendRequestId:
+      r['send_request_id'] === null || r['send_request_id'] === undefined ? undefined : String(r['send_request_id']),
   };
 }
 

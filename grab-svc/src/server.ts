@@ -37,6 +37,7 @@ import { restoreCampaign } from './restore.js';
 import { insertCampaignRow, recordClose, reconcileCampaign, settleCampaign } from './settle.js';
 import type { Durability } from './durability.js';
 import { PoolCounts } from './sub-pools.js';
+import { DEFAULT_SEND_LIMITS, sendPacket, type SendLimits } from './send-packet.js';
 
 export interface GrabServerDeps {
   redis: RedisClient;
@@ -56,6 +57,8 @@ export interface GrabServerDeps {
   queueDepth?: () => Promise<number>;
   /** ListOpenCampaigns' "opening soon": campaigns starting within this; default OPENING_SOON_MS (24 h). */
   openingSoonMs?: number;
+  /** SendPacket's per-user limits; default DEFAULT_SEND_LIMITS. */
+  sendLimits?: SendLimits;
 }
 
 const NO_PIPELINE = 'needs the win pipeline (gift-svc and MySQL), not configured in this server';
@@ -98,6 +101,24 @@ export function createGrabServer(deps: GrabServerDeps): ServiceEntry[] {
       async listOpenCampaigns(req, call) {
         await tokens.fromMetadata(call.metadata);
         return listOpenCampaigns(redis, { ...req, windowMs: deps.openingSoonMs });
+      },
+      async sendPacket(req, call) {
+        const who = await tokens.fromMetadata(call.metadata);
+        if (!pool) throw failedPrecondition('sending packets needs MySQL (the ledger), not configured in this server');
+        const limits = deps.sendLimits ?? DEFAULT_SEND_LIMITS;
+        const r = await sendPacket({ redis, pool, limits }, who.userId, req, deps.onCampaignCreated);
+        if (r.created) {
+          log.info(
+            {
+              campaignId: r.campaign.campaignId,
+              by: who.userId,
+              count: r.campaign.packetCount,
+              total: String(r.campaign.totalCents),
+            },
+            'packet sent',
+          );
+        }
+        return r.campaign;
       },
     },
     log,

@@ -27,25 +27,51 @@ export const ownerAccount = (ownerId: string): string => accountId.operator(owne
 /** The idempotency key of a campaign's funding transfer (owner -> escrow), one per campaign. */
 export const fundingKey = (campaignId: string): string => idempotencyKey('funding', campaignId);
 
+/** What insertCampaignRow does beyond an operator's campaign (SendPacket's options). */
+export interface CampaignRowOptions {
+  /** The account the total is debited from; default ownerAccount(owner), the operator budget. */
+  fundedFrom?: string;
+  /**
+   * Runs inside the transaction after the funding transfer, which holds the funder's account row
+   * locked: a check made here (a sender's packets a day) is serialised per funder. Throwing
+   * rolls everything back.
+   */
+  afterFunding?: (conn: PoolConnection) => Promise<void>;
+}
+
+/** The campaign's row was not written: a row with the same (owner, send_request_id) exists. */
+export class DuplicateSendError extends Error {
+  constructor(
+    readonly ownerId: string,
+    readonly requestId: string,
+  ) {
+    super(`${ownerId} already sent a packet with request_id ${requestId}`);
+    this.name = 'DuplicateSendError';
+  }
+}
+
 /**
  * Inserts the campaign's row, the record of truth in MySQL, with all RestoreCampaign needs to
- * rebuild the Redis state, and in the same transaction moves the total from the owner's account
- * (ownerAccount) into escrow:<campaign>. Without the funds FAILED_PRECONDITION and nothing is
- * written; a repeat changes nothing (the row and the transfer are both once per campaign).
- * packet_seed makes every packet code derivable by whoever reads the row: the same people who
- * read the awards.
+ * rebuild the Redis state, and in the same transaction moves the total from the funder (the
+ * owner's operator budget unless `o.fundedFrom` says otherwise) into escrow:<campaign>. Without
+ * the funds FAILED_PRECONDITION and nothing is written; a repeat changes nothing (the row and the
+ * transfer are both once per campaign). A sent packet (m.sendRequestId) whose (owner, request id)
+ * is taken throws DuplicateSendError, nothing written. packet_seed makes every packet code
+ * derivable by whoever reads the row: the same people who read the awards.
  */
-export async function insertCampaignRow(pool: Pool, m: CampaignMeta): Promise<void> {
+export async function insertCampaignRow(pool: Pool, m: CampaignMeta, o: CampaignRowOptions = {}): Promise<void> {
   const el = m.eligibility;
+  const from = o.fundedFrom ?? ownerAccount(m.ownerId);
   const conn = await pool.getConnection();
   try {
     // READ COMMITTED, as the ledger's own transactions: the owner's balance as last committed.
     await conn.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
     await conn.beginTransaction();
-    await conn.query(
+    const [row] = await conn.query<ResultSetHeader>(
       'INSERT INTO campaigns (campaign_id, name, owner_id, total_cents, packet_count, split, batches, ' +
-        'batch_interval_ms, starts_at, expires_at, created_at, packet_seed, sub_pools, req_pre, max_risk, admit_ppm) ' +
-        'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE campaign_id = campaign_id',
+        'batch_interval_ms, starts_at, expires_at, created_at, packet_seed, sub_pools, req_pre, max_risk, admit_ppm, ' +
+        'send_request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ' +
+        'ON DUPLICATE KEY UPDATE campaign_id = campaign_id',
       [
         m.id,
         m.name,
@@ -63,22 +89,31 @@ export async function insertCampaignRow(pool: Pool, m: CampaignMeta): Promise<vo
         el.requirePreOpened ? 1 : 0,
         el.maxRiskScore ?? null,
         el.admissionPpm ?? null,
+        m.sendRequestId ?? null,
       ],
     );
+    // A new campaign id never collides: no row written means (owner, send_request_id) did.
+    if (m.sendRequestId !== undefined && row.affectedRows === 0) {
+      throw new DuplicateSendError(m.ownerId, m.sendRequestId);
+    }
     await transferIn(conn, {
       key: fundingKey(m.id),
       kind: 'funding',
-      from: ownerAccount(m.ownerId),
+      from,
       to: accountId.escrow(m.id),
       amountCents: BigInt(m.totalCents),
     });
+    await o.afterFunding?.(conn);
     await conn.commit();
   } catch (err) {
     await conn.rollback().catch(() => undefined);
     if (err instanceof InsufficientFundsError) {
       throw failedPrecondition(
-        `owner ${m.ownerId} has ${err.balanceCents} cents, the campaign needs ${err.neededCents} ` +
-          `(deposit into ${err.accountId} first: redpacket ledger deposit)`,
+        o.fundedFrom
+          ? `insufficient funds: ${err.accountId} holds ${err.balanceCents} cents, the packets need ` +
+              `${err.neededCents}; nothing was sent`
+          : `owner ${m.ownerId} has ${err.balanceCents} cents, the campaign needs ${err.neededCents} ` +
+              `(deposit into ${err.accountId} first: redpacket ledger deposit)`,
       );
     }
     throw err;

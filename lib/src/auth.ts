@@ -15,7 +15,10 @@ import {
   type Jwks,
 } from './signing-keys.js';
 
-export type Role = 'user' | 'admin';
+/** What a token lets its holder do: `merchant` redeems packet codes (GiftService.RedeemPacket). */
+export type Role = 'user' | 'merchant' | 'admin';
+
+const ROLES: readonly Role[] = ['user', 'merchant', 'admin'];
 
 /** Who is calling, from a verified token. */
 export interface Identity {
@@ -192,7 +195,8 @@ export class TokenVerifier {
     this.stats.verified++;
     const sub = payload['sub'];
     if (typeof sub !== 'string' || !USER_ID_PATTERN.test(sub)) throw unauthenticated('invalid token subject');
-    const role: Role = payload['role'] === 'admin' ? 'admin' : 'user';
+    // Anything but a known role is a plain user: a claim never grants more than it names.
+    const role: Role = ROLES.find((r) => r === payload['role']) ?? 'user';
     const openedAt = payload['opened_at'];
     const identity: Identity = {
       userId: sub,
@@ -219,6 +223,13 @@ export class TokenVerifier {
   async admin(md: Metadata): Promise<Identity> {
     const id = await this.fromMetadata(md);
     if (id.role !== 'admin') throw permissionDenied('this call needs an admin token');
+    return id;
+  }
+
+  /** The caller, who must hold a merchant token (role `merchant`). */
+  async merchant(md: Metadata): Promise<Identity> {
+    const id = await this.fromMetadata(md);
+    if (id.role !== 'merchant') throw permissionDenied('this call needs a merchant token (role merchant)');
     return id;
   }
 }
@@ -267,7 +278,7 @@ export class TokenSigner {
           ? Math.floor(c.expiresAtMs / 1000)
           : Math.floor(Date.now() / 1000) + (c.ttlSeconds ?? 3600),
     };
-    if (c.role === 'admin') payload['role'] = 'admin';
+    if (c.role && c.role !== 'user') payload['role'] = c.role;
     // Rounded up: an account opened in the same second as a campaign's start never counts as
     // opened before it (the claim is in seconds, the start in milliseconds).
     if (c.openedAtMs !== undefined) payload['opened_at'] = Math.ceil(c.openedAtMs / 1000);

@@ -9,7 +9,9 @@
  * per unit that gateway uses instead of its rules file's (`redpacket switch set ratelimit.<rule> N`,
  * `off` to go back). The rules there are come from keys.rateLimitRules, which gateway writes.
  */
+import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { ServiceError } from './errors.js';
 import { CAMPAIGN_ID_PATTERN, keys } from './keys.js';
 import type { RedisClient } from './redis.js';
 
@@ -19,7 +21,8 @@ export const KNOWN_SWITCHES = {
   'grab.paused:<campaignId>': 'the same for one campaign only',
   'gift.paused': 'gift-svc stops taking wins from RabbitMQ (they keep queueing, nothing is lost)',
   'awards.queries_disabled': 'GiftService ListMyAwards and ListCampaignAwards answer UNAVAILABLE',
-  'spending.paused': 'AccountService Withdraw answers UNAVAILABLE (consumption paused for the peak); nothing moves',
+  'spending.paused':
+    'AccountService Withdraw and GiftService RedeemPacket answer UNAVAILABLE (consumption paused for the peak); nothing moves',
   'ratelimit.<rule>':
     "gateway: requests_per_unit of that rate limit rule instead of the rules file's (a number; off = the file's)",
 } as const;
@@ -270,5 +273,18 @@ export class Switches {
       }
       this.failing = true;
     }
+  }
+}
+
+/**
+ * UNAVAILABLE while `spending.paused` is on (seed 002: consumption waits out the peak); what
+ * every spending call (Withdraw, RedeemPacket) checks before it moves anything.
+ */
+export function checkSpendingAllowed(switches: Switches | undefined): void {
+  if (switches?.isOn('spending.paused')) {
+    throw new ServiceError(
+      status.UNAVAILABLE,
+      'spending is paused for now by the operator (switch spending.paused); nothing moved, retry later with the same request_id',
+    );
   }
 }

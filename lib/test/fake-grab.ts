@@ -39,6 +39,9 @@ export async function startFakeGrab(
       async listOpenCampaigns() {
         throw new Error('not used');
       },
+      async sendPacket() {
+        throw new Error('not used');
+      },
     },
     log,
     opts,

@@ -17,6 +17,31 @@ import {
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
 
+export interface RedeemPacketRequest {
+  /** The packet code the winner shows (GrabResponse.packet_id). */
+  packetId: string;
+  /**
+   * Required, 1-128 printable ASCII characters without spaces; the merchant's retry with the same
+   * id answers what the first call did.
+   */
+  requestId: string;
+}
+
+export interface RedeemPacketResponse {
+  packetId: string;
+  /** The winner whose balance paid. */
+  userId: string;
+  amountCents: bigint;
+  /** When the code was first redeemed. */
+  redeemedAt:
+    | Date
+    | undefined;
+  /** True when an earlier call (another merchant's, or another request_id) redeemed it: this call moved nothing. */
+  alreadyRedeemed: boolean;
+  /** The merchant that redeemed it first. */
+  merchantId: string;
+}
+
 export interface Award {
   packetId: string;
   campaignId: string;
@@ -145,6 +170,277 @@ export interface RedriveDeadLettersResponse {
   /** One line per dead letter still parked, saying why. */
   errors: string[];
 }
+
+function createBaseRedeemPacketRequest(): RedeemPacketRequest {
+  return { packetId: "", requestId: "" };
+}
+
+export const RedeemPacketRequest: MessageFns<RedeemPacketRequest> = {
+  encode(message: RedeemPacketRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.packetId !== "") {
+      writer.uint32(10).string(message.packetId);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(18).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedeemPacketRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedeemPacketRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.packetId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedeemPacketRequest {
+    return {
+      packetId: isSet(object.packetId)
+        ? globalThis.String(object.packetId)
+        : isSet(object.packet_id)
+        ? globalThis.String(object.packet_id)
+        : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RedeemPacketRequest): unknown {
+    const obj: any = {};
+    if (message.packetId !== "") {
+      obj.packetId = message.packetId;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RedeemPacketRequest>, I>>(base?: I): RedeemPacketRequest {
+    return RedeemPacketRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RedeemPacketRequest>, I>>(object: I): RedeemPacketRequest {
+    const message = createBaseRedeemPacketRequest();
+    message.packetId = object.packetId ?? "";
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
+
+function createBaseRedeemPacketResponse(): RedeemPacketResponse {
+  return { packetId: "", userId: "", amountCents: 0n, redeemedAt: undefined, alreadyRedeemed: false, merchantId: "" };
+}
+
+export const RedeemPacketResponse: MessageFns<RedeemPacketResponse> = {
+  encode(message: RedeemPacketResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.packetId !== "") {
+      writer.uint32(10).string(message.packetId);
+    }
+    if (message.userId !== "") {
+      writer.uint32(18).string(message.userId);
+    }
+    if (message.amountCents !== 0n) {
+      if (BigInt.asIntN(64, message.amountCents) !== message.amountCents) {
+        throw new globalThis.Error("value provided for field message.amountCents of type int64 too large");
+      }
+      writer.uint32(24).int64(message.amountCents);
+    }
+    if (message.redeemedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.redeemedAt), writer.uint32(34).fork()).join();
+    }
+    if (message.alreadyRedeemed !== false) {
+      writer.uint32(40).bool(message.alreadyRedeemed);
+    }
+    if (message.merchantId !== "") {
+      writer.uint32(50).string(message.merchantId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedeemPacketResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedeemPacketResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.packetId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.amountCents = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.redeemedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.alreadyRedeemed = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.merchantId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedeemPacketResponse {
+    return {
+      packetId: isSet(object.packetId)
+        ? globalThis.String(object.packetId)
+        : isSet(object.packet_id)
+        ? globalThis.String(object.packet_id)
+        : "",
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      amountCents: isSet(object.amountCents)
+        ? BigInt(object.amountCents)
+        : isSet(object.amount_cents)
+        ? BigInt(object.amount_cents)
+        : 0n,
+      redeemedAt: isSet(object.redeemedAt)
+        ? fromJsonTimestamp(object.redeemedAt)
+        : isSet(object.redeemed_at)
+        ? fromJsonTimestamp(object.redeemed_at)
+        : undefined,
+      alreadyRedeemed: isSet(object.alreadyRedeemed)
+        ? globalThis.Boolean(object.alreadyRedeemed)
+        : isSet(object.already_redeemed)
+        ? globalThis.Boolean(object.already_redeemed)
+        : false,
+      merchantId: isSet(object.merchantId)
+        ? globalThis.String(object.merchantId)
+        : isSet(object.merchant_id)
+        ? globalThis.String(object.merchant_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RedeemPacketResponse): unknown {
+    const obj: any = {};
+    if (message.packetId !== "") {
+      obj.packetId = message.packetId;
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.amountCents !== 0n) {
+      obj.amountCents = message.amountCents.toString();
+    }
+    if (message.redeemedAt !== undefined) {
+      obj.redeemedAt = message.redeemedAt.toISOString();
+    }
+    if (message.alreadyRedeemed !== false) {
+      obj.alreadyRedeemed = message.alreadyRedeemed;
+    }
+    if (message.merchantId !== "") {
+      obj.merchantId = message.merchantId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RedeemPacketResponse>, I>>(base?: I): RedeemPacketResponse {
+    return RedeemPacketResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RedeemPacketResponse>, I>>(object: I): RedeemPacketResponse {
+    const message = createBaseRedeemPacketResponse();
+    message.packetId = object.packetId ?? "";
+    message.userId = object.userId ?? "";
+    message.amountCents = (object.amountCents !== undefined && object.amountCents !== null)
+      ? BigInt(object.amountCents)
+      : 0n;
+    message.redeemedAt = object.redeemedAt ?? undefined;
+    message.alreadyRedeemed = object.alreadyRedeemed ?? false;
+    message.merchantId = object.merchantId ?? "";
+    return message;
+  },
+};
 
 function createBaseAward(): Award {
   return { packetId: "", campaignId: "", userId: "", amountCents: 0n, wonAt: undefined, creditedAt: undefined };
@@ -2150,6 +2446,23 @@ export const GiftServiceService = {
       Buffer.from(RedriveDeadLettersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RedriveDeadLettersResponse => RedriveDeadLettersResponse.decode(value),
   },
+  /**
+   * Merchant (role `merchant`): a shop redeems a packet code once; the packet's amount moves from
+   * the winner's balance to merchant:<caller>. The same code again answers already_redeemed and
+   * moves nothing. NOT_FOUND for an unknown or forged code; FAILED_PRECONDITION for a win not yet
+   * credited, or a winner whose balance no longer holds the amount; UNAVAILABLE while the switch
+   * spending.paused is on.
+   */
+  redeemPacket: {
+    path: "/redpacket.v1.GiftService/RedeemPacket" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RedeemPacketRequest): Buffer => Buffer.from(RedeemPacketRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RedeemPacketRequest => RedeemPacketRequest.decode(value),
+    responseSerialize: (value: RedeemPacketResponse): Buffer =>
+      Buffer.from(RedeemPacketResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RedeemPacketResponse => RedeemPacketResponse.decode(value),
+  },
 } as const;
 
 export interface GiftServiceServer extends UntypedServiceImplementation {
@@ -2174,6 +2487,14 @@ export interface GiftServiceServer extends UntypedServiceImplementation {
    * (compensation); each is credited exactly once, however often this runs.
    */
   redriveDeadLetters: handleUnaryCall<RedriveDeadLettersRequest, RedriveDeadLettersResponse>;
+  /**
+   * Merchant (role `merchant`): a shop redeems a packet code once; the packet's amount moves from
+   * the winner's balance to merchant:<caller>. The same code again answers already_redeemed and
+   * moves nothing. NOT_FOUND for an unknown or forged code; FAILED_PRECONDITION for a win not yet
+   * credited, or a winner whose balance no longer holds the amount; UNAVAILABLE while the switch
+   * spending.paused is on.
+   */
+  redeemPacket: handleUnaryCall<RedeemPacketRequest, RedeemPacketResponse>;
 }
 
 export interface GiftServiceClient extends Client {
@@ -2281,6 +2602,28 @@ export interface GiftServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RedriveDeadLettersResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Merchant (role `merchant`): a shop redeems a packet code once; the packet's amount moves from
+   * the winner's balance to merchant:<caller>. The same code again answers already_redeemed and
+   * moves nothing. NOT_FOUND for an unknown or forged code; FAILED_PRECONDITION for a win not yet
+   * credited, or a winner whose balance no longer holds the amount; UNAVAILABLE while the switch
+   * spending.paused is on.
+   */
+  redeemPacket(
+    request: RedeemPacketRequest,
+    callback: (error: ServiceError | null, response: RedeemPacketResponse) => void,
+  ): ClientUnaryCall;
+  redeemPacket(
+    request: RedeemPacketRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RedeemPacketResponse) => void,
+  ): ClientUnaryCall;
+  redeemPacket(
+    request: RedeemPacketRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RedeemPacketResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -16,7 +16,21 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
-import { Campaign, Outcome, outcomeFromJSON, outcomeToJSON } from "./campaign.js";
+import { Campaign, Outcome, outcomeFromJSON, outcomeToJSON, Split, splitFromJSON, splitToJSON } from "./campaign.js";
+
+export interface SendPacketRequest {
+  /** At least packet_count (every packet is at least 1 cent), at most the server's limit. */
+  totalCents: bigint;
+  /** 1 to the server's limit. */
+  packetCount: number;
+  split: Split;
+  /** 0 means 86400 (24 h, as WeChat); at most 7 days. */
+  expiresInSeconds: bigint;
+  /** Shown to who opens it (the campaign's name); at most 128 characters, empty means a default. */
+  greeting: string;
+  /** Required, 1-128 printable ASCII characters without spaces; a repeat creates nothing new. */
+  requestId: string;
+}
 
 export interface GrabRequest {
   campaignId: string;
@@ -55,6 +69,181 @@ export interface ListOpenCampaignsResponse {
   /** The window: campaigns starting at or before this time are listed. */
   opensBefore: Date | undefined;
 }
+
+function createBaseSendPacketRequest(): SendPacketRequest {
+  return { totalCents: 0n, packetCount: 0, split: 0, expiresInSeconds: 0n, greeting: "", requestId: "" };
+}
+
+export const SendPacketRequest: MessageFns<SendPacketRequest> = {
+  encode(message: SendPacketRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.totalCents !== 0n) {
+      if (BigInt.asIntN(64, message.totalCents) !== message.totalCents) {
+        throw new globalThis.Error("value provided for field message.totalCents of type int64 too large");
+      }
+      writer.uint32(8).int64(message.totalCents);
+    }
+    if (message.packetCount !== 0) {
+      writer.uint32(16).int32(message.packetCount);
+    }
+    if (message.split !== 0) {
+      writer.uint32(24).int32(message.split);
+    }
+    if (message.expiresInSeconds !== 0n) {
+      if (BigInt.asIntN(64, message.expiresInSeconds) !== message.expiresInSeconds) {
+        throw new globalThis.Error("value provided for field message.expiresInSeconds of type int64 too large");
+      }
+      writer.uint32(32).int64(message.expiresInSeconds);
+    }
+    if (message.greeting !== "") {
+      writer.uint32(42).string(message.greeting);
+    }
+    if (message.requestId !== "") {
+      writer.uint32(50).string(message.requestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SendPacketRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSendPacketRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.totalCents = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.packetCount = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.split = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.expiresInSeconds = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.greeting = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SendPacketRequest {
+    return {
+      totalCents: isSet(object.totalCents)
+        ? BigInt(object.totalCents)
+        : isSet(object.total_cents)
+        ? BigInt(object.total_cents)
+        : 0n,
+      packetCount: isSet(object.packetCount)
+        ? globalThis.Number(object.packetCount)
+        : isSet(object.packet_count)
+        ? globalThis.Number(object.packet_count)
+        : 0,
+      split: isSet(object.split) ? splitFromJSON(object.split) : 0,
+      expiresInSeconds: isSet(object.expiresInSeconds)
+        ? BigInt(object.expiresInSeconds)
+        : isSet(object.expires_in_seconds)
+        ? BigInt(object.expires_in_seconds)
+        : 0n,
+      greeting: isSet(object.greeting) ? globalThis.String(object.greeting) : "",
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+    };
+  },
+
+  toJSON(message: SendPacketRequest): unknown {
+    const obj: any = {};
+    if (message.totalCents !== 0n) {
+      obj.totalCents = message.totalCents.toString();
+    }
+    if (message.packetCount !== 0) {
+      obj.packetCount = Math.round(message.packetCount);
+    }
+    if (message.split !== 0) {
+      obj.split = splitToJSON(message.split);
+    }
+    if (message.expiresInSeconds !== 0n) {
+      obj.expiresInSeconds = message.expiresInSeconds.toString();
+    }
+    if (message.greeting !== "") {
+      obj.greeting = message.greeting;
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SendPacketRequest>, I>>(base?: I): SendPacketRequest {
+    return SendPacketRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SendPacketRequest>, I>>(object: I): SendPacketRequest {
+    const message = createBaseSendPacketRequest();
+    message.totalCents = (object.totalCents !== undefined && object.totalCents !== null)
+      ? BigInt(object.totalCents)
+      : 0n;
+    message.packetCount = object.packetCount ?? 0;
+    message.split = object.split ?? 0;
+    message.expiresInSeconds = (object.expiresInSeconds !== undefined && object.expiresInSeconds !== null)
+      ? BigInt(object.expiresInSeconds)
+      : 0n;
+    message.greeting = object.greeting ?? "";
+    message.requestId = object.requestId ?? "";
+    return message;
+  },
+};
 
 function createBaseGrabRequest(): GrabRequest {
   return { campaignId: "", requestId: "" };
@@ -618,6 +807,23 @@ export const GrabServiceService = {
       Buffer.from(ListOpenCampaignsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListOpenCampaignsResponse => ListOpenCampaignsResponse.decode(value),
   },
+  /**
+   * A user sends a red packet from their own balance (as on WeChat): a campaign owned by the
+   * caller, funded from user:<caller>, open now in one batch until expiry, when the settle timer
+   * refunds what nobody grabbed to the sender. Anyone holding the campaign id may grab it.
+   * Idempotent by (caller, request_id): a repeat returns the first campaign and moves nothing.
+   * FAILED_PRECONDITION when the balance is short (nothing written); RESOURCE_EXHAUSTED over the
+   * packets-a-day limit; FAILED_PRECONDITION over the packet count or total limit.
+   */
+  sendPacket: {
+    path: "/redpacket.v1.GrabService/SendPacket" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SendPacketRequest): Buffer => Buffer.from(SendPacketRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SendPacketRequest => SendPacketRequest.decode(value),
+    responseSerialize: (value: Campaign): Buffer => Buffer.from(Campaign.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Campaign => Campaign.decode(value),
+  },
 } as const;
 
 export interface GrabServiceServer extends UntypedServiceImplementation {
@@ -630,6 +836,15 @@ export interface GrabServiceServer extends UntypedServiceImplementation {
    * Closed, expired and settled campaigns are never listed; sold-out ones are, until they expire.
    */
   listOpenCampaigns: handleUnaryCall<ListOpenCampaignsRequest, ListOpenCampaignsResponse>;
+  /**
+   * A user sends a red packet from their own balance (as on WeChat): a campaign owned by the
+   * caller, funded from user:<caller>, open now in one batch until expiry, when the settle timer
+   * refunds what nobody grabbed to the sender. Anyone holding the campaign id may grab it.
+   * Idempotent by (caller, request_id): a repeat returns the first campaign and moves nothing.
+   * FAILED_PRECONDITION when the balance is short (nothing written); RESOURCE_EXHAUSTED over the
+   * packets-a-day limit; FAILED_PRECONDITION over the packet count or total limit.
+   */
+  sendPacket: handleUnaryCall<SendPacketRequest, Campaign>;
 }
 
 export interface GrabServiceClient extends Client {
@@ -680,6 +895,29 @@ export interface GrabServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListOpenCampaignsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * A user sends a red packet from their own balance (as on WeChat): a campaign owned by the
+   * caller, funded from user:<caller>, open now in one batch until expiry, when the settle timer
+   * refunds what nobody grabbed to the sender. Anyone holding the campaign id may grab it.
+   * Idempotent by (caller, request_id): a repeat returns the first campaign and moves nothing.
+   * FAILED_PRECONDITION when the balance is short (nothing written); RESOURCE_EXHAUSTED over the
+   * packets-a-day limit; FAILED_PRECONDITION over the packet count or total limit.
+   */
+  sendPacket(
+    request: SendPacketRequest,
+    callback: (error: ServiceError | null, response: Campaign) => void,
+  ): ClientUnaryCall;
+  sendPacket(
+    request: SendPacketRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Campaign) => void,
+  ): ClientUnaryCall;
+  sendPacket(
+    request: SendPacketRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Campaign) => void,
   ): ClientUnaryCall;
 }
 
