@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { publicJwkOf, readPrivateKeyFile, TokenSigner, USER_ID_PATTERN } from '@redpacket/lib';
+import { roleOf } from './users.js';
 
 const keyFile = process.env['JWT_PRIVATE_KEY_FILE'];
 if (!keyFile) {
@@ -25,10 +26,10 @@ if (command === 'jwks') {
   });
   const ttl = Number(values.ttl ?? 3600);
   if (!values.user || !USER_ID_PATTERN.test(values.user) || !Number.isInteger(ttl) || ttl < 1) {
-    console.error('usage: token --user <id> [--role user|admin] [--ttl seconds]');
+    console.error('usage: token --user <id> [--role user|merchant|admin] [--ttl seconds]');
     process.exit(2);
   }
-  const role = values.role === 'admin' ? 'admin' : 'user';
+  const role = roleOf(values.role ?? 'user');
   const signer = new TokenSigner({
     privateKeyPem,
     issuer: process.env['JWT_ISSUER'] || undefined,

@@ -35,6 +35,7 @@ import {
   checkRiskScore,
   checkUserId,
   MAX_PASSWORD_BYTES,
+  roleOf,
   selectUser,
   toAccount,
   validateUser,
@@ -168,7 +169,7 @@ export function createAccountServer(deps: AccountServerDeps): ServiceEntry[] {
             throw unauthenticated('invalid user id or password');
           }
         }
-        const role = row.role === 'admin' ? 'admin' : 'user';
+        const role = roleOf(row.role);
         const now = Date.now();
         const res = await tokenFor(row, role, now, now + ttl * 1000);
         log.info({ userId, by, role, ttl, with: req.loginCode !== '' ? 'login code' : 'password' }, 'token issued');
@@ -187,7 +188,7 @@ export function createAccountServer(deps: AccountServerDeps): ServiceEntry[] {
         if (!row) throw unauthenticated('invalid token (no such account)');
         if (row.blocked !== 0) throw permissionDenied('account blocked');
         // A role taken away since the sign-in is not carried forward.
-        const role = caller.role === 'admin' && row.role === 'admin' ? 'admin' : 'user';
+        const role = caller.role === roleOf(row.role) ? caller.role : 'user';
         const res = await tokenFor(row, role, caller.authTimeMs, Math.min(now + defaultTtl * 1000, sessionEndMs));
         log.info({ userId: row.user_id, role, expiresAt: res.expiresAt.toISOString() }, 'token refreshed');
         return res;

@@ -68,12 +68,18 @@ export function validateUser(u: UserRecord | undefined, field = 'user'): NewUser
     }
     password = u.password;
   }
-  if (u.role !== '' && u.role !== 'user' && u.role !== 'admin') {
-    throw invalidArgument(`${field}.role`, 'must be "user", "admin" or empty');
+  if (u.role !== '' && !ROLES.includes(u.role as Role)) {
+    throw invalidArgument(`${field}.role`, 'must be "user", "merchant", "admin" or empty');
   }
-  const role: Role = u.role === 'admin' ? 'admin' : 'user';
+  const role: Role = u.role === '' ? 'user' : (u.role as Role);
   return { userId, displayName, password, riskScore: checkRiskScore(u.riskScore, `${field}.risk_score`), role };
 }
+
+/** The roles an account may have: a shop that redeems packet codes is a `merchant`. */
+export const ROLES: readonly Role[] = ['user', 'merchant', 'admin'];
+
+/** The role stored on a row, as a token claims it (anything unknown counts as a plain user). */
+export const roleOf = (stored: string): Role => (ROLES.includes(stored as Role) ? (stored as Role) : 'user');
 
 const USER_COLUMNS =
   'user_id, display_name, password_hash, role, created_at, risk_score, blocked, block_reason, blocked_at';

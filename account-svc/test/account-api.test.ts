@@ -47,6 +47,19 @@ describe('AccountService over gRPC', () => {
     expect(other.code).toBe(status.PERMISSION_DENIED);
   });
 
+  it('a merchant account gets merchant tokens (RedeemPacket); an unknown role is refused, nothing written', async () => {
+    const shop = `${h.prefix}shop`;
+    expect(await register(shop, { password: 'counter top 1', role: 'merchant' })).toMatchObject({ role: 'merchant' });
+    const who = await h.tokens.verify((await issue(shop, 'counter top 1')).token);
+    expect(who).toMatchObject({ userId: shop, role: 'merchant' });
+    await h.tokens.merchant(bearer((await issue(shop, 'counter top 1')).token));
+    const bad = await grpcError(register(`${h.prefix}boss`, { password: 'counter top 1', role: 'owner' }));
+    expect(bad.code).toBe(status.INVALID_ARGUMENT);
+    expect(bad.details).toContain('role');
+    const [rows] = await h.pool.query('SELECT COUNT(*) AS n FROM users WHERE user_id = ?', [`${h.prefix}boss`]);
+    expect(Number((rows as { n: number }[])[0]!.n)).toBe(0);
+  });
+
   it('reports balance_cents from the ledger (user:<id>) and awards_count from the awards', async () => {
     const id = `${h.prefix}rich`;
     await register(id);

@@ -34,7 +34,7 @@ export interface Account {
    */
   balanceCents: bigint;
   awardsCount: bigint;
-  /** "user" or "admin". */
+  /** "user", "merchant" (a shop: RedeemPacket) or "admin". */
   role: string;
   /**
    * False for a device-less account pre-opened without a password: it gets
@@ -57,7 +57,7 @@ export interface UserRecord {
    */
   password: string;
   riskScore: number;
-  /** "user" (the default) or "admin". */
+  /** "user" (the default), "merchant" or "admin". */
   role: string;
 }
 
