@@ -142,7 +142,16 @@ export function validateCreate(req: CreateCampaignRequest, nowMs: number): Omit<
   };
 }
 
-export const newCampaignId = (): string => randomBytes(9).toString('base64url');
+/**
+ * 72 random bits in base64url, never starting with '-': an id like "-x3…" reads as an option to
+ * every command line (`redpacket campaign settle -x3…` was refused as a usage error).
+ */
+export function newCampaignId(): string {
+  for (;;) {
+    const id = randomBytes(9).toString('base64url');
+    if (id[0] !== '-') return id;
+  }
+}
 
 /**
  * Writes a validated campaign: its packets derived from its seed (see packetsFromSeed), then

@@ -1,5 +1,7 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { CAMPAIGN_ID_PATTERN } from '@redpacket/lib';
+import { newCampaignId } from '../src/campaigns.js';
 import {
   batchSizes,
   packetIds,
@@ -138,5 +140,17 @@ describe('packetsFromSeed', () => {
     const counts = new Array<number>(7).fill(0);
     for (let i = 0; i < 70_000; i++) counts[draw(3, 10) - 3]!++;
     for (const c of counts) expect(Math.abs(c - 10_000)).toBeLessThan(600);
+  });
+});
+
+describe('newCampaignId', () => {
+  it('is a valid campaign id that never starts with "-" (it would read as a command-line option)', () => {
+    // 64 draws see a leading '-' with probability 1 - (63/64)^64 ≈ 63% if not excluded; 5,000 make it certain.
+    const ids = Array.from({ length: 5000 }, () => newCampaignId());
+    for (const id of ids) {
+      expect(id).toMatch(CAMPAIGN_ID_PATTERN);
+      expect(id[0]).not.toBe('-');
+    }
+    expect(new Set(ids).size).toBe(ids.length);
   });
 });
