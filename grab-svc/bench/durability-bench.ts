@@ -14,10 +14,10 @@ import { randomBytes } from 'node:crypto';
 import { createLogger, createRedis, type Identity, type RedisClient } from '@redpacket/lib';
 import { pollUntil, startRedisCluster, startRedisServer, type TestRedisServer } from '@redpacket/lib/testing';
 import { freePort } from '@redpacket/loadgen';
-import { Outcome, Split } from '@redpacket/proto';
+import { Outcome } from '@redpacket/proto';
 import { Cluster } from 'ioredis';
 import { z } from 'zod';
-import { validateCreate, writeCampaign } from '@redpacket/grab-svc/campaigns';
+import { writeOpenCampaign } from '@redpacket/grab-svc/campaigns';
 import { Durability, type DurabilityPolicy } from '@redpacket/grab-svc/durability';
 import { everyoneEligible } from '@redpacket/grab-svc/eligibility-mirror';
 import { grab } from '@redpacket/grab-svc/grab';
@@ -41,28 +41,8 @@ interface Setup {
   close(): Promise<void>;
 }
 
-async function campaign(redis: RedisClient, count: number): Promise<string> {
-  const now = Date.now();
-  const valid = validateCreate(
-    {
-      name: 'durability bench',
-      totalCents: BigInt(count),
-      packetCount: count,
-      split: Split.EQUAL,
-      batches: 1,
-      batchIntervalMs: 0n,
-      startsAt: new Date(now - 1000),
-      expiresAt: new Date(now + 3_600_000),
-      ownerId: 'bench',
-      eligibility: undefined,
-      subPools: undefined,
-    },
-    now,
-  );
-  const meta = { ...valid, id: `db${randomBytes(5).toString('hex')}` };
-  await writeCampaign(redis, meta);
-  return meta.id;
-}
+const campaign = async (redis: RedisClient, count: number): Promise<string> =>
+  (await writeOpenCampaign(redis, { id: `db${randomBytes(5).toString('hex')}`, count, totalCents: count })).id;
 
 /** Seconds of CPU the Redis servers behind `redis` have used so far (every master). */
 async function redisCpu(redis: RedisClient): Promise<number> {

@@ -6,7 +6,6 @@
 import { randomBytes } from 'node:crypto';
 import { loadAverageLine } from '@redpacket/loadgen';
 import { createLogger, createRedis, keys } from '@redpacket/lib';
-import { Split } from '@redpacket/proto';
 import {
   DEFAULT_AMQP_URL,
   assertTopology,
@@ -17,7 +16,7 @@ import {
   WIN_CONTENT_TYPE,
 } from '@redpacket/wins';
 import { z } from 'zod';
-import { validateCreate, writeCampaign, type CampaignMeta } from '@redpacket/grab-svc/campaigns';
+import { writeOpenCampaign, type CampaignMeta } from '@redpacket/grab-svc/campaigns';
 import { OutboxRelay } from '@redpacket/grab-svc/relay/outbox-relay';
 import { ELIGIBLE } from '@redpacket/grab-svc/eligibility-mirror';
 import { grabScript, registerScripts } from '@redpacket/grab-svc/scripts';
@@ -41,25 +40,9 @@ const campaigns: string[] = [];
 
 /** A campaign of n packets, all won by the real grab script: its outbox holds n real entries. */
 async function wonCampaign(round: number): Promise<CampaignMeta> {
-  const now = Date.now();
-  const valid = validateCreate(
-    {
-      name: 'relay bench',
-      totalCents: BigInt(n * 100),
-      packetCount: n,
-      split: Split.EQUAL,
-      batches: 1,
-      batchIntervalMs: 0n,
-      startsAt: new Date(now - 1000),
-      expiresAt: new Date(now + 600_000),
-      ownerId: 'bench',
-      eligibility: undefined,
-    },
-    now,
-  );
-  const meta = { ...valid, id: `bench-relay-${tag}-${round}` };
-  campaigns.push(meta.id);
-  await writeCampaign(redis, meta);
+  const id = `bench-relay-${tag}-${round}`;
+  campaigns.push(id);
+  const meta = await writeOpenCampaign(redis, { id, count: n });
   for (let i = 0; i < n; i += 1000) {
     await Promise.all(
       Array.from({ length: Math.min(1000, n - i) }, (_, j) =>

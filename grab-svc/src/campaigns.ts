@@ -321,6 +321,46 @@ export async function writeCampaignState(
   ]);
 }
 
+/** What writeOpenCampaign needs: the rest has the defaults of a plain campaign. */
+export interface OpenCampaign {
+  id: string;
+  count: number;
+  /** Default: 100 cents a packet. */
+  totalCents?: number;
+  split?: Split;
+  batches?: number;
+  intervalMs?: number;
+  subPools?: number;
+  name?: string;
+}
+
+/**
+ * A campaign open since a second ago, for an hour, written straight to Redis (no MySQL row, so not
+ * funded): what benchmarks and tests of the Redis side grab from.
+ */
+export async function writeOpenCampaign(redis: RedisClient, o: OpenCampaign): Promise<CampaignMeta> {
+  const now = Date.now();
+  const valid = validateCreate(
+    {
+      name: o.name ?? o.id,
+      totalCents: BigInt(o.totalCents ?? o.count * 100),
+      packetCount: o.count,
+      split: o.split ?? Split.EQUAL,
+      batches: o.batches ?? 1,
+      batchIntervalMs: BigInt(o.intervalMs ?? 0),
+      startsAt: new Date(now - 1000),
+      expiresAt: new Date(now + 3_600_000),
+      ownerId: 'redis-side',
+      eligibility: undefined,
+      subPools: o.subPools,
+    },
+    now,
+  );
+  const meta = { ...valid, id: o.id };
+  await writeCampaign(redis, meta);
+  return meta;
+}
+
 async function execOrThrow(pipe: ReturnType<RedisClient['pipeline']>): Promise<void> {
   const results = await pipe.exec();
   for (const [err] of results ?? []) if (err) throw err;

@@ -9,10 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { status } from '@grpc/grpc-js';
 import { createLogger, createRedis, keys, ServiceError, type Identity } from '@redpacket/lib';
 import { metricValue, pollUntil, startRedisCluster, type TestRedisCluster } from '@redpacket/lib/testing';
-import { Outcome, Split } from '@redpacket/proto';
+import { Outcome } from '@redpacket/proto';
 import type { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { validateCreate, writeCampaign } from '../src/campaigns.js';
+import { writeOpenCampaign } from '../src/campaigns.js';
 import { Durability } from '../src/durability.js';
 import { everyoneEligible } from '../src/eligibility-mirror.js';
 import { grab } from '../src/grab.js';
@@ -58,28 +58,8 @@ async function inSync(): Promise<boolean> {
   );
 }
 
-async function campaign(count: number): Promise<string> {
-  const now = Date.now();
-  const valid = validateCreate(
-    {
-      name: 'replica ack test',
-      totalCents: BigInt(count * 100),
-      packetCount: count,
-      split: Split.EQUAL,
-      batches: 1,
-      batchIntervalMs: 0n,
-      startsAt: new Date(now - 1000),
-      expiresAt: new Date(now + 600_000),
-      ownerId: 'owner-replica-ack',
-      eligibility: undefined,
-      subPools: undefined,
-    },
-    now,
-  );
-  const meta = { ...valid, id: `ra${randomBytes(5).toString('hex')}` };
-  await writeCampaign(redis, meta);
-  return meta.id;
-}
+const campaign = async (count: number): Promise<string> =>
+  (await writeOpenCampaign(redis, { id: `ra${randomBytes(5).toString('hex')}`, count })).id;
 
 /** The replica of the master serving a campaign's slot (as the master itself reports it). */
 async function replicaOf(campaignId: string): Promise<{ conn: Redis; pid: number }> {
