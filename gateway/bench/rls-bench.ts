@@ -7,6 +7,8 @@
  * Scenarios: echo (no logic), counted (every decision is a Lua call: limits too high to refuse),
  * over-limit (one user already over the per-user limit: answered from the in-process cache).
  * A grpc-js client saturates at 5-7k req/s, so it would measure itself: h2load is the driver.
+ * `--json`: stdout is one JSON object (the table goes to stderr), issue 16's keys first:
+ * `rls_cpu_us` (the counted scenario's Node CPU per decision) and `echo_cpu_us`.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -263,23 +265,26 @@ try {
   rmSync(work, { recursive: true, force: true });
 }
 
+const JSON_OUT = process.argv.includes('--json');
+/** The table: on stderr with --json, so that stdout is the JSON alone. */
+const say = (line: string): void => void (JSON_OUT ? process.stderr : process.stdout).write(`${line}\n`);
 const med = (name: string, f: (m: Measured) => number): number => median((results[name] ?? []).map(f));
 const echoRps = med('echo', (m) => m.reqPerSec);
 const echoCpu = med('echo', (m) => m.cpuUs);
-console.log(
+say(
   `RLS bench: h2load -n ${REQUESTS} -c ${CONNECTIONS} -m ${STREAMS} -t 1, ${ROUNDS} rounds, medians; ` +
     'servers on one Node thread, h2load and redis-server beside them on 2 shared cores: noisy (+-10-25%).',
 );
-console.log(`${startLoad} at the start, ${loadAverage()} at the end`);
+say(`${startLoad} at the start, ${loadAverage()} at the end`);
 // npm run bench:rls passes gateway's own V8 flags (its npm start): the RLS runs in this process
-console.log(`node flags: ${process.execArgv.join(' ') || '(none)'}`);
+say(`node flags: ${process.execArgv.join(' ') || '(none)'}`);
 const row = (cells: string[]): string => cells.map((c, i) => (i ? c.padStart(12) : c.padEnd(11))).join(' ');
-console.log(row(['scenario', 'req/s', 'x echo', 'node us/req', 'echo/node', 'redis us/req', 'calls/req', 'cmds/req']));
+say(row(['scenario', 'req/s', 'x echo', 'node us/req', 'echo/node', 'redis us/req', 'calls/req', 'cmds/req']));
 for (const name of ['echo', 'counted', 'over-limit']) {
   if (!results[name]?.length) continue;
   const rps = med(name, (m) => m.reqPerSec);
   const cpu = med(name, (m) => m.cpuUs);
-  console.log(
+  say(
     row([
       name,
       rps.toFixed(0),
@@ -291,5 +296,33 @@ for (const name of ['echo', 'counted', 'over-limit']) {
       med(name, (m) => m.executed).toFixed(5),
     ]),
   );
-  console.log(`  runs: ${(results[name] ?? []).map((m) => m.reqPerSec.toFixed(0)).join(', ')} req/s`);
+  say(`  runs: ${(results[name] ?? []).map((m) => m.reqPerSec.toFixed(0)).join(', ')} req/s`);
+}
+if (JSON_OUT) {
+  const scenario = (name: string) =>
+    results[name]?.length
+      ? {
+          reqPerSec: med(name, (m) => m.reqPerSec),
+          cpuUs: med(name, (m) => m.cpuUs),
+          redisCpuUs: med(name, (m) => m.redisCpuUs),
+          sentPerReq: med(name, (m) => m.sent),
+          executedPerReq: med(name, (m) => m.executed),
+        }
+      : null;
+  const counted = scenario('counted');
+  console.log(
+    JSON.stringify(
+      {
+        rls_cpu_us: counted?.cpuUs ?? null,
+        echo_cpu_us: echoCpu,
+        requests: REQUESTS,
+        rounds: ROUNDS,
+        echo: scenario('echo'),
+        counted,
+        overLimit: scenario('over-limit'),
+      },
+      null,
+      2,
+    ),
+  );
 }

@@ -1,5 +1,7 @@
 /** What grab-svc's benchmarks share: their campaigns, and the durability policy they run with. */
 import type { Metadata } from '@grpc/grpc-js';
+import type { Pool } from '@redpacket/db';
+import { depositBudget } from '@redpacket/ledger/testing';
 import { call } from '@redpacket/lib/testing';
 import { Split, type AdminServiceClient } from '@redpacket/proto';
 
@@ -14,6 +16,11 @@ export interface BenchCampaign {
   /** One-yuan packets, split at random, all released at once, open for an hour. */
   packetCount: number;
   subPools?: number;
+  /**
+   * The MySQL of the grab-svc (CreateCampaign debits the owner's budget there): the budget is
+   * deposited first, as a test does.
+   */
+  fundFrom?: Pool;
 }
 
 /** Creates a campaign through AdminService; its id and how long CreateCampaign took (ms). */
@@ -22,6 +29,7 @@ export async function createBenchCampaign(
   adminMd: Metadata,
   c: BenchCampaign,
 ): Promise<{ id: string; ms: number }> {
+  if (c.fundFrom) await depositBudget(c.fundFrom, 'bench-ops', BigInt(c.packetCount) * 100n);
   const t0 = performance.now();
   const res = await call(
     admin.createCampaign,

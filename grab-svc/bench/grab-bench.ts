@@ -6,7 +6,12 @@
  * not a test. Env: BENCH_REQUESTS, BENCH_CONCURRENCY, BENCH_ROUNDS, REDIS_URL, BENCH_NODE_FLAGS, BENCH_CHILD_LOG
  * (a file the servers' output is appended to), REDIS_DURABILITY (grab-svc's; none unless set,
  * as the shared development Redis keeps no AOF: `npm run bench:durability` measures the policies);
- * `--json` prints the figures as JSON too; `--profile` adds a run of a grab-svc under
+ * BENCH_DURABILITY=aof (the shipped policy) adds, next to each unprotected grab round, a round on a
+ * second grab-svc with REDIS_DURABILITY=aof on a redis-server of the bench's own with `appendfsync
+ * always` (issue 16's goal 5). grab-svc runs with gc-window.js preloaded: its longest GC pause in
+ * the open-loop run and the bytes V8 allocated per grab in the measured rounds.
+ * `--json` prints the figures as one JSON object on stdout (the table goes to stderr), with the
+ * snake_case keys of issue 16's goals first; `--profile` adds a run of a grab-svc under
  * `node --cpu-prof` and prints where its CPU went (self time by function and by package).
  */
 import { execFile } from 'node:child_process';
@@ -17,7 +22,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { credentials } from '@grpc/grpc-js';
 import { createRedis, keys } from '@redpacket/lib';
-import { bearer, deleteKeys, testSigner } from '@redpacket/lib/testing';
+import { bearer, deleteKeys, startRedisServer, testSigner } from '@redpacket/lib/testing';
 import {
   cpuTimeMs,
   ECHO_PATH,
@@ -34,16 +39,25 @@ import {
   type ProfileSummary,
   type PreparedRequest,
 } from '@redpacket/loadgen';
+import { createPool, DEFAULT_MYSQL_URL } from '@redpacket/db';
 import { AdminServiceClient, GrabRequest, Outcome } from '@redpacket/proto';
 import Table from 'cli-table3';
+import { DEFAULT_DURABILITY } from '@redpacket/grab-svc/durability';
 import { GRAB_NODE_FLAGS } from '@redpacket/grab-svc/node-flags';
 import { benchDurability, createBenchCampaign } from './bench-campaign.js';
+import type { GcWindowReport } from './gc-window.js';
 
 const N = Number(process.env['BENCH_REQUESTS'] ?? 60_000);
 const C = Number(process.env['BENCH_CONCURRENCY'] ?? 200);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 const REDIS_URL = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const DURABILITY = benchDurability(process.env);
+/** grab-svc's MySQL (it inherits this environment): campaigns are funded there before they are created. */
+const MYSQL_URL = process.env['MYSQL_URL'] ?? DEFAULT_MYSQL_URL;
+/** BENCH_DURABILITY=aof: also grab through a grab-svc with the shipped policy on an AOF-always Redis. */
+const SHIPPED = process.env['BENCH_DURABILITY'] === DEFAULT_DURABILITY;
+if (process.env['BENCH_DURABILITY'] !== undefined && !SHIPPED)
+  throw new Error(`BENCH_DURABILITY: only ${DEFAULT_DURABILITY} (the shipped policy) is measured here`);
 const GRAB_PATH = '/redpacket.v1.GrabService/Grab';
 const run = randomBytes(3).toString('hex');
 const PROFILE = process.argv.includes('--profile');
@@ -105,68 +119,159 @@ async function redisBenchmarkRpush(count: number): Promise<number> {
   return ms;
 }
 
-/** The two servers under load, and what every scenario needs to drive them. */
+type Redis = ReturnType<typeof createRedis>;
+
+/** One grab-svc under load: its process, port, the Redis it uses, and its GC windows. */
+interface GrabTarget {
+  child: Child;
+  port: number;
+  /** A connection to the grab-svc's Redis, for INFO. */
+  redis: Redis;
+  durability: string;
+  /** Creates a campaign of packetCount packets through this grab-svc; how long CreateCampaign took. */
+  create(packetCount: number): Promise<{ id: string; ms: number }>;
+  /** Runs `work` inside a GC window of this grab-svc (gc-window.ts): its pauses and allocation. */
+  gcWindow<T>(work: () => Promise<T>): Promise<{ result: T; gc: GcWindowReport }>;
+  close(): Promise<void>;
+}
+
+/** The servers under load, and what every scenario needs to drive them. */
 interface Bench {
-  redis: ReturnType<typeof createRedis>;
   echo: Child;
-  grab: Child;
   echoPort: number;
-  grabPort: number;
+  /** The unprotected grab-svc on REDIS_URL (REDIS_DURABILITY none unless set). */
+  grab: GrabTarget;
+  /** BENCH_DURABILITY=aof: a grab-svc with the shipped policy on an AOF-always Redis of its own. */
+  shipped: GrabTarget | undefined;
   /** N users' tokens, verified by grab-svc in the warm-up; then the cold ones, never seen. */
   tokens: string[];
   coldTokens: string[];
-  /** Creates a campaign of packetCount packets; how long CreateCampaign took. */
+  /** Creates a campaign of packetCount packets on the unprotected grab-svc. */
   create(packetCount: number): Promise<{ id: string; ms: number }>;
   /** One Grab a token, spread over the campaigns round-robin. */
   requestsFor(campaignIds: string[], toks: string[]): PreparedRequest[];
-  /** A closed-loop run, with the server process's own CPU per call. */
-  load(path: string, requests: PreparedRequest[]): Promise<LoadReport & { serverCpuUs: number }>;
+  /** A closed-loop run, with the server process's own CPU per call (grab paths: on `target`, default grab). */
+  load(path: string, requests: PreparedRequest[], target?: GrabTarget): Promise<LoadReport & { serverCpuUs: number }>;
   /** A run at `rps` requests/s (open loop), or closed loop with 0. */
-  runLoadOn(path: string, requests: PreparedRequest[], rps?: number): Promise<LoadReport>;
+  runLoadOn(path: string, requests: PreparedRequest[], rps?: number, target?: GrabTarget): Promise<LoadReport>;
 }
 
-const grabEnv = (port: number): Record<string, string> => ({
+const grabEnv = (port: number, redisUrl = REDIS_URL, durability = DURABILITY): Record<string, string> => ({
   GRPC_PORT: String(port),
-  REDIS_URL,
+  REDIS_URL: redisUrl,
   ...testSigner().env,
   LOG_LEVEL: 'info',
-  REDIS_DURABILITY: DURABILITY,
+  REDIS_DURABILITY: durability,
   // The grab path alone: the outbox relay has its own benchmark (bench:relay), and here it
   // would publish every win of every round to the shared broker with nobody consuming them.
   RELAY_ENABLED: '0',
   SETTLE_EVERY_MS: '0',
 });
 
-/** Starts echo and grab-svc; `close` stops them and deletes the campaigns created. */
-async function startBench(): Promise<Bench & { close(): Promise<void> }> {
-  const redis = createRedis({ url: REDIS_URL });
-  const echoPort = await freePort();
-  const grabPort = await freePort();
-  const echo = spawnNode(echoServerScript, [String(echoPort)]);
-  const grab = spawnNode(new URL('../main.js', import.meta.url), [], grabEnv(grabPort), NODE_FLAGS);
+/** Preloaded into every measured grab-svc: GC windows opened and closed by SIGUSR2. */
+const GC_WINDOW = ['--import', new URL('./gc-window.js', import.meta.url).href];
+
+/** Starts a grab-svc on `redisUrl`; `close` stops it and deletes the campaigns it created. */
+async function startGrab(redisUrl: string, durability: string): Promise<GrabTarget> {
+  const redis = createRedis({ url: redisUrl });
+  const port = await freePort();
+  const child = spawnNode(new URL('../main.js', import.meta.url), [], grabEnv(port, redisUrl, durability), [
+    ...NODE_FLAGS,
+    ...GC_WINDOW,
+  ]);
   const created: string[] = [];
-  const admin = new AdminServiceClient(`127.0.0.1:${grabPort}`, credentials.createInsecure());
+  const pool = createPool(MYSQL_URL, 2);
+  const admin = new AdminServiceClient(`127.0.0.1:${port}`, credentials.createInsecure());
+  const adminMd = bearer(await testSigner().sign({ userId: 'bench-ops', role: 'admin' }));
+  let windows = 0;
+  /** SIGUSR2, then the line gc-window.js answers with for window `n`. */
+  const toggle = async (n: number, re: string): Promise<string> => {
+    child.proc.kill('SIGUSR2');
+    return child.waitFor(new RegExp(`^\\{"gcWindow":${n},${re}`), 30_000);
+  };
+  const target: GrabTarget = {
+    child,
+    port,
+    redis,
+    durability,
+    async create(packetCount) {
+      const c = await createBenchCampaign(admin, adminMd, { name: `bench ${run}`, packetCount, fundFrom: pool });
+      created.push(c.id);
+      return c;
+    },
+    async gcWindow(work) {
+      const n = ++windows;
+      await toggle(n, '"state":"open"');
+      const result = await work();
+      return { result, gc: JSON.parse(await toggle(n, '"gcs"')) as GcWindowReport };
+    },
+    async close() {
+      admin.close();
+      for (const id of created) {
+        await deleteKeys(redis as never, `rp:{${id}}:*`);
+        await redis.zrem(keys.campaigns, id);
+      }
+      await child.stop();
+      await Promise.all([redis.quit(), pool.end()]);
+    },
+  };
+  try {
+    // migrate() waits up to 60 s for the migration lock another process on the MySQL may hold
+    await child.waitFor(/gRPC server listening/, 90_000);
+  } catch (err) {
+    await target.close();
+    throw err;
+  }
+  return target;
+}
+
+/**
+ * The shipped durability policy's grab-svc: REDIS_DURABILITY=aof on a redis-server of the
+ * bench's own with `appendfsync always`, its AOF in a temporary directory removed on close.
+ */
+async function startShippedGrab(): Promise<GrabTarget> {
+  const dir = mkdtempSync(join(tmpdir(), 'grab-bench-aof-'));
+  const server = await startRedisServer(await freePort(), { appendfsync: 'always', dir });
+  try {
+    const target = await startGrab(server.url, DEFAULT_DURABILITY);
+    return {
+      ...target,
+      async close() {
+        await target.close().finally(async () => {
+          await server.stop();
+          rmSync(dir, { recursive: true, force: true });
+        });
+      },
+    };
+  } catch (err) {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Starts echo and grab-svc (and the shipped one with BENCH_DURABILITY=aof); `close` stops them. */
+async function startBench(): Promise<Bench & { close(): Promise<void> }> {
+  const echoPort = await freePort();
+  const echo = spawnNode(echoServerScript, [String(echoPort)]);
+  let grab: GrabTarget | undefined;
+  let shipped: GrabTarget | undefined;
   const close = async (): Promise<void> => {
-    admin.close();
-    for (const id of created) {
-      await deleteKeys(redis as never, `rp:{${id}}:*`);
-      await redis.zrem(keys.campaigns, id);
-    }
-    await Promise.all([echo.stop(), grab.stop()]);
-    await redis.quit();
+    await Promise.all([echo.stop(), grab?.close(), shipped?.close()]);
   };
   try {
     await echo.waitFor(/^listening/);
-    await grab.waitFor(/gRPC server listening/);
-    const adminMd = bearer(await testSigner().sign({ userId: 'bench-ops', role: 'admin' }));
+    grab = await startGrab(REDIS_URL, DURABILITY);
+    shipped = SHIPPED ? await startShippedGrab() : undefined;
     process.stderr.write(`signing ${2 * N} tokens...\n`);
     const sign = (prefix: string) =>
       Promise.all(Array.from({ length: N }, (_, i) => testSigner().sign({ userId: `bench-${run}-${prefix}${i}` })));
     const tokens = await sign('u');
     const coldTokens = await sign('v');
-    const runLoadOn = (path: string, requests: PreparedRequest[], rps = 0): Promise<LoadReport> =>
+    const grabTarget = grab;
+    const runLoadOn = (path: string, requests: PreparedRequest[], rps = 0, target = grabTarget): Promise<LoadReport> =>
       runLoad({
-        target: `http://127.0.0.1:${path === ECHO_PATH ? echoPort : grabPort}`,
+        target: `http://127.0.0.1:${path === ECHO_PATH ? echoPort : target.port}`,
         path,
         requests,
         // open loop: room for a stall's backlog, so the generator's own cap does not shape it
@@ -176,18 +281,13 @@ async function startBench(): Promise<Bench & { close(): Promise<void> }> {
         rps,
       });
     return {
-      redis,
       echo,
-      grab,
       echoPort,
-      grabPort,
+      grab,
+      shipped,
       tokens,
       coldTokens,
-      async create(packetCount) {
-        const c = await createBenchCampaign(admin, adminMd, { name: `bench ${run}`, packetCount });
-        created.push(c.id);
-        return c;
-      },
+      create: (packetCount) => grabTarget.create(packetCount),
       requestsFor: (campaignIds, toks) =>
         toks.map((t, i) => ({
           body: grpcFrame(
@@ -195,10 +295,10 @@ async function startBench(): Promise<Bench & { close(): Promise<void> }> {
           ),
           headers: { authorization: `Bearer ${t}` },
         })),
-      async load(path, requests) {
-        const pid = (path === ECHO_PATH ? echo : grab).proc.pid!;
+      async load(path, requests, target = grabTarget) {
+        const pid = (path === ECHO_PATH ? echo : target.child).proc.pid!;
         const cpu0 = cpuTimeMs(pid);
-        const report = await runLoadOn(path, requests);
+        const report = await runLoadOn(path, requests, 0, target);
         return { ...report, serverCpuUs: ((cpuTimeMs(pid) - cpu0) * 1000) / report.count };
       },
       runLoadOn,
@@ -217,10 +317,10 @@ function expectAllWon(r: LoadReport, what: string): void {
 }
 
 /** Redis's CPU µs a grab over `work` (INFO cpu before and after). */
-async function withRedisCpu<T>(b: Bench, work: () => Promise<T>): Promise<{ result: T; redisCpuUs: number }> {
-  const r0 = await redisCpuSeconds(b.redis);
+async function withRedisCpu<T>(redis: Redis, work: () => Promise<T>): Promise<{ result: T; redisCpuUs: number }> {
+  const r0 = await redisCpuSeconds(redis);
   const result = await work();
-  return { result, redisCpuUs: (((await redisCpuSeconds(b.redis)) - r0) * 1e6) / N };
+  return { result, redisCpuUs: (((await redisCpuSeconds(redis)) - r0) * 1e6) / N };
 }
 
 /** Warm-up: JIT both servers and fill grab-svc's verified-token cache with `tokens`. */
@@ -229,6 +329,10 @@ async function warmUp(b: Bench): Promise<{ campaignId: string }> {
   const warm = await b.create(N);
   await b.load(ECHO_PATH, b.requestsFor([warm.id], b.tokens));
   await b.load(GRAB_PATH, b.requestsFor([warm.id], b.tokens));
+  if (b.shipped) {
+    const shippedWarm = await b.shipped.create(N);
+    await b.load(GRAB_PATH, b.requestsFor([shippedWarm.id], b.tokens), b.shipped);
+  }
   return { campaignId: warm.id };
 }
 
@@ -237,33 +341,67 @@ async function echoRound(b: Bench, requests: PreparedRequest[]): Promise<LoadRep
   return b.load(ECHO_PATH, requests);
 }
 
-/** The grab: every call WON, with the Redis commands and Redis CPU each grab cost. */
-async function grabRound(b: Bench, requests: PreparedRequest[]) {
-  const before = await commandCalls(b.redis);
-  const { result: g, redisCpuUs } = await withRedisCpu(b, () => b.load(GRAB_PATH, requests));
-  const after = await commandCalls(b.redis);
-  expectAllWon(g, 'grab');
+/**
+ * The grab on `target`: every call WON, with the Redis commands and Redis CPU each grab cost, and
+ * grab-svc's GC over the round.
+ */
+async function grabRound(b: Bench, requests: PreparedRequest[], target = b.grab) {
+  const before = await commandCalls(target.redis);
+  const {
+    result: { result: g, redisCpuUs },
+    gc,
+  } = await target.gcWindow(() => withRedisCpu(target.redis, () => b.load(GRAB_PATH, requests, target)));
+  const after = await commandCalls(target.redis);
+  expectAllWon(g, `grab (REDIS_DURABILITY ${target.durability})`);
   const delta = (k: string): number => (after[k] ?? 0) - (before[k] ?? 0);
   // every command a client sent: script calls plus anything outside a script (info itself: 1)
   const inside = ['hmget', 'hget', 'time', 'sismember', 'lpop', 'hset', 'xadd', 'hincrby', 'set'];
   return {
     report: g,
     redisCpuUs,
+    gc,
     scriptCallsPerGrab: (delta('evalsha') + delta('eval')) / N,
     commandsSentPerGrab: (Object.keys(after).reduce((s, k) => s + (inside.includes(k) ? 0 : delta(k)), 0) - 1) / N,
   };
 }
 
-/** ROUNDS closed-loop rounds, echo then grab on a fresh campaign each; medians. */
+type GrabRun = Awaited<ReturnType<typeof grabRound>>;
+
+/** The shipped policy's rounds next to the unprotected ones: medians, and the ratios to them. */
+function shippedFigures(runs: GrabRun[], unprotected: { rps: number; cpuUs: number; redisCpuUs: number }) {
+  if (!runs.length) return undefined;
+  const rps = median(runs.map((g) => g.report.rps));
+  const cpuUs = median(runs.map((g) => g.report.serverCpuUs));
+  return {
+    durability: DEFAULT_DURABILITY,
+    rps,
+    p50Ms: median(runs.map((g) => g.report.percentilesMs[50] ?? 0)),
+    p99Ms: median(runs.map((g) => g.report.percentilesMs[99] ?? 0)),
+    cpuUs,
+    redisCpuUs: median(runs.map((g) => g.redisCpuUs)),
+    rpsOverUnprotected: rps / unprotected.rps,
+    cpuOverUnprotected: cpuUs / unprotected.cpuUs,
+  };
+}
+
+/**
+ * ROUNDS closed-loop rounds, echo then grab on a fresh campaign each (then the shipped policy's
+ * grab-svc, with BENCH_DURABILITY=aof); medians, and V8's allocation over all grab rounds.
+ */
 async function echoVsGrab(b: Bench) {
   const echoRuns: (LoadReport & { serverCpuUs: number })[] = [];
-  const grabRuns: Awaited<ReturnType<typeof grabRound>>[] = [];
+  const grabRuns: GrabRun[] = [];
+  const shippedRuns: GrabRun[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     process.stderr.write(`round ${r + 1}/${ROUNDS}\n`);
     const c = await b.create(N);
     const reqs = b.requestsFor([c.id], b.tokens);
     echoRuns.push(await echoRound(b, reqs));
     grabRuns.push(await grabRound(b, reqs));
+    if (b.shipped) {
+      const d = await b.shipped.create(N);
+      shippedRuns.push(await grabRound(b, b.requestsFor([d.id], b.tokens), b.shipped));
+    }
   }
   const last = grabRuns[grabRuns.length - 1]!;
   const grabReports = grabRuns.map((g) => g.report);
@@ -287,6 +425,10 @@ async function echoVsGrab(b: Bench) {
     echoOverGrabCpu: echoCpuUs / grabCpuUs,
     redisCpuUsPerGrab,
     echoOverGrabPlusRedisCpu: echoCpuUs / (grabCpuUs + redisCpuUsPerGrab),
+    // V8's own count over every measured grab round (gc-window.ts), not a sample of one
+    bytesAllocatedPerGrab: grabRuns.reduce((sum, g) => sum + g.gc.allocatedBytes, 0) / (grabRuns.length * N),
+    gcPauseMaxMsClosedLoop: Math.max(...grabRuns.map((g) => g.gc.pauseMaxMs)),
+    shipped: shippedFigures(shippedRuns, { rps: grabRps, cpuUs: grabCpuUs, redisCpuUs: redisCpuUsPerGrab }),
     // the last round's counts, as every round sends the same commands
     redisScriptCallsPerGrab: last.scriptCallsPerGrab,
     redisCommandsSentPerGrab: last.commandsSentPerGrab,
@@ -309,12 +451,14 @@ async function openLoop(b: Bench, rps: number) {
   const pinger = (async () => {
     while (pinging) {
       const t0 = performance.now();
-      await b.redis.ping();
+      await b.grab.redis.ping();
       pings.push(performance.now() - t0);
       await new Promise((r) => setTimeout(r, 5));
     }
   })();
-  const pacedGrab = await b.runLoadOn(GRAB_PATH, pacedReqs, rps).finally(() => (pinging = false));
+  const { result: pacedGrab, gc } = await b.grab
+    .gcWindow(() => b.runLoadOn(GRAB_PATH, pacedReqs, rps))
+    .finally(() => (pinging = false));
   await pinger;
   pings.sort((x, y) => x - y);
   const pingQ = (q: number): number => pings[Math.min(pings.length - 1, Math.ceil(q * pings.length) - 1)] ?? 0;
@@ -324,6 +468,9 @@ async function openLoop(b: Bench, rps: number) {
     grabOpenLoopP50Ms: pacedGrab.percentilesMs[50] ?? 0,
     grabOpenLoopP99Ms: pacedGrab.percentilesMs[99] ?? 0,
     grabOpenLoopP999Ms: pacedGrab.percentilesMs[99.9] ?? 0,
+    gcPauseMaxMsDuringOpenLoop: gc.pauseMaxMs,
+    gcPauseTotalMsDuringOpenLoop: gc.pauseTotalMs,
+    gcsDuringOpenLoop: gc.gcs,
     redisPingP99MsDuringOpenLoop: pingQ(0.99),
     redisPingMaxMsDuringOpenLoop: pingQ(1),
     echoOpenLoopP50Ms: pacedEcho.percentilesMs[50] ?? 0,
@@ -363,7 +510,7 @@ async function bigVsSmallCampaigns(b: Bench, bigCampaignId: string) {
   const small: { rps: number; cpuUs: number; redisCpuUs: number }[] = [];
   let smallCampaigns = 0;
   const measured = async (requests: PreparedRequest[]) => {
-    const { result, redisCpuUs } = await withRedisCpu(b, () => b.load(GRAB_PATH, requests));
+    const { result, redisCpuUs } = await withRedisCpu(b.grab.redis, () => b.load(GRAB_PATH, requests));
     return { rps: result.rps, cpuUs: result.serverCpuUs, redisCpuUs };
   };
   for (const toks of [b.tokens, b.coldTokens]) {
@@ -403,7 +550,7 @@ async function h2loadReference(b: Bench, sample: PreparedRequest) {
     });
   const h2 = await h2At(`http://127.0.0.1:${b.echoPort}${ECHO_PATH}`);
   // h2load against grab-svc: one user, so this is the ALREADY_GRABBED path; a reference only
-  const h2grab = await h2At(`http://127.0.0.1:${b.grabPort}${GRAB_PATH}`);
+  const h2grab = await h2At(`http://127.0.0.1:${b.grab.port}${GRAB_PATH}`);
   return { h2loadEchoRps: h2.rps, h2loadGrabAlreadyGrabbedRps: h2grab.rps };
 }
 
@@ -472,6 +619,31 @@ function composeFigures(
   };
 }
 
+/**
+ * Issue 16's goals under the keys a script checks them by (its "Goals" section): each goal is a
+ * ratio of two of these, taken in one run. The shipped policy's keys are null without
+ * BENCH_DURABILITY=aof.
+ */
+function goalKeys(f: Figures) {
+  return {
+    grab_cpu_us: f.grabServerCpuUsPerCall,
+    echo_cpu_us: f.echoServerCpuUsPerCall,
+    redis_cpu_us_per_grab: f.redisCpuUsPerGrab,
+    open_loop_grab_p99_ms: f.grabOpenLoopP99Ms,
+    open_loop_echo_p99_ms: f.echoOpenLoopP99Ms,
+    gc_pause_max_ms: f.gcPauseMaxMsDuringOpenLoop,
+    bytes_allocated_per_grab: f.bytesAllocatedPerGrab,
+    unprotected_durability: DURABILITY,
+    shipped_durability: f.shipped?.durability ?? null,
+    shipped_grab_cpu_us: f.shipped?.cpuUs ?? null,
+    shipped_redis_cpu_us_per_grab: f.shipped?.redisCpuUs ?? null,
+    shipped_grab_rps: f.shipped?.rps ?? null,
+    unprotected_grab_rps: f.grabRps,
+    shipped_grab_p99_ms: f.shipped?.p99Ms ?? null,
+    unprotected_grab_p99_ms: f.grabP99Ms,
+  };
+}
+
 function figuresTable(f: Figures, smallCampaigns: number, startLoad: string): string {
   const t = new Table({ head: ['figure', 'value', 'note'] });
   t.push(
@@ -507,6 +679,27 @@ function figuresTable(f: Figures, smallCampaigns: number, startLoad: string): st
       'INFO cpu; on the same 2 cores (includes any other client of this Redis)',
     ],
     ['echo CPU / (grab + Redis CPU)', fmt(f.echoOverGrabPlusRedisCpu, 2), 'the ratio when the cores are the limit'],
+    [
+      'V8 bytes allocated per grab',
+      fmt(f.bytesAllocatedPerGrab),
+      `grab-svc, all ${ROUNDS} measured rounds (GC profiler: heap growth + freed)`,
+    ],
+    [
+      'grab-svc GC pause max ms: open loop / closed',
+      `${fmt(f.gcPauseMaxMsDuringOpenLoop, 1)} / ${fmt(f.gcPauseMaxMsClosedLoop, 1)}`,
+      `open loop: ${f.gcsDuringOpenLoop} GCs, ${fmt(f.gcPauseTotalMsDuringOpenLoop)} ms paused; goal max <= 10`,
+    ],
+    ...(f.shipped
+      ? [
+          [
+            `grab req/s, p99 ms, CPU µs: REDIS_DURABILITY ${f.shipped.durability}`,
+            `${fmt(f.shipped.rps)}, ${fmt(f.shipped.p99Ms, 2)}, ${fmt(f.shipped.cpuUs)}`,
+            `own Redis, appendfsync always; ${fmt(f.shipped.rpsOverUnprotected, 2)}x the req/s, ` +
+              `${fmt(f.shipped.cpuOverUnprotected, 2)}x the CPU of ${DURABILITY}`,
+          ],
+          ['Redis CPU µs per grab, shipped policy', fmt(f.shipped.redisCpuUs, 1), 'INFO cpu of the bench-owned Redis'],
+        ]
+      : []),
     ['grab req/s, first-seen tokens', fmt(f.coldTokenGrabRps), 'each call verifies a new JWT'],
     ['Redis script calls per grab', fmt(f.redisScriptCallsPerGrab, 3), 'EVALSHA+EVAL from INFO commandstats; goal 1'],
     [
@@ -573,13 +766,12 @@ async function main(): Promise<void> {
     const size = await bigVsSmallCampaigns(b, creation.bigCampaignId);
     const h2 = await h2loadReference(b, b.requestsFor([warm.campaignId], b.tokens)[0]!);
     const figures = composeFigures(closed, open, cold, creation.figures, size.figures, h2);
-    console.log(figuresTable(figures, size.smallCampaigns, startLoad));
-    if (json) console.log(JSON.stringify(figures, null, 2));
-    if (PROFILE) {
-      const sum = await profile(b);
-      console.log(profileTable(sum));
-      if (json) console.log(JSON.stringify(sum, null, 2));
-    }
+    // --json: stdout is one JSON object alone (`npm run -s bench:grab -- --json | jq`)
+    const say = (text: string): void => void (json ? process.stderr : process.stdout).write(`${text}\n`);
+    say(figuresTable(figures, size.smallCampaigns, startLoad));
+    const sum = PROFILE ? await profile(b) : undefined;
+    if (sum) say(profileTable(sum));
+    if (json) console.log(JSON.stringify({ ...goalKeys(figures), ...figures, profile: sum ?? null }, null, 2));
   } finally {
     await b.close();
   }
