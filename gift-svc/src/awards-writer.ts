@@ -117,6 +117,8 @@ async function payAwards(conn: PoolConnection, wins: WinEvent[], allNew: boolean
         from: accountId.escrow(campaignId),
         kind: 'award',
         items: items.slice(i, i + MAX_BATCH),
+        // An award row new in this transaction has had no transfer: its key is written with it.
+        allNew,
       });
     }
   }

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { Pool, PoolConnection } from '@redpacket/db';
 import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise';
-import { BadTransferError, EXTERNAL, kindOf, MAX_TRANSFER_CENTS } from './accounts.js';
+import { type AccountKind, BadTransferError, EXTERNAL, kindOf, MAX_TRANSFER_CENTS } from './accounts.js';
 import { IdempotencyConflictError, InsufficientFundsError } from './errors.js';
 
 /** Why money moved; stored with the transfer. */
@@ -49,6 +49,12 @@ export interface BatchRequest {
   from: string;
   kind: TransferKind;
   items: TransferItem[];
+  /**
+   * The caller knows no item's key was applied before (rows of its own, unique per key, were all
+   * new in this transaction): the lookup of applied keys is skipped. A wrong claim fails on the
+   * transfers' unique key (ER_DUP_ENTRY); it never moves money twice.
+   */
+  allNew?: boolean;
 }
 
 /** A transfer as written, with both balances right after it (the first call's, on a replay). */
@@ -87,7 +93,8 @@ export async function transferBatch(pool: Pool, req: BatchRequest): Promise<Tran
       // concurrent inserts of neighbouring keys deadlock.
       await conn.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
       await conn.beginTransaction();
-      const out = await applyBatch(conn, req);
+      // A retry after a duplicate key looks the applied keys up, whatever the caller claimed.
+      const out = await applyBatch(conn, attempt === 1 ? req : { ...req, allNew: false });
       await conn.commit();
       return out;
     } catch (err) {
@@ -141,6 +148,15 @@ function checkBatch(req: BatchRequest): void {
   }
 }
 
+/** Accounts' rank in the lock order: the hot, shared ones last. */
+const LOCK_RANK: Record<AccountKind, number> = { user: 0, merchant: 0, operator: 1, escrow: 2, external: 3 };
+
+/** The order every transaction locks accounts in: by rank, then by id. */
+function lockOrder(a: string, b: string): number {
+  const r = LOCK_RANK[kindOf(a)] - LOCK_RANK[kindOf(b)];
+  return r !== 0 ? r : a < b ? -1 : a > b ? 1 : 0;
+}
+
 const summary = (from: string, to: string, amount: bigint, kind: string): string =>
   `${kind} of ${amount} cents from ${from} to ${to}`;
 
@@ -149,11 +165,14 @@ async function applyBatch(conn: PoolConnection, req: BatchRequest): Promise<Tran
   const keys = req.items.map((i) => i.key);
   // A key being written by a concurrent call is not seen here: the INSERT below then waits for
   // it and fails on the duplicate, and the retry finds it.
-  const [found] = await conn.query<RowDataPacket[]>(
-    `SELECT transfer_id, idempotency_key, kind, debit_account, credit_account, amount_cents, note, created_at
-       FROM transfers WHERE idempotency_key IN (?)`,
-    [keys],
-  );
+  const [found] =
+    req.allNew === true
+      ? [[] as RowDataPacket[]]
+      : await conn.query<RowDataPacket[]>(
+          `SELECT transfer_id, idempotency_key, kind, debit_account, credit_account, amount_cents, note, created_at
+             FROM transfers WHERE idempotency_key IN (?)`,
+          [keys],
+        );
   const before = new Map(found.map((r) => [String(r['idempotency_key']), r]));
   for (const it of req.items) {
     const r = before.get(it.key);
@@ -182,12 +201,24 @@ async function writeTransfers(
   );
   const credits = new Map<string, bigint>();
   for (const i of fresh) credits.set(i.to, (credits.get(i.to) ?? 0n) + i.amountCents);
-  // Every transaction locks its accounts in id order, so two never wait on each other in a cycle.
-  // The balances read under these locks are the ones every entry below starts from.
-  const [locked] = await conn.query<RowDataPacket[]>(
-    'SELECT account_id, balance_cents FROM accounts WHERE account_id IN (?) ORDER BY account_id FOR UPDATE',
-    [[req.from, ...credits.keys()]],
+  const [ids] = await conn.query<RowDataPacket[]>(
+    'SELECT transfer_id, idempotency_key, created_at FROM transfers WHERE idempotency_key IN (?)',
+    [fresh.map((i) => i.key)],
   );
+  const idOf = new Map(ids.map((r) => [String(r['idempotency_key']), r]));
+  // Every transaction locks its accounts in one global order (lockOrder), so two never wait on
+  // each other in a cycle; the hot ones (an escrow, external) come last, so their locks are held
+  // for the fewest statements. A credit creates its account on the first one.
+  const credit = (accounts: string[]): Promise<unknown> =>
+    accounts.length === 0
+      ? Promise.resolve()
+      : conn.query(
+          `INSERT INTO accounts (account_id, kind, balance_cents) VALUES ?
+             ON DUPLICATE KEY UPDATE balance_cents = balance_cents + VALUES(balance_cents)`,
+          [accounts.map((id) => [id, kindOf(id), credits.get(id)!])],
+        );
+  const credited = [...credits.keys()].sort(lockOrder);
+  await credit(credited.filter((id) => lockOrder(id, req.from) < 0));
   // The one debit of the batch: conditional, so no concurrency can take it below zero.
   const [debit] = await conn.query<ResultSetHeader>(
     `UPDATE accounts SET balance_cents = balance_cents - ?
@@ -200,30 +231,14 @@ async function writeTransfers(
     ]);
     throw new InsufficientFundsError(req.from, BigInt(rows[0]?.['balance_cents'] ?? 0), sum);
   }
-  // Creates an account on its first credit.
-  await conn.query(
-    `INSERT INTO accounts (account_id, kind, balance_cents) VALUES ?
-       ON DUPLICATE KEY UPDATE balance_cents = balance_cents + VALUES(balance_cents)`,
-    [[...credits].map(([id, cents]) => [id, kindOf(id), cents])],
+  await credit(credited.filter((id) => lockOrder(id, req.from) > 0));
+  // Every account of the batch is locked by this transaction now: these are its final balances,
+  // the ones every entry below is walked back from.
+  const [finals] = await conn.query<RowDataPacket[]>(
+    'SELECT account_id, balance_cents FROM accounts WHERE account_id IN (?)',
+    [[req.from, ...credits.keys()]],
   );
-  const [ids] = await conn.query<RowDataPacket[]>(
-    'SELECT transfer_id, idempotency_key, created_at FROM transfers WHERE idempotency_key IN (?)',
-    [fresh.map((i) => i.key)],
-  );
-  const idOf = new Map(ids.map((r) => [String(r['idempotency_key']), r]));
-  const now = new Map(locked.map((r) => [String(r['account_id']), BigInt(r['balance_cents'])]));
-  now.set(req.from, (now.get(req.from) ?? 0n) - sum);
-  // An account created by this credit had no row to lock: a concurrent first credit may have
-  // added to it too, so its balance is read back rather than assumed.
-  const created = [...credits.keys()].filter((id) => !now.has(id));
-  if (created.length > 0) {
-    const [rows] = await conn.query<RowDataPacket[]>(
-      'SELECT account_id, balance_cents FROM accounts WHERE account_id IN (?)',
-      [created],
-    );
-    for (const r of rows) now.set(String(r['account_id']), BigInt(r['balance_cents']));
-  }
-  for (const [id, cents] of credits) if (!created.includes(id)) now.set(id, now.get(id)! + cents);
+  const now = new Map(finals.map((r) => [String(r['account_id']), BigInt(r['balance_cents'])]));
   // Walking back from the final balances gives each entry the balance right after it.
   const out = new Map<string, Transfer>();
   const entries: unknown[][] = [];

@@ -179,6 +179,60 @@ describe('transferBatch (the hot escrow)', () => {
     expect(await balanceOf(db.pool, accountId.user('winner0'))).toBe(1n);
   });
 
+  it('a batch claimed all new that is not moves an applied key nothing (the unique key refuses it)', async () => {
+    const esc = accountId.escrow('cmpClaim');
+    await deposit(esc, 1000n, 'dep-claim');
+    const first = await transferBatch(db.pool, {
+      from: esc,
+      kind: 'award',
+      items: [{ key: 'claim-1', to: accountId.user('claim1'), amountCents: 100n }],
+    });
+    const wrong = await transferBatch(db.pool, {
+      from: esc,
+      kind: 'award',
+      allNew: true,
+      items: [
+        { key: 'claim-1', to: accountId.user('claim1'), amountCents: 100n },
+        { key: 'claim-2', to: accountId.user('claim2'), amountCents: 30n },
+      ],
+    });
+    expect(wrong[0]).toMatchObject({ transferId: first[0]!.transferId, replayed: true });
+    expect(wrong[1]).toMatchObject({ replayed: false, fromBalanceCents: 870n, toBalanceCents: 30n });
+    expect(await balanceOf(db.pool, esc)).toBe(870n);
+    expect(await balanceOf(db.pool, accountId.user('claim1'))).toBe(100n);
+  });
+
+  it('a payer locked between its payees (lock order by rank, then id) gets every balance right', async () => {
+    const m = accountId.user('mid');
+    await deposit(m, 500n, 'dep-mid');
+    const paid = await transferBatch(db.pool, {
+      from: m,
+      kind: 'award',
+      items: [
+        { key: 'mid-z', to: accountId.user('zed'), amountCents: 200n },
+        { key: 'mid-a', to: accountId.user('abe'), amountCents: 100n },
+        { key: 'mid-z2', to: accountId.user('zed'), amountCents: 50n },
+      ],
+    });
+    expect(paid.map((t) => [t.fromBalanceCents, t.toBalanceCents])).toEqual([
+      [300n, 200n],
+      [200n, 100n],
+      [150n, 250n],
+    ]);
+    await expect(
+      transferBatch(db.pool, {
+        from: m,
+        kind: 'award',
+        items: [
+          { key: 'mid-a3', to: accountId.user('abe'), amountCents: 100n },
+          { key: 'mid-z3', to: accountId.user('zed'), amountCents: 100n },
+        ],
+      }),
+    ).rejects.toThrow(InsufficientFundsError);
+    expect(await balanceOf(db.pool, accountId.user('abe'))).toBe(100n);
+    expect((await audit(db.pool)).consistent).toBe(true);
+  });
+
   it('concurrent batches never take the escrow below zero', async () => {
     const hot = accountId.escrow('cmpHot');
     await deposit(hot, 1000n, 'dep-hot');
