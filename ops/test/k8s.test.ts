@@ -525,7 +525,7 @@ describe('deploy/k8s', () => {
         'the JWKS the init container writes',
         (m) =>
           (find<IDeployment>(m, 'Deployment', 'envoy').spec!.template.spec!.initContainers![0]!.command![2] =
-            '/tmp/jwks.json'),
+            '/var/run/jwks.json'),
         /envoy: no init container writes \/etc\/envoy\/jwks\/jwks.json/,
       ],
       [
